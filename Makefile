@@ -1,0 +1,40 @@
+# qortex — the two commands are `make run` and `make test` (see README.md).
+PG_MAJOR   ?= 15
+PG_CONFIG  ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+PORT       ?= 28815
+DB         ?= qortex
+DEV_DIR    := .pg/dev
+export PG_MAJOR PG_CONFIG
+
+# Installing into the system PostgreSQL needs root; as another user pgrx goes through sudo.
+SUDO_FLAG  := $(if $(filter 0,$(shell id -u)),,--sudo)
+PSQL       := $(shell $(PG_CONFIG) --bindir)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
+
+.PHONY: setup install run stop test bench clean
+
+setup:
+	@scripts/setup.sh
+
+install: setup
+	cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+
+run: install
+	@scripts/cluster.sh start $(DEV_DIR) $(PORT)
+	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB)'" | grep -q 1 || \
+		$(PSQL) -d postgres -c 'CREATE DATABASE "$(DB)"'
+	@$(PSQL) -d $(DB) -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS qortex CASCADE' -c 'ALTER EXTENSION qortex UPDATE'
+	@echo
+	@echo "qortex is running (data in $(DEV_DIR)/, stop it with 'make stop'). Connect with:"
+	@echo
+	@echo "  $(shell $(PG_CONFIG) --bindir)/psql -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres $(DB)"
+	@echo
+
+stop:
+	@scripts/cluster.sh stop $(DEV_DIR)
+
+test: setup
+	@scripts/test.sh
+
+clean: stop
+	cargo clean
+	rm -rf .pg

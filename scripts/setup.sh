@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Installs everything qortex needs to build, run and test, and nothing twice.
+#
+#   scripts/setup.sh            # PostgreSQL $PG_MAJOR (default 15)
+#   PG_MAJOR=17 scripts/setup.sh
+#
+# On Debian/Ubuntu as root (these machines, CI, the Dockerfile's build stage) it installs:
+#   - PostgreSQL $PG_MAJOR server + dev headers, clang/libclang (bindgen), sudo, build tools
+#   - pgvector >= 0.8: an installed one, else the postgresql-$PG_MAJOR-pgvector package,
+#     else Debian's own pgvector source package (from the next Debian release) built here
+#   - Rust via rustup if cargo is missing (only the Docker image needs that)
+#   - cargo-pgrx $PGRX_VERSION, and `cargo pgrx init` pointed at the system pg_config
+#   - a Python virtualenv in .venv with the integration-test packages (QORTEX_SETUP_PYTHON=0: skip)
+# Elsewhere it checks the same things and says what to install by hand.
+# A second run with everything present takes a few seconds.
+set -euo pipefail
+
+PG_MAJOR=${PG_MAJOR:-15}
+PGRX_VERSION=0.18.0
+PGVECTOR_MIN=0.8.0
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+have_apt() { command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+APT_UPDATED=
+apt_update() {
+    [ -n "$APT_UPDATED" ] && return
+    say "apt-get update"
+    apt-get update -qq
+    APT_UPDATED=1
+}
+apt_install() {
+    apt_update
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Where the machine's apt gets Debian's main archive from, so we never hard-code a mirror.
+debian_mirror() {
+    local codename=$1
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+        awk -v c="$codename" '$2 == c { print $1; exit }'
+}
+
+# version_ge A B: is dotted version A >= B?
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+# --- 1. system packages -------------------------------------------------------------------
+PACKAGES=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR" clang libclang-dev sudo
+          make gcc pkg-config libssl-dev dpkg-dev ca-certificates)
+if have_apt; then
+    missing=()
+    for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        is_root || die "missing packages: ${missing[*]} (run this script as root, or: sudo apt-get install ${missing[*]})"
+        apt_install "${missing[@]}"
+    fi
+fi
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+[ -x "$PG_CONFIG" ] || die "no pg_config at $PG_CONFIG: install PostgreSQL $PG_MAJOR with its server headers (set PG_CONFIG to point elsewhere)"
+command -v clang >/dev/null || die "clang is missing (pgrx's bindgen needs clang and libclang)"
+
+# --- 2. pgvector ------------------------------------------------------------------------------
+pgvector_version() {
+    local control
+    control="$("$PG_CONFIG" --sharedir)/extension/vector.control"
+    [ -f "$control" ] && sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$control"
+}
+
+install_pgvector_from_debian_source() {
+    is_root || die "pgvector >= $PGVECTOR_MIN is missing: build it from https://github.com/pgvector/pgvector (make && sudo make install)"
+    . /etc/os-release
+    local mirror src_list=/etc/apt/sources.list.d/qortex-pgvector-src.list
+    mirror=$(debian_mirror "${VERSION_CODENAME:-bookworm}")
+    [ -n "$mirror" ] || die "cannot find the Debian archive in apt's sources to fetch pgvector's source package"
+    # Source entries only: binary packages keep coming from the machine's own release.
+    if [ ! -f "$src_list" ]; then
+        say "adding deb-src for trixie (pgvector's source package) from $mirror"
+        echo "deb-src $mirror trixie main" >"$src_list"
+        APT_UPDATED=
+    fi
+    apt_update
+    local build
+    build=$(mktemp -d)
+    say "building pgvector from Debian's source package in $build"
+    (
+        cd "$build"
+        apt-get source -qq pgvector >/dev/null 2>&1 || die "apt-get source pgvector failed"
+        cd pgvector-*/
+        make -s PG_CONFIG="$PG_CONFIG" OPTFLAGS="" >/dev/null
+        make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+    )
+    rm -rf "$build"
+}
+
+have=$(pgvector_version || true)
+if [ -z "$have" ] || ! version_ge "$have" "$PGVECTOR_MIN"; then
+    if have_apt && is_root && apt_update && apt-cache show "postgresql-$PG_MAJOR-pgvector" >/dev/null 2>&1 &&
+        [ -n "$(apt-cache policy "postgresql-$PG_MAJOR-pgvector" | sed -n 's/ *Candidate: *//p' | grep -v none)" ]; then
+        apt_install "postgresql-$PG_MAJOR-pgvector"
+    fi
+    have=$(pgvector_version || true)
+    if [ -z "$have" ] || ! version_ge "$have" "$PGVECTOR_MIN"; then
+        install_pgvector_from_debian_source
+        have=$(pgvector_version || true)
+    fi
+    [ -n "$have" ] && version_ge "$have" "$PGVECTOR_MIN" || die "pgvector >= $PGVECTOR_MIN still missing after install (found '${have:-none}')"
+    say "pgvector $have installed"
+fi
+
+# --- 3. Rust and cargo-pgrx -------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    say "installing Rust with rustup"
+    command -v curl >/dev/null || apt_install curl
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+
+if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION" ]; then
+    say "installing cargo-pgrx $PGRX_VERSION (takes ~7 minutes)"
+    cargo install --locked --force cargo-pgrx --version "$PGRX_VERSION"
+fi
+
+PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
+if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+    say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+    cargo pgrx init --pg"$PG_MAJOR" "$PG_CONFIG" >/dev/null
+fi
+
+# --- 4. Python for the client-side tests and benchmarks --------------------------------------
+REQS="$ROOT/tests/requirements.txt"
+STAMP="$ROOT/.venv/.requirements.sha256"
+if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$REQS" ] && { [ ! -f "$STAMP" ] || ! sha256sum -c --status "$STAMP" 2>/dev/null; }; then
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        have_apt && is_root || die "python3 with the venv module is missing"
+        apt_install python3 python3-venv
+    fi
+    say "python virtualenv .venv"
+    python3 -m venv "$ROOT/.venv"
+    "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r "$REQS"
+    sha256sum "$REQS" >"$STAMP"
+fi
+
+say "ready: PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), pgvector $(pgvector_version), cargo-pgrx $PGRX_VERSION"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test suite, in order of speed: pure-Rust unit tests (no server), #[pg_test]s inside
+# PostgreSQL, then the client-side integration suite against a throw-away local cluster.
+# Expects scripts/setup.sh to have run (make test does that).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PG_MAJOR=${PG_MAJOR:-15}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+TEST_PORT=${QORTEX_TEST_PORT:-28816}
+TEST_DIR=.pg/test
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "unit tests (qortex-core, no server)"
+cargo test -p qortex-core
+
+step "#[pg_test]s inside PostgreSQL $PG_MAJOR"
+if [ "$(id -u)" -eq 0 ]; then
+    # PostgreSQL refuses to run as root: pgrx initdb's and starts its server as `postgres`.
+    mkdir -p target/pgrx-test-data
+    chown postgres: target/pgrx-test-data
+    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$ROOT/target/pgrx-test-data"
+else
+    cargo pgrx test "pg$PG_MAJOR"
+fi
+
+step "client-side integration tests"
+sudo_flag=(); [ "$(id -u)" -eq 0 ] || sudo_flag=(--sudo)
+cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
+trap 'scripts/cluster.sh stop "$TEST_DIR"' EXIT
+scripts/cluster.sh stop "$TEST_DIR"  # a server left by an interrupted run still has the old .so
+scripts/cluster.sh start "$TEST_DIR" "$TEST_PORT"
+QORTEX_TEST_HOST="$ROOT/$TEST_DIR/run" QORTEX_TEST_PORT="$TEST_PORT" \
+    .venv/bin/python -m pytest -q tests/integration "$@"

@@ -1,0 +1,22 @@
+//! qortex: adaptive retrieval inside PostgreSQL.
+//!
+//! This crate is the thin pgrx shell: it converts types, runs SPI and raises errors.
+//! Everything computable without a server lives in the `qortex-core` crate.
+::pgrx::pg_module_magic!(name, version);
+
+mod status;
+
+// The state tables come first in the generated install script; every function refers to
+// them schema-qualified (`qortex.*`), so it works under any search_path.
+pgrx::extension_sql_file!("../sql/schema-0.1.0.sql", name = "schema_0_1_0", bootstrap);
+
+/// Required by `cargo pgrx test`; must sit at the crate root.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,135 @@
+//! `qortex_status()`: what is installed and how much state it holds.
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// Library version of the loaded `qortex.so` (the schema version is `pg_extension.extversion`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const STATUS_SQL: &str = "
+SELECT pg_catalog.jsonb_build_object(
+    'versions', pg_catalog.jsonb_build_object(
+        'qortex', $1::text,
+        'qortex_schema', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'qortex'),
+        'pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'),
+        'postgres', pg_catalog.current_setting('server_version'),
+        'postgres_num', pg_catalog.current_setting('server_version_num')::int),
+    'extension_schema', (SELECT n.nspname::text
+                           FROM pg_catalog.pg_extension e
+                           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+                          WHERE e.extname = 'qortex'),
+    'tables', pg_catalog.jsonb_build_object(
+        'learning_arm_states', (SELECT pg_catalog.count(*) FROM qortex.learning_arm_states),
+        'interoception_factors', (SELECT pg_catalog.count(*) FROM qortex.interoception_factors),
+        'interoception_edge_buffer',
+            (SELECT pg_catalog.count(*) FROM qortex.interoception_edge_buffer)))";
+
+/// Versions of qortex, pgvector and PostgreSQL, and the row counts of the state tables.
+#[pg_extern(stable, parallel_safe)]
+fn qortex_status() -> JsonB {
+    Spi::connect(|client| {
+        client
+            .select(STATUS_SQL, Some(1), &[VERSION.into()])?
+            .first()
+            .get_one::<JsonB>()
+    })
+    .unwrap_or_else(|e| error!("qortex_status: {e}"))
+    .unwrap_or_else(|| error!("qortex_status: the status query returned no row"))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+    use serde_json::Value;
+
+    fn status() -> Value {
+        Spi::get_one::<pgrx::JsonB>("SELECT qortex_status()")
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn one_text(sql: &str) -> String {
+        Spi::get_one::<String>(sql).unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn status_reports_the_versions_in_use() {
+        let s = status();
+        assert_eq!(s["versions"]["qortex"], super::VERSION);
+        assert_eq!(
+            s["versions"]["qortex_schema"],
+            one_text("SELECT extversion FROM pg_extension WHERE extname = 'qortex'")
+        );
+        assert_eq!(
+            s["versions"]["pgvector"],
+            one_text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        );
+        assert_eq!(s["versions"]["postgres"], one_text("SHOW server_version"));
+        assert_eq!(
+            s["versions"]["postgres_num"].as_i64().unwrap(),
+            one_text("SHOW server_version_num").parse::<i64>().unwrap()
+        );
+        assert_eq!(
+            s["extension_schema"],
+            one_text(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'qortex'"
+            )
+        );
+    }
+
+    #[pg_test]
+    fn status_counts_the_rows_of_each_state_table() {
+        let before = status();
+        for table in [
+            "learning_arm_states",
+            "interoception_factors",
+            "interoception_edge_buffer",
+        ] {
+            assert_eq!(before["tables"][table], 0, "{table} starts empty");
+        }
+        Spi::run(
+            "INSERT INTO qortex.learning_arm_states (learner_name, context_hash, arm_id)
+                  VALUES ('l', 'default', 'a'), ('l', 'default', 'b'), ('m', 'default', 'a');
+             INSERT INTO qortex.interoception_factors (node_id) VALUES ('n1');
+             INSERT INTO qortex.interoception_edge_buffer (src_id, tgt_id)
+                  VALUES ('n1', 'n2'), ('n1', 'n3');",
+        )
+        .unwrap();
+        let after = status();
+        assert_eq!(after["tables"]["learning_arm_states"], 3);
+        assert_eq!(after["tables"]["interoception_factors"], 1);
+        assert_eq!(after["tables"]["interoception_edge_buffer"], 2);
+    }
+
+    #[pg_test]
+    fn state_tables_take_the_seed_defaults() {
+        Spi::run(
+            "INSERT INTO qortex.learning_arm_states (learner_name, context_hash, arm_id)
+                  VALUES ('l', 'default', 'a')",
+        )
+        .unwrap();
+        let row = Spi::get_one::<String>(
+            "SELECT format('%s/%s/%s/%s/%s', alpha, beta, pulls, total_reward,
+                           last_updated IS NOT NULL)
+               FROM qortex.learning_arm_states",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(row, "1/1/0/0/t");
+    }
+
+    #[pg_test]
+    fn status_works_with_an_empty_search_path() {
+        let schema = one_text(
+            "SELECT quote_ident(extnamespace::regnamespace::text)
+               FROM pg_extension WHERE extname = 'qortex'",
+        );
+        Spi::run("SET LOCAL search_path = ''").unwrap();
+        let v = Spi::get_one::<pgrx::JsonB>(&format!("SELECT {schema}.qortex_status()"))
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!(v["versions"]["qortex"], super::VERSION);
+    }
+}

@@ -1,0 +1,155 @@
+"""The extension's life cycle and qortex_status(), as a client sees them."""
+import psycopg
+import pytest
+
+from conftest import connect
+
+# The Python qortex stores' layout: (column, type, not null, default), in order.
+SEED_COLUMNS = {
+    "learning_arm_states": [
+        ("learner_name", "text", True, None),
+        ("context_hash", "text", True, None),
+        ("arm_id", "text", True, None),
+        ("alpha", "double precision", True, "1.0"),
+        ("beta", "double precision", True, "1.0"),
+        ("pulls", "integer", True, "0"),
+        ("total_reward", "double precision", True, "0.0"),
+        ("last_updated", "timestamp with time zone", False, "now()"),
+    ],
+    "interoception_factors": [
+        ("node_id", "text", True, None),
+        ("weight", "double precision", True, "1.0"),
+        ("updated_at", "timestamp with time zone", False, "now()"),
+    ],
+    "interoception_edge_buffer": [
+        ("src_id", "text", True, None),
+        ("tgt_id", "text", True, None),
+        ("hit_count", "integer", True, "0"),
+        ("scores", "jsonb", True, "'[]'::jsonb"),
+        ("last_seen", "timestamp with time zone", False, "now()"),
+    ],
+}
+SEED_PRIMARY_KEYS = {
+    "learning_arm_states": ["learner_name", "context_hash", "arm_id"],
+    "interoception_factors": ["node_id"],
+    "interoception_edge_buffer": ["src_id", "tgt_id"],
+}
+
+
+def scalar(conn, sql, *args):
+    return conn.execute(sql, args).fetchone()[0]
+
+
+def test_create_extension_cascade_pulls_in_vector(empty_db):
+    with connect(empty_db, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == 0
+        conn.execute("CREATE EXTENSION qortex CASCADE")
+        rows = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+        assert "vector" in rows
+        assert rows["qortex"] == "0.1.0"
+
+
+def test_create_extension_without_vector_and_without_cascade_fails(empty_db):
+    with connect(empty_db, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedObject, match='"vector"'):
+            conn.execute("CREATE EXTENSION qortex")
+
+
+@pytest.mark.parametrize("table", sorted(SEED_COLUMNS))
+def test_state_tables_have_the_seed_layout(db, table):
+    cols = db.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(d.adbin, d.adrelid)
+             FROM pg_attribute a
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum""",
+        (f"qortex.{table}",),
+    ).fetchall()
+    assert [tuple(c) for c in cols] == SEED_COLUMNS[table]
+    pk = db.execute(
+        """SELECT array_agg(a.attname ORDER BY k.ord)
+             FROM pg_index i
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = %s::regclass AND i.indisprimary""",
+        (f"qortex.{table}",),
+    ).fetchone()[0]
+    assert pk == SEED_PRIMARY_KEYS[table]
+
+
+def test_learning_context_index_exists(db):
+    indexdef = scalar(
+        db,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'qortex' "
+        "AND indexname = 'idx_learning_arm_states_context'",
+    )
+    assert indexdef.endswith("USING btree (learner_name, context_hash)")
+
+
+def test_drop_extension_removes_schema_and_every_object(db):
+    db.execute("INSERT INTO qortex.learning_arm_states (learner_name, context_hash, arm_id) "
+               "VALUES ('l', 'default', 'a')")
+    db.execute("DROP EXTENSION qortex")
+    assert scalar(db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'qortex'") == 0
+    assert scalar(db, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'qortex%%'") == 0
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%%arm_states%%'") == 0
+    # pgvector was pulled in by CASCADE but is its own extension: it stays.
+    assert scalar(db, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == 1
+    # ...and the extension can be created again from scratch.
+    db.execute("CREATE EXTENSION qortex")
+    assert scalar(db, "SELECT count(*) FROM qortex.learning_arm_states") == 0
+
+
+def test_install_into_another_schema_and_call_with_empty_search_path(empty_db):
+    with connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA tools")
+        conn.execute("CREATE EXTENSION qortex SCHEMA tools CASCADE")
+        assert scalar(conn, "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                            "WHERE extname = 'qortex'") == "tools"
+        assert scalar(conn, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n "
+                            "ON n.oid = p.pronamespace WHERE p.proname = 'qortex_status' "
+                            "AND n.nspname = 'public'") == 0
+        conn.execute("SET search_path = ''")
+        status = scalar(conn, "SELECT tools.qortex_status()")
+        assert status["extension_schema"] == "tools"
+        assert status["versions"]["qortex"] == "0.1.0"
+        assert status["tables"]["learning_arm_states"] == 0
+
+
+def test_status_values(db):
+    db.execute("INSERT INTO qortex.interoception_factors (node_id, weight) "
+               "VALUES ('a', 1.1), ('b', 0.95)")
+    status = scalar(db, "SELECT qortex_status()")
+    server_version = scalar(db, "SHOW server_version")
+    pgvector = scalar(db, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    assert status["versions"] == {
+        "qortex": "0.1.0",
+        "qortex_schema": "0.1.0",
+        "pgvector": pgvector,
+        "postgres": server_version,
+        "postgres_num": int(scalar(db, "SHOW server_version_num")),
+    }
+    assert tuple(int(x) for x in pgvector.split(".")[:2]) >= (0, 8)
+    assert status["extension_schema"] == "public"
+    assert status["tables"] == {
+        "learning_arm_states": 0,
+        "interoception_factors": 2,
+        "interoception_edge_buffer": 0,
+    }
+
+
+def test_status_works_in_a_read_only_transaction(db):
+    with db.transaction():
+        db.execute("SET TRANSACTION READ ONLY")
+        assert scalar(db, "SELECT qortex_status()")["versions"]["qortex"] == "0.1.0"
+
+
+def test_state_survives_pg_dump_config(db):
+    """The state tables are marked for pg_dump, so backups keep learners and factors."""
+    marked = scalar(
+        db,
+        "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text) "
+        "FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'qortex'",
+    )
+    assert marked == sorted(f"qortex.{t}" for t in SEED_COLUMNS)
