@@ -17,6 +17,7 @@ setup:
 
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	@scripts/install-archive.sh
 
 run: install
 	@scripts/cluster.sh start $(DEV_DIR) $(PORT)

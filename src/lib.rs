@@ -4,11 +4,18 @@
 //! Everything computable without a server lives in the `qortex-core` crate.
 ::pgrx::pg_module_magic!(name, version);
 
+mod learning;
+mod spi_util;
 mod status;
 
 // The state tables come first in the generated install script; every function refers to
 // them schema-qualified (`qortex.*`), so it works under any search_path.
 pgrx::extension_sql_file!("../sql/schema-0.1.0.sql", name = "schema_0_1_0", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/schema-0.2.0.sql",
+    name = "schema_0_2_0",
+    requires = ["schema_0_1_0"]
+);
 
 /// Required by `cargo pgrx test`; must sit at the crate root.
 #[cfg(test)]

@@ -5,6 +5,8 @@ QORTEX_TEST_HOST / QORTEX_TEST_PORT. Every test gets its own freshly created dat
 """
 import itertools
 import os
+import pathlib
+import tomllib
 
 import psycopg
 import pytest
@@ -12,21 +14,33 @@ import pytest
 HOST = os.environ.get("QORTEX_TEST_HOST", "localhost")
 PORT = int(os.environ.get("QORTEX_TEST_PORT", "28816"))
 _names = itertools.count()
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 
 
 def connect(dbname, **kw):
     return psycopg.connect(host=HOST, port=PORT, user="postgres", dbname=dbname, **kw)
 
 
-@pytest.fixture
-def empty_db():
-    """Name of a new database without any extension; dropped after the test."""
+def _new_database():
     name = f"qortex_it_{os.getpid()}_{next(_names)}"
     with connect("postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
     with connect("postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db():
+    """Name of a new database without any extension; dropped after the test."""
+    yield from _new_database()
+
+
+@pytest.fixture
+def another_db():
+    """A second new database, for tests that compare two."""
+    yield from _new_database()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import psycopg
 import pytest
 
-from conftest import connect
+from conftest import VERSION, connect
 
 # The Python qortex stores' layout: (column, type, not null, default), in order.
 SEED_COLUMNS = {
@@ -46,7 +46,7 @@ def test_create_extension_cascade_pulls_in_vector(empty_db):
         conn.execute("CREATE EXTENSION qortex CASCADE")
         rows = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
         assert "vector" in rows
-        assert rows["qortex"] == "0.1.0"
+        assert rows["qortex"] == VERSION
 
 
 def test_create_extension_without_vector_and_without_cascade_fails(empty_db):
@@ -94,6 +94,7 @@ def test_drop_extension_removes_schema_and_every_object(db):
     assert scalar(db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'qortex'") == 0
     assert scalar(db, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'qortex%%'") == 0
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%%arm_states%%'") == 0
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname = 'learners'") == 0
     # pgvector was pulled in by CASCADE but is its own extension: it stays.
     assert scalar(db, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == 1
     # ...and the extension can be created again from scratch.
@@ -113,7 +114,7 @@ def test_install_into_another_schema_and_call_with_empty_search_path(empty_db):
         conn.execute("SET search_path = ''")
         status = scalar(conn, "SELECT tools.qortex_status()")
         assert status["extension_schema"] == "tools"
-        assert status["versions"]["qortex"] == "0.1.0"
+        assert status["versions"]["qortex"] == VERSION
         assert status["tables"]["learning_arm_states"] == 0
 
 
@@ -124,8 +125,8 @@ def test_status_values(db):
     server_version = scalar(db, "SHOW server_version")
     pgvector = scalar(db, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     assert status["versions"] == {
-        "qortex": "0.1.0",
-        "qortex_schema": "0.1.0",
+        "qortex": VERSION,
+        "qortex_schema": VERSION,
         "pgvector": pgvector,
         "postgres": server_version,
         "postgres_num": int(scalar(db, "SHOW server_version_num")),
@@ -142,7 +143,7 @@ def test_status_values(db):
 def test_status_works_in_a_read_only_transaction(db):
     with db.transaction():
         db.execute("SET TRANSACTION READ ONLY")
-        assert scalar(db, "SELECT qortex_status()")["versions"]["qortex"] == "0.1.0"
+        assert scalar(db, "SELECT qortex_status()")["versions"]["qortex"] == VERSION
 
 
 def test_state_survives_pg_dump_config(db):
@@ -152,4 +153,38 @@ def test_state_survives_pg_dump_config(db):
         "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text) "
         "FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'qortex'",
     )
-    assert marked == sorted(f"qortex.{t}" for t in SEED_COLUMNS)
+    assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + ["qortex.learners"])
+
+
+def catalog(conn):
+    """Everything the extension defines, in comparable form."""
+    funcs = conn.execute(
+        """SELECT p.proname, pg_get_function_identity_arguments(p.oid),
+                  pg_get_function_result(p.oid), p.provolatile, p.proisstrict
+             FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+             JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'qortex'
+            ORDER BY 1, 2""").fetchall()
+    cols = conn.execute(
+        """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(ad.adbin, ad.adrelid)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'qortex'
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+            ORDER BY 1, 2""").fetchall()
+    indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'qortex' "
+                           "ORDER BY 1").fetchall()
+    return funcs, cols, indexes
+
+
+def test_update_from_0_1_0_keeps_data_and_equals_a_fresh_install(db, another_db):
+    with connect(another_db, autocommit=True) as old:
+        old.execute("CREATE EXTENSION qortex VERSION '0.1.0' CASCADE")
+        old.execute("INSERT INTO qortex.learning_arm_states (learner_name, context_hash, arm_id, "
+                    "alpha, beta, pulls) VALUES ('l', 'default', 'a', 3, 2, 3)")
+        old.execute("INSERT INTO qortex.interoception_factors (node_id, weight) VALUES ('n', 1.2)")
+        old.execute("ALTER EXTENSION qortex UPDATE")
+        assert scalar(old, "SELECT extversion FROM pg_extension WHERE extname = 'qortex'") == VERSION
+        assert old.execute("SELECT alpha, beta, pulls FROM qortex_posteriors('l')").fetchall() \
+            == [(3.0, 2.0, 3)]
+        assert scalar(old, "SELECT weight FROM qortex.interoception_factors") == 1.2
+        assert catalog(old) == catalog(db)

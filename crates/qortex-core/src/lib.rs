@@ -1,1 +1,29 @@
 //! The pure core of qortex: everything that can be computed without a PostgreSQL server.
+//! No pgrx types here; the extension crate converts, runs SPI and raises errors.
+pub mod bandit;
+pub mod context;
+
+/// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    /// The SQL argument (or config key) at fault, e.g. `reward` or `config.baseline_rate`.
+    pub arg: String,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            arg: arg.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {}: {}", self.arg, self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
