@@ -19,7 +19,11 @@ install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO_FLAG)
 	@scripts/install-archive.sh
 
-run: install
+# `cargo pgrx install` rewrites qortex.so in place, which kills backends that have it mapped:
+# the dev server is stopped across the install and started again (its data stays).
+run: setup
+	@scripts/cluster.sh stop $(DEV_DIR)
+	@$(MAKE) --no-print-directory install
 	@scripts/cluster.sh start $(DEV_DIR) $(PORT)
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB)'" | grep -q 1 || \
 		$(PSQL) -d postgres -c 'CREATE DATABASE "$(DB)"'

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# pgbench throughput of the learning functions beside their baselines, measured in one run:
+#   qortex_select_arms (10 arms, k=1)       vs  SELECT 1
+#   qortex_observe                          vs  the raw INSERT ... ON CONFLICT DO UPDATE ... RETURNING
+#   qortex_observe_batch (100 outcomes)     in outcomes/s
+# Usage: bench/throughput.sh [seconds per run, default 15]   (against the `make run` server;
+# PGHOST/PGPORT/PGDATABASE/PGUSER override). Writes run with synchronous_commit=off.
+set -euo pipefail
+T=${1:-15}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$(/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config --bindir)
+export PGHOST=${PGHOST:-$ROOT/.pg/dev/run} PGPORT=${PGPORT:-28815} PGDATABASE=${PGDATABASE:-qortex} PGUSER=${PGUSER:-postgres}
+export PGOPTIONS="-c synchronous_commit=off"
+dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+
+"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "SELECT qortex_learner_configure('bench_tp', '{}')" >/dev/null
+echo "SELECT 1;" >"$dir/select1.sql"
+echo "SELECT * FROM qortex_select_arms('bench_tp', ARRAY['a0','a1','a2','a3','a4','a5','a6','a7','a8','a9']);" >"$dir/select.sql"
+cat >"$dir/observe.sql" <<'SQL'
+\set arm random(0, 9)
+SELECT * FROM qortex_observe('bench_tp', 'a' || :arm, 'accepted');
+SQL
+cat >"$dir/raw.sql" <<'SQL'
+\set arm random(0, 9)
+INSERT INTO qortex.learning_arm_states AS s (learner_name, context_hash, arm_id, alpha, beta, pulls, total_reward, last_updated)
+VALUES ('bench_raw', 'default', 'a' || :arm, 2, 1, 1, 1, now())
+ON CONFLICT (learner_name, context_hash, arm_id) DO UPDATE
+   SET alpha = s.alpha + 1, beta = s.beta, pulls = s.pulls + 1, total_reward = s.total_reward + 1, last_updated = now()
+RETURNING alpha, beta, pulls, total_reward, alpha / (alpha + beta);
+SQL
+batch=$(python3 -c 'import json; print(json.dumps([{"arm_id": f"b{i%50}", "outcome": "accepted"} for i in range(100)]))')
+echo "SELECT qortex_observe_batch('bench_tp', '$batch');" >"$dir/batch.sql"
+
+tps() { "$BIN/pgbench" -n -M prepared -c 8 -j 2 -T "$T" -f "$dir/$1" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+s1=$(tps select1.sql); sel=$(tps select.sql); raw=$(tps raw.sql); obs=$(tps observe.sql); bat=$(tps batch.sql)
+printf '%-44s %10s TPS\n' "SELECT 1" "$s1" "qortex_select_arms (10 arms, k=1)" "$sel" \
+    "raw INSERT ... ON CONFLICT ... RETURNING" "$raw" "qortex_observe" "$obs" "qortex_observe_batch (100 outcomes)" "$bat"
+python3 - "$s1" "$sel" "$raw" "$obs" "$bat" <<'PY'
+import sys
+s1, sel, raw, obs, bat = map(float, sys.argv[1:])
+print(f"select / SELECT 1 = {sel / s1:.2f} (target >= 0.6)")
+print(f"observe / raw upsert = {obs / raw:.2f} (target >= 0.9)")
+print(f"observe_batch = {bat * 100:,.0f} outcomes/s (target >= 50,000)")
+PY
+"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "DELETE FROM qortex.learning_arm_states WHERE learner_name = 'bench_raw'" -c "DELETE FROM qortex.learners WHERE learner_name = 'bench_tp'" >/dev/null
