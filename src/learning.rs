@@ -45,6 +45,21 @@ fn hash_arg(func: &str, arg: &str, ctx: Option<&Value>) -> String {
     }
 }
 
+/// A text[] argument's elements; a NULL element is 22023 naming its position.
+fn text_elements(func: &str, arg: &str, v: Vec<Option<String>>) -> Vec<String> {
+    v.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.unwrap_or_else(|| {
+                invalid_param(
+                    func,
+                    ParamError::new(arg, format!("element {} is NULL", i + 1)),
+                )
+            })
+        })
+        .collect()
+}
+
 fn learner_arg(func: &str, learner: Option<String>) -> String {
     let l = required(func, "learner", learner);
     if l.is_empty() {
@@ -133,18 +148,7 @@ fn qortex_select_arms(
 > {
     const F: &str = "qortex_select_arms";
     let learner = learner_arg(F, learner);
-    let arms: Vec<String> = required(F, "arms", arms)
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            a.unwrap_or_else(|| {
-                invalid_param(
-                    F,
-                    ParamError::new("arms", format!("element {} is NULL", i + 1)),
-                )
-            })
-        })
-        .collect();
+    let arms = text_elements(F, "arms", required(F, "arms", arms));
     let mut seen = HashMap::with_capacity(arms.len());
     for (i, a) in arms.iter().enumerate() {
         if let Some(j) = seen.insert(a.as_str(), i) {
@@ -742,19 +746,7 @@ fn qortex_reset(
 ) -> i32 {
     const F: &str = "qortex_reset";
     let learner = learner_arg(F, learner);
-    let arms: Option<Vec<String>> = arm_ids.map(|v| {
-        v.into_iter()
-            .enumerate()
-            .map(|(i, a)| {
-                a.unwrap_or_else(|| {
-                    invalid_param(
-                        F,
-                        ParamError::new("arm_ids", format!("element {} is NULL", i + 1)),
-                    )
-                })
-            })
-            .collect()
-    });
+    let arms = arm_ids.map(|v| text_elements(F, "arm_ids", v));
     let ctx: Option<String> = match (&arms, &context) {
         (None, None) => None,
         _ => Some(hash_arg(F, "context", context.as_ref().map(|j| &j.0))),
