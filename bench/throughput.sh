@@ -13,7 +13,10 @@ export PGHOST=${PGHOST:-$ROOT/.pg/dev/run} PGPORT=${PGPORT:-28815} PGDATABASE=${
 export PGOPTIONS="-c synchronous_commit=off"
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 
-"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "SELECT qortex_learner_configure('bench_tp', '{}')" >/dev/null
+# The arms have stored state (as in real use), and the table starts without dead rows.
+"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "SELECT qortex_learner_configure('bench_tp', '{}')" \
+    -c "SELECT qortex_observe('bench_tp', 'a' || i, 'accepted') FROM generate_series(0, 9) i" \
+    -c "VACUUM ANALYZE qortex.learning_arm_states" >/dev/null
 echo "SELECT 1;" >"$dir/select1.sql"
 echo "SELECT * FROM qortex_select_arms('bench_tp', ARRAY['a0','a1','a2','a3','a4','a5','a6','a7','a8','a9']);" >"$dir/select.sql"
 cat >"$dir/observe.sql" <<'SQL'

@@ -44,7 +44,7 @@ start)
     fi
     as_owner mkdir -p "$dir/run"
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir/run -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null ||
+        -o "-p $port -k $dir/run -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c shared_preload_libraries=qortex" start >/dev/null ||
         { tail -n 20 "$dir/server.log" >&2; die "the server did not start (log: $dir/server.log)"; }
     ;;
 stop)

@@ -2,6 +2,8 @@
 //! `qortex.learning_arm_states`. The math is `qortex_core::bandit`; this module reads and
 //! writes the state with cached plans and turns bad input into 22023 before anything is
 //! written.
+use crate::arm_reader;
+use crate::counters::{self, Event};
 use crate::spi_util::{
     data_error, invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT,
     TEXT_ARRAY,
@@ -13,25 +15,94 @@ use qortex_core::bandit::{self, ArmState, Candidate, LearnerConfig, SelectReques
 use qortex_core::context::context_hash;
 use qortex_core::ParamError;
 use serde_json::Value;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
-const CONFIG_SQL: &str = "SELECT config FROM qortex.learners WHERE learner_name = $1";
+// The config of each learner this backend has used, kept until `qortex.learners` changes.
+// Every change to that table fires `qortex_learners_changed`, which queues a relcache
+// invalidation; PostgreSQL delivers it to this backend (and, at commit, to every other one)
+// through `on_relcache_invalidation`, which marks the cache stale. A stale cache is
+// emptied on the next lookup, so a committed configure is seen by the next transaction.
+thread_local! {
+    static CONFIGS: RefCell<HashMap<String, LearnerConfig>> = RefCell::new(HashMap::new());
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    static LEARNERS_REL: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+}
+thread_local! {
+    static BACKEND_RNG: RefCell<bandit::SelectRng> = RefCell::new(bandit::rng_for(None));
+}
+
+/// Learners whose config one backend keeps at most; past that the cache starts over.
+const CONFIG_CACHE_MAX: usize = 1024;
+
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let learners = LEARNERS_REL.get();
+    // InvalidOid: every relation was reset. Before the table's oid is known, be careful.
+    if relid == pg_sys::InvalidOid || learners == pg_sys::InvalidOid || relid == learners {
+        STALE.set(true);
+    }
+}
+
+/// Called from `_PG_init`.
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+/// Statement trigger on `qortex.learners`: tell every backend to drop its cached configs.
+#[pg_trigger]
+fn qortex_learners_changed<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relid()?) };
+    Ok(None)
+}
+
+const CONFIG_SQL: &str = "SELECT (SELECT config FROM qortex.learners WHERE learner_name = $1),
+                                 'qortex.learners'::regclass::oid";
+
+/// The learner's config if this backend has it cached and nothing invalidated it since.
+fn cached_config(learner: &str) -> Option<LearnerConfig> {
+    if STALE.replace(false) {
+        CONFIGS.with(|c| c.borrow_mut().clear());
+    }
+    CONFIGS.with(|c| c.borrow().get(learner).cloned())
+}
 
 fn load_config(client: &SpiClient<'_>, func: &str, learner: &str) -> LearnerConfig {
+    if let Some(c) = cached_config(learner) {
+        return c;
+    }
     let p = plan(client, CONFIG_SQL, &[TEXT], false);
-    let stored = client
+    let row = client
         .select(&*p, Some(1), &[learner.into()])
         .unwrap_or_else(|e| error!("{func}: reading the learner config failed: {e}"))
         .next()
-        .and_then(|row| row.get::<JsonB>(1).ok().flatten());
-    match stored {
+        .unwrap_or_else(|| error!("{func}: the learner config query returned no row"));
+    let stored = row.get::<JsonB>(1).ok().flatten();
+    if let Ok(Some(oid)) = row.get::<pg_sys::Oid>(2) {
+        LEARNERS_REL.set(oid);
+    }
+    let config = match stored {
         None => LearnerConfig::default(),
         Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
             data_error(format!(
                 "{func}: the stored config of learner \"{learner}\" is invalid: {e}"
             ))
         }),
-    }
+    };
+    CONFIGS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CONFIG_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(learner.to_owned(), config.clone());
+    });
+    config
 }
 
 /// The context hash of a context argument; it must be a JSON object (or NULL).
@@ -125,7 +196,17 @@ fn qortex_context_hash(context: Option<JsonB>) -> String {
 
 /// Thompson sampling over the candidate arms, best first. Writes nothing.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(
+    requires = ["learning_result_types"],
+    sql = r#"
+CREATE FUNCTION qortex_select_arms(
+    learner TEXT, arms TEXT[], context jsonb DEFAULT NULL, k INT DEFAULT 1,
+    token_costs INT[] DEFAULT NULL, token_budget INT DEFAULT NULL, seed bigint DEFAULT NULL
+) RETURNS SETOF qortex.arm_pick
+VOLATILE PARALLEL SAFE ROWS 10
+LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
 fn qortex_select_arms(
     learner: Option<String>,
     arms: Option<Vec<Option<String>>>,
@@ -210,42 +291,16 @@ fn qortex_select_arms(
     }
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
 
-    let (config, stored) = Spi::connect(|client| {
-        let config = load_config(client, F, &learner);
-        let p = plan(
-            client,
-            "SELECT arm_id, alpha, beta, pulls FROM qortex.learning_arm_states
-              WHERE learner_name = $1 AND context_hash = $2 AND arm_id = ANY($3)",
-            &[TEXT, TEXT, TEXT_ARRAY],
-            false,
-        );
-        let mut stored = HashMap::new();
-        let rows = client
-            .select(
-                &*p,
-                None,
-                &[
-                    learner.as_str().into(),
-                    ctx.as_str().into(),
-                    arms.clone().into(),
-                ],
-            )
-            .unwrap_or_else(|e| error!("{F}: {e}"));
-        for row in rows {
-            let id: String = row.get(1).ok().flatten().unwrap_or_default();
-            let alpha: f64 = row.get(2).ok().flatten().unwrap_or(f64::NAN);
-            let beta: f64 = row.get(3).ok().flatten().unwrap_or(f64::NAN);
-            let pulls: i32 = row.get(4).ok().flatten().unwrap_or(0);
-            stored.insert(id, (alpha, beta, pulls));
-        }
-        (config, stored)
-    });
+    let config = cached_config(&learner)
+        .unwrap_or_else(|| Spi::connect(|client| load_config(client, F, &learner)));
+    let stored = arm_reader::stored_states(&learner, &ctx, &arms);
 
     let candidates: Vec<Candidate> = arms
         .iter()
         .zip(&costs)
-        .map(|(a, &token_cost)| {
-            let (alpha, beta, pulls) = stored.get(a).copied().unwrap_or_else(|| {
+        .zip(stored)
+        .map(|((a, &token_cost), stored)| {
+            let (alpha, beta, pulls) = stored.unwrap_or_else(|| {
                 let s = config.initial_state(a, &ctx);
                 (s.alpha, s.beta, s.pulls)
             });
@@ -263,12 +318,17 @@ fn qortex_select_arms(
         baseline_rate: config.baseline_rate,
         min_pulls: config.min_pulls,
     };
-    let picks =
-        bandit::select(&candidates, &req, &mut bandit::rng_for(seed)).unwrap_or_else(|bad| {
-            data_error(format!(
-                "{F}: learner \"{learner}\" has an arm with an invalid posterior ({bad})"
-            ))
-        });
+    let picks = match seed {
+        Some(_) => bandit::select(&candidates, &req, &mut bandit::rng_for(seed)),
+        // Unseeded calls share one generator per backend, seeded from the OS on first use.
+        None => BACKEND_RNG.with(|r| bandit::select(&candidates, &req, &mut *r.borrow_mut())),
+    }
+    .unwrap_or_else(|bad| {
+        data_error(format!(
+            "{F}: learner \"{learner}\" has an arm with an invalid posterior ({bad})"
+        ))
+    });
+    counters::count(&learner, Event::Selection, 1);
     let rows: Vec<_> = picks
         .into_iter()
         .enumerate()
@@ -298,7 +358,17 @@ ON CONFLICT (learner_name, context_hash, arm_id) DO UPDATE
 RETURNING alpha, beta, pulls, total_reward";
 
 /// Record one outcome, atomically in the database.
-#[pg_extern(volatile)]
+#[pg_extern(
+    requires = ["learning_result_types"],
+    sql = r#"
+CREATE FUNCTION qortex_observe(
+    learner TEXT, arm_id TEXT, outcome TEXT DEFAULT NULL,
+    reward double precision DEFAULT NULL, context jsonb DEFAULT NULL
+) RETURNS SETOF qortex.arm_posterior
+VOLATILE ROWS 1
+LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
 fn qortex_observe(
     learner: Option<String>,
     arm_id: Option<String>,
@@ -349,6 +419,7 @@ fn qortex_observe(
             .next()
             .unwrap_or_else(|| error!("{F}: the upsert returned no row"))
     });
+    counters::count(&learner, Event::Observation, 1);
     TableIterator::once(state_row(state))
 }
 
@@ -492,16 +563,13 @@ fn qortex_observe_batch(learner: Option<String>, outcomes: Option<JsonB>) -> i32
                 ],
             )
             .unwrap_or_else(|e| error!("{F}: {e}"));
+        counters::count(&learner, Event::Observation, items.len() as u64);
         items.len() as i32
     })
 }
 
-/// Posterior rows of a learner in one context (NULL: the default context).
-fn posteriors(
-    func: &str,
-    learner: &str,
-    ctx: &str,
-) -> Vec<(
+/// `(arm_id, alpha, beta, pulls, total_reward, mean, last_updated)`.
+type PosteriorRow = (
     String,
     f64,
     f64,
@@ -509,7 +577,10 @@ fn posteriors(
     f64,
     f64,
     Option<pgrx::datum::TimestampWithTimeZone>,
-)> {
+);
+
+/// Posterior rows of a learner in one context (NULL: the default context).
+fn posteriors(func: &str, learner: &str, ctx: &str) -> Vec<PosteriorRow> {
     Spi::connect(|client| {
         let p = plan(
             client,
@@ -640,6 +711,17 @@ fn qortex_metrics(learner: Option<String>) -> JsonB {
             },
         );
         obj.insert("config".into(), config.to_json());
+        // Calls counted in shared memory since the server started (NULL without the
+        // preload); they include calls whose transaction later rolled back.
+        let counts = counters::learner(&learner);
+        obj.insert(
+            "selections".into(),
+            counts.map_or(Value::Null, |c| c.selections.into()),
+        );
+        obj.insert(
+            "observations".into(),
+            counts.map_or(Value::Null, |c| c.observations.into()),
+        );
         JsonB(m)
     })
 }

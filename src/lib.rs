@@ -4,6 +4,8 @@
 //! Everything computable without a server lives in the `qortex-core` crate.
 ::pgrx::pg_module_magic!(name, version);
 
+mod arm_reader;
+mod counters;
 mod learning;
 mod spi_util;
 mod status;
@@ -16,6 +18,23 @@ pgrx::extension_sql_file!(
     name = "schema_0_2_0",
     requires = ["schema_0_1_0"]
 );
+pgrx::extension_sql_file!(
+    "../sql/learning-result-types.sql",
+    name = "learning_result_types",
+    requires = ["schema_0_2_0"]
+);
+pgrx::extension_sql_file!(
+    "../sql/learners-trigger.sql",
+    name = "learners_trigger",
+    requires = ["schema_0_2_0", learning::qortex_learners_changed]
+);
+
+/// Runs when a backend (or, with `shared_preload_libraries`, the postmaster) loads qortex.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    counters::init();
+    learning::init();
+}
 
 /// Required by `cargo pgrx test`; must sit at the crate root.
 #[cfg(test)]
@@ -24,6 +43,6 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'qortex'"]
     }
 }

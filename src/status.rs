@@ -1,6 +1,8 @@
 //! `qortex_status()`: what is installed and how much state it holds.
+use crate::counters;
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use serde_json::{json, Value};
 
 /// Library version of the loaded `qortex.so` (the schema version is `pg_extension.extversion`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,17 +25,40 @@ SELECT pg_catalog.jsonb_build_object(
         'interoception_edge_buffer',
             (SELECT pg_catalog.count(*) FROM qortex.interoception_edge_buffer)))";
 
-/// Versions of qortex, pgvector and PostgreSQL, and the row counts of the state tables.
+/// Versions of qortex, pgvector and PostgreSQL, row counts of the state tables, counters.
 #[pg_extern(stable, parallel_safe)]
 fn qortex_status() -> JsonB {
-    Spi::connect(|client| {
+    let JsonB(mut status) = Spi::connect(|client| {
         client
             .select(STATUS_SQL, Some(1), &[VERSION.into()])?
             .first()
             .get_one::<JsonB>()
     })
     .unwrap_or_else(|e| error!("qortex_status: {e}"))
-    .unwrap_or_else(|| error!("qortex_status: the status query returned no row"))
+    .unwrap_or_else(|| error!("qortex_status: the status query returned no row"));
+    status["counters"] = counters_json();
+    JsonB(status)
+}
+
+/// The shared-memory counters, or why there are none.
+fn counters_json() -> Value {
+    match counters::learner_totals() {
+        None => json!({
+            "enabled": false,
+            "hint": "add qortex to shared_preload_libraries and restart the server to count \
+                     selections and observations",
+        }),
+        Some((totals, overflow, used)) => json!({
+            "enabled": true,
+            "since": "server start",
+            "selections": totals.selections,
+            "observations": totals.observations,
+            "learners_tracked": used,
+            "learner_slots": counters::SLOTS,
+            "untracked_selections": overflow.selections,
+            "untracked_observations": overflow.observations,
+        }),
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

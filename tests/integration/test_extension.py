@@ -2,7 +2,7 @@
 import psycopg
 import pytest
 
-from conftest import VERSION, connect
+from conftest import ROOT, VERSION, connect
 
 # The Python qortex stores' layout: (column, type, not null, default), in order.
 SEED_COLUMNS = {
@@ -160,7 +160,8 @@ def catalog(conn):
     """Everything the extension defines, in comparable form."""
     funcs = conn.execute(
         """SELECT p.proname, pg_get_function_identity_arguments(p.oid),
-                  pg_get_function_result(p.oid), p.provolatile, p.proisstrict
+                  pg_get_function_result(p.oid), p.provolatile, p.proisstrict,
+                  p.proparallel, p.prorows, p.prosecdef
              FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'qortex'
             ORDER BY 1, 2""").fetchall()
@@ -173,18 +174,38 @@ def catalog(conn):
             ORDER BY 1, 2""").fetchall()
     indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'qortex' "
                            "ORDER BY 1").fetchall()
-    return funcs, cols, indexes
+    triggers = conn.execute("""SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+                                 JOIN pg_class c ON c.oid = t.tgrelid
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = 'qortex' AND NOT t.tgisinternal
+                                ORDER BY 1""").fetchall()
+    return funcs, cols, indexes, triggers
 
 
-def test_update_from_0_1_0_keeps_data_and_equals_a_fresh_install(db, another_db):
+ARCHIVED = sorted(p.name.removeprefix("qortex--").removesuffix(".sql")
+                  for p in (ROOT / "sql" / "archive").glob("qortex--*.sql"))
+
+
+def test_every_earlier_version_is_archived():
+    """Each release's install script is frozen in sql/archive before the version moves on."""
+    assert ARCHIVED and VERSION not in ARCHIVED
+    assert (ROOT / "sql" / f"qortex--{ARCHIVED[-1]}--{VERSION}.sql").exists()
+
+
+@pytest.mark.parametrize("old_version", ARCHIVED)
+def test_update_keeps_data_and_equals_a_fresh_install(db, another_db, old_version):
     with connect(another_db, autocommit=True) as old:
-        old.execute("CREATE EXTENSION qortex VERSION '0.1.0' CASCADE")
+        old.execute(f"CREATE EXTENSION qortex VERSION '{old_version}' CASCADE")
         old.execute("INSERT INTO qortex.learning_arm_states (learner_name, context_hash, arm_id, "
                     "alpha, beta, pulls) VALUES ('l', 'default', 'a', 3, 2, 3)")
         old.execute("INSERT INTO qortex.interoception_factors (node_id, weight) VALUES ('n', 1.2)")
+        if old_version != "0.1.0":
+            old.execute("""SELECT qortex_learner_configure('l', '{"baseline_rate": 0.25}')""")
         old.execute("ALTER EXTENSION qortex UPDATE")
         assert scalar(old, "SELECT extversion FROM pg_extension WHERE extname = 'qortex'") == VERSION
         assert old.execute("SELECT alpha, beta, pulls FROM qortex_posteriors('l')").fetchall() \
             == [(3.0, 2.0, 3)]
         assert scalar(old, "SELECT weight FROM qortex.interoception_factors") == 1.2
+        if old_version != "0.1.0":
+            assert scalar(old, "SELECT qortex_metrics('l')")["config"]["baseline_rate"] == 0.25
         assert catalog(old) == catalog(db)

@@ -241,6 +241,98 @@ def test_top_arms_posteriors_and_metrics(db):
     assert m["accuracy"] == pytest.approx(4.5 / 7)
 
 
+def test_metrics_count_selections_and_observations_in_shared_memory(db):
+    """Counters live in shared memory: select stays write-free, even read-only, and counts."""
+    def counts():
+        m = row(db, "SELECT qortex_metrics('cnt')")[0]
+        return m["selections"], m["observations"]
+
+    assert counts() == (0, 0)
+    for _ in range(5):
+        db.execute("SELECT * FROM qortex_select_arms('cnt', ARRAY['a','b'])").fetchall()
+    with db.transaction():
+        db.execute("SET TRANSACTION READ ONLY")
+        db.execute("SELECT * FROM qortex_select_arms('cnt', ARRAY['a','b'], k => 2)").fetchall()
+    observe(db, "cnt", "a", "accepted")
+    db.execute("""SELECT qortex_observe_batch('cnt', '[{"arm_id":"a","reward":1},
+                  {"arm_id":"b","outcome":"rejected"},{"arm_id":"a","outcome":"partial"}]')""")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        observe(db, "cnt", "a", "nonsense")
+    assert counts() == (6, 4)
+    status = row(db, "SELECT qortex_status()")[0]["counters"]
+    assert status["enabled"] is True
+    assert status["selections"] >= 6 and status["observations"] >= 4
+
+
+def test_select_checks_privileges_like_a_query(db):
+    """Select reads the state table directly; it still needs SELECT on it, as a query would."""
+    observe(db, "priv", "a", "accepted")
+    db.execute("DROP ROLE IF EXISTS qortex_it_reader")
+    db.execute("CREATE ROLE qortex_it_reader")
+    try:
+        db.execute("GRANT USAGE ON SCHEMA qortex TO qortex_it_reader")
+        db.execute("GRANT SELECT ON qortex.learners TO qortex_it_reader")
+        sql = "SELECT arm_id, alpha FROM qortex_select_arms('priv', ARRAY['a'])"
+        with db.transaction():
+            db.execute("SET LOCAL ROLE qortex_it_reader")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match="qortex.learning_arm_states"):
+                db.execute(sql)
+        db.execute("GRANT SELECT ON qortex.learning_arm_states TO qortex_it_reader")
+        with db.transaction():
+            db.execute("SET LOCAL ROLE qortex_it_reader")
+            assert db.execute(sql).fetchall() == [("a", 2.0)]
+    finally:
+        db.execute("DROP OWNED BY qortex_it_reader")
+        db.execute("DROP ROLE qortex_it_reader")
+
+
+def test_result_columns_are_the_contract(db):
+    """select_arms and observe return row types; their columns are those of API.md."""
+    def columns(sql):
+        cur = db.execute(sql)
+        return [(c.name, db.execute("SELECT %s::regtype::text", (c.type_code,)).fetchone()[0])
+                for c in cur.description]
+
+    assert columns("SELECT * FROM qortex_select_arms('cols', ARRAY['a'])") == [
+        ("arm_id", "text"), ("rank", "integer"), ("score", "double precision"),
+        ("explored", "boolean"), ("alpha", "double precision"), ("beta", "double precision"),
+        ("pulls", "integer")]
+    posterior = [("alpha", "double precision"), ("beta", "double precision"),
+                 ("pulls", "integer"), ("total_reward", "double precision"),
+                 ("mean", "double precision")]
+    assert columns("SELECT * FROM qortex_observe('cols', 'a', 'accepted')") == posterior
+    assert columns("SELECT * FROM qortex_decay_arm('cols', 'a')") == posterior
+
+
+def test_a_committed_configure_reaches_other_sessions_at_once(db):
+    """Backends cache learner configs; every change to qortex.learners invalidates them."""
+    with connect(db.info.dbname, autocommit=True) as other:
+        def explored():
+            return other.execute(
+                "SELECT explored FROM qortex_select_arms('cfg', ARRAY['a','b','c'])").fetchone()[0]
+
+        db.execute("""SELECT qortex_learner_configure('cfg', '{"baseline_rate": 0.0}')""")
+        assert not any(explored() for _ in range(20))  # now cached in `other`
+        db.execute("""SELECT qortex_learner_configure('cfg', '{"baseline_rate": 1.0}')""")
+        assert all(explored() for _ in range(5))
+        # A change by plain SQL, and a configure that rolls back, are seen the same way.
+        db.execute("""UPDATE qortex.learners SET config = config || '{"baseline_rate": 0.0}'""")
+        assert not any(explored() for _ in range(20))
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            with db.transaction():
+                db.execute("""SELECT qortex_learner_configure('cfg', '{"baseline_rate": 1.0}')""")
+                db.execute("SELECT qortex_observe('cfg', 'a', 'bogus')")
+        assert not any(explored() for _ in range(20))
+        db.execute("DELETE FROM qortex.learners")
+        # Back to the defaults (baseline_rate 0.1): some of 200 picks explore.
+        assert any(explored() for _ in range(200))
+        # In one transaction, a configure is seen by the next statement.
+        with other.transaction():
+            other.execute("""SELECT qortex_learner_configure('cfg', '{"baseline_rate": 1.0}')""")
+            assert explored()
+
+
 def test_reset_follows_the_python_store(db):
     for ctx in [None, {"u": 1}]:
         for arm in "abc":

@@ -269,8 +269,11 @@ pub fn check_decay_factor(f: f64) -> Result<(), ParamError> {
     }
 }
 
+/// The generator selection uses.
+pub type SelectRng = ChaCha8Rng;
+
 /// The random source of one selection: seeded (reproducible) or from the OS.
-pub fn rng_for(seed: Option<i64>) -> ChaCha8Rng {
+pub fn rng_for(seed: Option<i64>) -> SelectRng {
     match seed {
         Some(s) => ChaCha8Rng::seed_from_u64(s as u64),
         None => ChaCha8Rng::from_entropy(),
@@ -328,10 +331,22 @@ pub fn select<R: Rng>(
         };
         ranked.push((c.pulls < req.min_pulls, score, rng.next_u64(), i));
     }
-    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let order = |a: &(bool, f64, u64, usize), b: &(bool, f64, u64, usize)| {
+        b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2))
+    };
+    let forced_count = ranked.iter().filter(|r| r.0).count();
+    // Without a budget the picks are exactly the first max(k, forced) in order: partition
+    // those to the front and sort only them (top-5 of 1,000 need not sort 1,000).
+    match req.k.map(|k| k.max(forced_count)) {
+        Some(m) if req.token_budget.is_none() && m > 0 && m < ranked.len() => {
+            ranked.select_nth_unstable_by(m - 1, order);
+            ranked.truncate(m);
+            ranked.sort_unstable_by(order);
+        }
+        _ => ranked.sort_unstable_by(order),
+    }
     let mut picks = Vec::new();
     let mut unforced_taken = 0usize;
-    let forced_count = ranked.iter().filter(|r| r.0).count();
     let unforced_room = req.k.map(|k| k.saturating_sub(forced_count));
     let mut used: i64 = 0;
     for (forced, score, _, i) in ranked {

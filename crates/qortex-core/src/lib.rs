@@ -2,6 +2,7 @@
 //! No pgrx types here; the extension crate converts, runs SPI and raises errors.
 pub mod bandit;
 pub mod context;
+pub mod counters;
 
 /// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
 #[derive(Debug, Clone, PartialEq)]
