@@ -6,8 +6,6 @@ DB         ?= qortex
 DEV_DIR    := .pg/dev
 export PG_MAJOR PG_CONFIG
 
-# Installing into the system PostgreSQL needs root; as another user pgrx goes through sudo.
-SUDO_FLAG  := $(if $(filter 0,$(shell id -u)),,--sudo)
 PSQL       := $(shell $(PG_CONFIG) --bindir)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
 
 .PHONY: setup install run stop test bench clean
@@ -16,14 +14,12 @@ setup:
 	@scripts/setup.sh
 
 install: setup
-	cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO_FLAG)
-	@scripts/install-archive.sh
+	@scripts/install.sh --release
 
-# `cargo pgrx install` rewrites qortex.so in place, which kills backends that have it mapped:
-# the dev server is stopped across the install and started again (its data stays).
+# The dev server preloads qortex, so it restarts to run the new build (its data stays).
 run: setup
-	@scripts/cluster.sh stop $(DEV_DIR)
 	@$(MAKE) --no-print-directory install
+	@scripts/cluster.sh stop $(DEV_DIR)
 	@scripts/cluster.sh start $(DEV_DIR) $(PORT)
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB)'" | grep -q 1 || \
 		$(PSQL) -d postgres -c 'CREATE DATABASE "$(DB)"'

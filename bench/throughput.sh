@@ -3,7 +3,7 @@
 #   qortex_select_arms (10 arms, k=1)       vs  SELECT 1
 #   qortex_observe                          vs  the raw INSERT ... ON CONFLICT DO UPDATE ... RETURNING
 #   qortex_observe_batch (100 outcomes)     in outcomes/s
-# Usage: bench/throughput.sh [seconds per run, default 15]   (against the `make run` server;
+# Usage: [ROUNDS=3] bench/throughput.sh [seconds per run, default 15]   (against the `make run` server;
 # PGHOST/PGPORT/PGDATABASE/PGUSER override). Writes run with synchronous_commit=off.
 set -euo pipefail
 T=${1:-15}
@@ -32,17 +32,25 @@ ON CONFLICT (learner_name, context_hash, arm_id) DO UPDATE
 RETURNING alpha, beta, pulls, total_reward, alpha / (alpha + beta);
 SQL
 batch=$(python3 -c 'import json; print(json.dumps([{"arm_id": f"b{i%50}", "outcome": "accepted"} for i in range(100)]))')
-echo "SELECT qortex_observe_batch('bench_tp', '$batch');" >"$dir/batch.sql"
+echo "SELECT qortex_observe_batch('bench_tp_batch', '$batch');" >"$dir/batch.sql"
 
 tps() { "$BIN/pgbench" -n -M prepared -c 8 -j 2 -T "$T" -f "$dir/$1" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
-s1=$(tps select1.sql); sel=$(tps select.sql); raw=$(tps raw.sql); obs=$(tps observe.sql); bat=$(tps batch.sql)
-printf '%-44s %10s TPS\n' "SELECT 1" "$s1" "qortex_select_arms (10 arms, k=1)" "$sel" \
-    "raw INSERT ... ON CONFLICT ... RETURNING" "$raw" "qortex_observe" "$obs" "qortex_observe_batch (100 outcomes)" "$bat"
-python3 - "$s1" "$sel" "$raw" "$obs" "$bat" <<'PY'
-import sys
-s1, sel, raw, obs, bat = map(float, sys.argv[1:])
+# Rounds interleave the five runs, so drift (checkpoints, autovacuum) hits all of them alike;
+# the figures are the medians over the rounds.
+ROUNDS=${ROUNDS:-3}
+for r in $(seq "$ROUNDS"); do
+    echo "round $r/$ROUNDS: $(tps select1.sql) $(tps select.sql) $(tps raw.sql) $(tps observe.sql) $(tps batch.sql)"
+done | tee "$dir/rounds"
+python3 - "$dir/rounds" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split(":")[1].split())) for l in open(sys.argv[1])]
+s1, sel, raw, obs, bat = (statistics.median(c) for c in zip(*rows))
+for name, v in [("SELECT 1", s1), ("qortex_select_arms (10 arms, k=1)", sel),
+                ("raw INSERT ... ON CONFLICT ... RETURNING", raw), ("qortex_observe", obs),
+                ("qortex_observe_batch (100 outcomes)", bat)]:
+    print(f"{name:<44} {v:12,.0f} TPS (median of {len(rows)})")
 print(f"select / SELECT 1 = {sel / s1:.2f} (target >= 0.6)")
 print(f"observe / raw upsert = {obs / raw:.2f} (target >= 0.9)")
 print(f"observe_batch = {bat * 100:,.0f} outcomes/s (target >= 50,000)")
 PY
-"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "DELETE FROM qortex.learning_arm_states WHERE learner_name = 'bench_raw'" -c "DELETE FROM qortex.learners WHERE learner_name = 'bench_tp'" >/dev/null
+"$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "SELECT qortex_reset('bench_tp_batch')" -c "DELETE FROM qortex.learning_arm_states WHERE learner_name = 'bench_raw'" -c "DELETE FROM qortex.learners WHERE learner_name = 'bench_tp'" >/dev/null

@@ -27,9 +27,7 @@ else
 fi
 
 step "client-side integration tests"
-sudo_flag=(); [ "$(id -u)" -eq 0 ] || sudo_flag=(--sudo)
-cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
-scripts/install-archive.sh
+scripts/install.sh
 trap 'scripts/cluster.sh stop "$TEST_DIR"' EXIT
 scripts/cluster.sh stop "$TEST_DIR"  # a server left by an interrupted run still has the old .so
 scripts/cluster.sh start "$TEST_DIR" "$TEST_PORT"
