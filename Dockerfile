@@ -28,3 +28,5 @@ COPY --from=build /pkg/usr/lib/postgresql/17/lib/qortex.so /usr/lib/postgresql/1
 COPY --from=build /pkg/usr/share/postgresql/17/extension/qortex.control \
                   /pkg/usr/share/postgresql/17/extension/qortex--*.sql \
                   /usr/share/postgresql/17/extension/
+# Loaded at start for its shared-memory counters (qortex works without, counters read null).
+CMD ["postgres", "-c", "shared_preload_libraries=qortex"]
