@@ -49,3 +49,147 @@ CREATE FUNCTION qortex_observe(
 ) RETURNS SETOF qortex.arm_posterior
 VOLATILE ROWS 1
 LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_observe_wrapper';
+
+-- Collections (API.md §2): where hybrid search looks, ingestion jobs, user memories.
+
+-- One row per collection. `source` is the chunks table of a managed collection or the
+-- user's own table; `columns` maps each role (id, embedding, content, tsvector, metadata,
+-- user_id, is_global, document_id) to an attribute number of `source`, so renaming a
+-- column does not break the mapping and no column name is ever stored as SQL text.
+CREATE TABLE qortex.collections (
+    name        TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('managed', 'registered')),
+    source      REGCLASS NOT NULL,
+    documents   REGCLASS,
+    dimensions  INT NOT NULL CHECK (dimensions > 0),
+    distance    TEXT NOT NULL CHECK (distance IN ('cosine', 'l2', 'ip')),
+    text_config REGCONFIG NOT NULL,
+    columns     JSONB NOT NULL,
+    options     JSONB NOT NULL DEFAULT '{}',
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.collections', '');
+
+CREATE TABLE qortex.ingestion_jobs (
+    id                  BIGSERIAL PRIMARY KEY,
+    collection          TEXT NOT NULL,
+    status              TEXT NOT NULL DEFAULT 'queued'
+                        CHECK (status IN ('queued', 'processing', 'completed', 'partial', 'failed')),
+    total_documents     INT NOT NULL CHECK (total_documents >= 0),
+    processed_documents INT NOT NULL DEFAULT 0,
+    failed_documents    INT NOT NULL DEFAULT 0,
+    errors              JSONB NOT NULL DEFAULT '[]',
+    metadata            JSONB NOT NULL DEFAULT '{}',
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    completed_at        TIMESTAMPTZ
+);
+CREATE INDEX idx_ingestion_jobs_collection ON qortex.ingestion_jobs (collection);
+SELECT pg_catalog.pg_extension_config_dump('qortex.ingestion_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('qortex.ingestion_jobs_id_seq', '');
+
+-- One free-text memory per user, upserted (qortex_remember / qortex_recall).
+CREATE TABLE qortex.user_memories (
+    user_id    TEXT PRIMARY KEY,
+    memory     TEXT NOT NULL,
+    metadata   JSONB NOT NULL DEFAULT '{}',
+    created_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.user_memories', '');
+
+-- The collection functions of API.md §2 (as cargo pgrx schema generates them for 0.3.0).
+CREATE  FUNCTION "qortex_collections"() RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"source" TEXT,  /* Option < String > */
+	"dimensions" INT,  /* i32 */
+	"rows" bigint,  /* Option < i64 > */
+	"distance" TEXT,  /* Option < String > */
+	"vector_index" TEXT,  /* Option < String > */
+	"text_index" TEXT,  /* Option < String > */
+	"details" jsonb  /* JsonB */
+)
+STRICT STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_collections_wrapper';
+
+CREATE  FUNCTION "qortex_create_collection"(
+	"name" TEXT, /* Option < String > */
+	"dimensions" INT, /* Option < i32 > */
+	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_create_collection_wrapper';
+
+CREATE  FUNCTION "qortex_delete_document"(
+	"collection" TEXT, /* Option < String > */
+	"document_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_delete_document_wrapper';
+
+CREATE  FUNCTION "qortex_drop_collection"(
+	"name" TEXT, /* Option < String > */
+	"drop_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_drop_collection_wrapper';
+
+CREATE  FUNCTION "qortex_ingest"(
+	"collection" TEXT, /* Option < String > */
+	"document" jsonb, /* Option < JsonB > */
+	"chunks" jsonb, /* Option < JsonB > */
+	"job_id" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS bigint /* Option < i64 > */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_ingest_wrapper';
+
+CREATE  FUNCTION "qortex_job_create"(
+	"collection" TEXT, /* Option < String > */
+	"total_documents" INT, /* Option < i32 > */
+	"metadata" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_job_create_wrapper';
+
+CREATE  FUNCTION "qortex_job_status"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS jsonb /* JsonB */
+STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_job_status_wrapper';
+
+CREATE  FUNCTION "qortex_recall"(
+	"user_id" TEXT /* Option < String > */
+) RETURNS TABLE (
+	"user_id" TEXT,  /* String */
+	"memory" TEXT,  /* String */
+	"metadata" jsonb,  /* JsonB */
+	"updated_at" timestamp with time zone  /* pgrx :: datum :: TimestampWithTimeZone */
+)
+STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_recall_wrapper';
+
+CREATE FUNCTION qortex_register_collection(name TEXT, source regclass, columns jsonb)
+RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_register_collection_wrapper';
+
+CREATE  FUNCTION "qortex_remember"(
+	"user_id" TEXT, /* Option < String > */
+	"memory" TEXT, /* Option < String > */
+	"metadata" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS TABLE (
+	"user_id" TEXT,  /* String */
+	"memory" TEXT,  /* String */
+	"metadata" jsonb,  /* JsonB */
+	"updated_at" timestamp with time zone  /* pgrx :: datum :: TimestampWithTimeZone */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_remember_wrapper';

@@ -5,6 +5,7 @@
 ::pgrx::pg_module_magic!(name, version);
 
 mod arm_reader;
+mod collections;
 mod counters;
 mod learning;
 mod spi_util;
@@ -21,6 +22,11 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/learning-result-types.sql",
     name = "learning_result_types",
+    requires = ["schema_0_2_0"]
+);
+pgrx::extension_sql_file!(
+    "../sql/collections.sql",
+    name = "collections",
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(

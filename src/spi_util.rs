@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    /// Plans prepared once per backend and kept (SPI_keepplan), keyed by their SQL text.
-    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> =
+    /// Plans prepared once per backend and kept (SPI_keepplan), keyed by their SQL text
+    /// (which, for a collection's statements, names its tables).
+    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -19,11 +20,17 @@ pub const FLOAT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT8OID);
 pub const FLOAT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT8ARRAYOID);
 pub const INT4_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4ARRAYOID);
 pub const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
+pub const JSONB_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBARRAYOID);
+pub const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
+pub const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
+pub const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
+pub const OID: PgOid = PgOid::BuiltIn(PgBuiltInOids::OIDOID);
+pub const INT2: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2OID);
 
 /// The kept plan for `sql`, prepared on first use in this backend.
 pub fn plan(
     client: &SpiClient<'_>,
-    sql: &'static str,
+    sql: &str,
     args: &[PgOid],
     mutating: bool,
 ) -> Rc<OwnedPreparedStatement> {
@@ -37,7 +44,7 @@ pub fn plan(
     }
     .unwrap_or_else(|e| error!("qortex: preparing an internal statement failed: {e}"));
     let p = Rc::new(prepared.keep());
-    PLANS.with(|m| m.borrow_mut().insert(sql, p.clone()));
+    PLANS.with(|m| m.borrow_mut().insert(sql.to_owned(), p.clone()));
     p
 }
 
@@ -58,4 +65,9 @@ pub fn required<T>(func: &str, arg: &str, v: Option<T>) -> T {
 /// Raise a problem with stored data as SQLSTATE 22000 (data_exception).
 pub fn data_error(message: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message);
+}
+
+/// Raise `message` with the given SQLSTATE.
+pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
+    ereport!(ERROR, code, message);
 }

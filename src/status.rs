@@ -1,4 +1,5 @@
 //! `qortex_status()`: what is installed and how much state it holds.
+use crate::collections;
 use crate::counters;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -23,7 +24,16 @@ SELECT pg_catalog.jsonb_build_object(
         'learning_arm_states', (SELECT pg_catalog.count(*) FROM qortex.learning_arm_states),
         'interoception_factors', (SELECT pg_catalog.count(*) FROM qortex.interoception_factors),
         'interoception_edge_buffer',
-            (SELECT pg_catalog.count(*) FROM qortex.interoception_edge_buffer)))";
+            (SELECT pg_catalog.count(*) FROM qortex.interoception_edge_buffer),
+        'learners', (SELECT pg_catalog.count(*) FROM qortex.learners),
+        'collections', (SELECT pg_catalog.count(*) FROM qortex.collections),
+        'ingestion_jobs', (SELECT pg_catalog.count(*) FROM qortex.ingestion_jobs),
+        'user_memories', (SELECT pg_catalog.count(*) FROM qortex.user_memories)),
+    'learners', (SELECT pg_catalog.jsonb_build_object(
+                        'stored', pg_catalog.count(DISTINCT learner_name),
+                        'arms', pg_catalog.count(*),
+                        'pulls', COALESCE(pg_catalog.sum(pulls), 0))
+                   FROM qortex.learning_arm_states))";
 
 /// Versions of qortex, pgvector and PostgreSQL, row counts of the state tables, counters.
 #[pg_extern(stable, parallel_safe)]
@@ -37,6 +47,23 @@ fn qortex_status() -> JsonB {
     .unwrap_or_else(|e| error!("qortex_status: {e}"))
     .unwrap_or_else(|| error!("qortex_status: the status query returned no row"));
     status["counters"] = counters_json();
+    status["collections"] = Spi::connect(|client| {
+        let names: Vec<String> = client
+            .select(
+                "SELECT name FROM qortex.collections ORDER BY name",
+                None,
+                &[],
+            )
+            .unwrap_or_else(|e| error!("qortex_status: {e}"))
+            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .collect();
+        Value::Array(
+            names
+                .iter()
+                .map(|n| collections::describe(client, "qortex_status", n))
+                .collect(),
+        )
+    });
     JsonB(status)
 }
 

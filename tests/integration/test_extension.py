@@ -137,7 +137,13 @@ def test_status_values(db):
         "learning_arm_states": 0,
         "interoception_factors": 2,
         "interoception_edge_buffer": 0,
+        "learners": 0,
+        "collections": 0,
+        "ingestion_jobs": 0,
+        "user_memories": 0,
     }
+    assert status["learners"] == {"stored": 0, "arms": 0, "pulls": 0}
+    assert status["collections"] == []
 
 
 def test_status_works_in_a_read_only_transaction(db):
@@ -153,7 +159,9 @@ def test_state_survives_pg_dump_config(db):
         "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text) "
         "FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'qortex'",
     )
-    assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + ["qortex.learners"])
+    assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + [
+        "qortex.learners", "qortex.collections", "qortex.ingestion_jobs",
+        "qortex.ingestion_jobs_id_seq", "qortex.user_memories"])
 
 
 def catalog(conn):
