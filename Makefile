@@ -16,10 +16,9 @@ setup:
 install: setup
 	@scripts/install.sh --release
 
-# The dev server preloads qortex, so it restarts to run the new build (its data stays).
+# The install restarts a running dev server (it preloads qortex) onto the new build.
 run: setup
 	@$(MAKE) --no-print-directory install
-	@scripts/cluster.sh stop $(DEV_DIR)
 	@scripts/cluster.sh start $(DEV_DIR) $(PORT)
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB)'" | grep -q 1 || \
 		$(PSQL) -d postgres -c 'CREATE DATABASE "$(DB)"'

@@ -17,6 +17,7 @@ step "unit tests (qortex-core, no server)"
 cargo test -p qortex-core
 
 step "#[pg_test]s inside PostgreSQL $PG_MAJOR"
+scripts/install.sh --move-old-only  # cargo pgrx test installs over qortex.so in place
 if [ "$(id -u)" -eq 0 ]; then
     # PostgreSQL refuses to run as root: pgrx initdb's and starts its server as `postgres`.
     mkdir -p target/pgrx-test-data
