@@ -18,6 +18,13 @@ CREATE TABLE qortex.collections (
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.collections', '');
 
+-- Ids of managed documents and chunks come from one sequence each, shared by every managed
+-- collection: an id names one chunk across collections (interoception factors key on it).
+CREATE SEQUENCE qortex.document_ids;
+CREATE SEQUENCE qortex.chunk_ids;
+SELECT pg_catalog.pg_extension_config_dump('qortex.document_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('qortex.chunk_ids', '');
+
 CREATE TABLE qortex.ingestion_jobs (
     id                  BIGSERIAL PRIMARY KEY,
     collection          TEXT NOT NULL,

@@ -1,16 +1,6 @@
 -- qortex 0.2.0 -> 0.3.0
 -- (the CREATE FUNCTION statements are what `cargo pgrx schema` generates for 0.3.0)
 
--- Learner configs are cached per backend; changes to qortex.learners invalidate them.
-CREATE FUNCTION "qortex_learners_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'qortex_learners_changed_wrapper';
-
-CREATE TRIGGER learners_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON qortex.learners
-    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.qortex_learners_changed();
-
 -- qortex_select_arms and qortex_observe return SETOF a row type instead of TABLE(...):
 -- same columns, cheaper calls.
 DROP FUNCTION qortex_select_arms(text, text[], jsonb, int, int[], int, bigint);
@@ -50,6 +40,7 @@ CREATE FUNCTION qortex_observe(
 VOLATILE ROWS 1
 LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_observe_wrapper';
 
+
 -- Collections (API.md §2): where hybrid search looks, ingestion jobs, user memories.
 
 -- One row per collection. `source` is the chunks table of a managed collection or the
@@ -69,6 +60,13 @@ CREATE TABLE qortex.collections (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now()
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.collections', '');
+
+-- Ids of managed documents and chunks come from one sequence each, shared by every managed
+-- collection: an id names one chunk across collections (interoception factors key on it).
+CREATE SEQUENCE qortex.document_ids;
+CREATE SEQUENCE qortex.chunk_ids;
+SELECT pg_catalog.pg_extension_config_dump('qortex.document_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('qortex.chunk_ids', '');
 
 CREATE TABLE qortex.ingestion_jobs (
     id                  BIGSERIAL PRIMARY KEY,
@@ -193,3 +191,18 @@ CREATE  FUNCTION "qortex_remember"(
 VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_remember_wrapper';
+
+-- Learner configs and collection layouts are cached per backend; changes invalidate them.
+CREATE FUNCTION "qortex_state_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'qortex_state_changed_wrapper';
+
+-- Backends cache learner configs and collection layouts; every change to these tables
+-- (through qortex's functions or plain SQL) invalidates those caches (see src/cache.rs).
+CREATE TRIGGER learners_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON qortex.learners
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.qortex_state_changed();
+CREATE TRIGGER collections_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON qortex.collections
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.qortex_state_changed();

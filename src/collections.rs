@@ -237,7 +237,8 @@ fn qortex_create_collection(
         let ddl = [
             format!(
                 "CREATE TABLE {docs} (
-                    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id            BIGINT PRIMARY KEY
+                                  DEFAULT pg_catalog.nextval('qortex.document_ids'),
                     user_id       TEXT,
                     document_type TEXT NOT NULL DEFAULT 'text' CHECK (document_type IN
                                   ('text', 'markdown', 'html', 'pdf', 'code')),
@@ -258,7 +259,8 @@ fn qortex_create_collection(
             ),
             format!(
                 "CREATE TABLE {chunks} (
-                    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id          BIGINT PRIMARY KEY
+                                DEFAULT pg_catalog.nextval('qortex.chunk_ids'),
                     document_id BIGINT NOT NULL REFERENCES {docs} (id) ON DELETE CASCADE,
                     chunk_index INT NOT NULL,
                     content     TEXT NOT NULL,

@@ -3,6 +3,7 @@
 //! writes the state with cached plans and turns bad input into 22023 before anything is
 //! written.
 use crate::arm_reader;
+use crate::cache::Cache;
 use crate::counters::{self, Event};
 use crate::spi_util::{
     data_error, invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT,
@@ -15,94 +16,51 @@ use qortex_core::bandit::{self, ArmState, Candidate, LearnerConfig, SelectReques
 use qortex_core::context::context_hash;
 use qortex_core::ParamError;
 use serde_json::Value;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-// The config of each learner this backend has used, kept until `qortex.learners` changes.
-// Every change to that table fires `qortex_learners_changed`, which queues a relcache
-// invalidation; PostgreSQL delivers it to this backend (and, at commit, to every other one)
-// through `on_relcache_invalidation`, which marks the cache stale. A stale cache is
-// emptied on the next lookup, so a committed configure is seen by the next transaction.
 thread_local! {
-    static CONFIGS: RefCell<HashMap<String, LearnerConfig>> = RefCell::new(HashMap::new());
-    static STALE: Cell<bool> = const { Cell::new(false) };
-    static LEARNERS_REL: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-}
-thread_local! {
+    /// The config of each learner this backend has used (see `cache`).
+    static CONFIGS: RefCell<Cache<LearnerConfig>> = RefCell::new(Cache::new(CONFIG_CACHE_MAX));
     static BACKEND_RNG: RefCell<bandit::SelectRng> = RefCell::new(bandit::rng_for(None));
 }
 
 /// Learners whose config one backend keeps at most; past that the cache starts over.
 const CONFIG_CACHE_MAX: usize = 1024;
 
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let learners = LEARNERS_REL.get();
-    // InvalidOid: every relation was reset. Before the table's oid is known, be careful.
-    if relid == pg_sys::InvalidOid || learners == pg_sys::InvalidOid || relid == learners {
-        STALE.set(true);
-    }
-}
-
-/// Called from `_PG_init`.
-pub fn init() {
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(on_relcache_invalidation),
-            pg_sys::Datum::from(0),
-        );
-    }
-}
-
-/// Statement trigger on `qortex.learners`: tell every backend to drop its cached configs.
-#[pg_trigger]
-fn qortex_learners_changed<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relid()?) };
-    Ok(None)
-}
-
 const CONFIG_SQL: &str = "SELECT (SELECT config FROM qortex.learners WHERE learner_name = $1),
                                  'qortex.learners'::regclass::oid";
 
 /// The learner's config if this backend has it cached and nothing invalidated it since.
 fn cached_config(learner: &str) -> Option<LearnerConfig> {
-    if STALE.replace(false) {
-        CONFIGS.with(|c| c.borrow_mut().clear());
-    }
-    CONFIGS.with(|c| c.borrow().get(learner).cloned())
+    CONFIGS.with(|c| c.borrow_mut().get(learner))
 }
 
 fn load_config(client: &SpiClient<'_>, func: &str, learner: &str) -> LearnerConfig {
-    if let Some(c) = cached_config(learner) {
-        return c;
-    }
-    let p = plan(client, CONFIG_SQL, &[TEXT], false);
-    let row = client
-        .select(&*p, Some(1), &[learner.into()])
-        .unwrap_or_else(|e| error!("{func}: reading the learner config failed: {e}"))
-        .next()
-        .unwrap_or_else(|| error!("{func}: the learner config query returned no row"));
-    let stored = row.get::<JsonB>(1).ok().flatten();
-    if let Ok(Some(oid)) = row.get::<pg_sys::Oid>(2) {
-        LEARNERS_REL.set(oid);
-    }
-    let config = match stored {
-        None => LearnerConfig::default(),
-        Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
-            data_error(format!(
-                "{func}: the stored config of learner \"{learner}\" is invalid: {e}"
-            ))
-        }),
-    };
     CONFIGS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= CONFIG_CACHE_MAX {
-            c.clear();
+        let mut cache = c.borrow_mut();
+        if let Some(config) = cache.get(learner) {
+            return config;
         }
-        c.insert(learner.to_owned(), config.clone());
-    });
-    config
+        cache.fill(learner, || {
+            let p = plan(client, CONFIG_SQL, &[TEXT], false);
+            let row = client
+                .select(&*p, Some(1), &[learner.into()])
+                .unwrap_or_else(|e| error!("{func}: reading the learner config failed: {e}"))
+                .next()
+                .unwrap_or_else(|| error!("{func}: the learner config query returned no row"));
+            let config = match row.get::<JsonB>(1).ok().flatten() {
+                None => LearnerConfig::default(),
+                Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
+                    data_error(format!(
+                        "{func}: the stored config of learner \"{learner}\" is invalid: {e}"
+                    ))
+                }),
+            };
+            let rel = row.get::<pg_sys::Oid>(2).ok().flatten();
+            (config, rel.into_iter().collect())
+        })
+    })
 }
 
 /// The context hash of a context argument; it must be a JSON object (or NULL).

@@ -5,6 +5,7 @@
 ::pgrx::pg_module_magic!(name, version);
 
 mod arm_reader;
+mod cache;
 mod collections;
 mod counters;
 mod learning;
@@ -30,16 +31,16 @@ pgrx::extension_sql_file!(
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(
-    "../sql/learners-trigger.sql",
-    name = "learners_trigger",
-    requires = ["schema_0_2_0", learning::qortex_learners_changed]
+    "../sql/state-triggers.sql",
+    name = "state_triggers",
+    requires = ["schema_0_2_0", "collections", cache::qortex_state_changed]
 );
 
 /// Runs when a backend (or, with `shared_preload_libraries`, the postmaster) loads qortex.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     counters::init();
-    learning::init();
+    cache::init();
 }
 
 /// Required by `cargo pgrx test`; must sit at the crate root.

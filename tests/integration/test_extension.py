@@ -161,7 +161,8 @@ def test_state_survives_pg_dump_config(db):
     )
     assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + [
         "qortex.learners", "qortex.collections", "qortex.ingestion_jobs",
-        "qortex.ingestion_jobs_id_seq", "qortex.user_memories"])
+        "qortex.ingestion_jobs_id_seq", "qortex.user_memories", "qortex.document_ids",
+        "qortex.chunk_ids"])
 
 
 def catalog(conn):

@@ -4,6 +4,7 @@ pub mod bandit;
 pub mod collections;
 pub mod context;
 pub mod counters;
+pub mod hybrid;
 
 /// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
 #[derive(Debug, Clone, PartialEq)]

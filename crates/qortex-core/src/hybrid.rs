@@ -1,0 +1,524 @@
+//! `hybrid_search` (API.md §3) without a server: options, BM25 over PostgreSQL tsvectors,
+//! the choice of which query terms generate text candidates, and fusion of the two legs.
+use crate::ParamError;
+use serde_json::{Map, Value};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fusion {
+    Rrf,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMode {
+    Or,
+    And,
+    Websearch,
+}
+
+/// Smallest candidate pool per leg.
+pub const MIN_CANDIDATES: usize = 100;
+pub const MAX_CANDIDATES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOptions {
+    pub fusion: Fusion,
+    pub rrf_k: f64,
+    pub vector_weight: f64,
+    pub text_weight: f64,
+    /// Candidates per leg, before `k + offset` is taken into account.
+    pub candidates: usize,
+    pub offset: usize,
+    pub filter: Option<Value>,
+    pub user_id: Option<String>,
+    pub min_similarity: Option<f64>,
+    pub ef_search: Option<i32>,
+    pub text_mode: TextMode,
+    pub feedback: bool,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            fusion: Fusion::Rrf,
+            rrf_k: 60.0,
+            vector_weight: 0.5,
+            text_weight: 0.5,
+            candidates: MIN_CANDIDATES,
+            offset: 0,
+            filter: None,
+            user_id: None,
+            min_similarity: None,
+            ef_search: None,
+            text_mode: TextMode::Or,
+            feedback: true,
+        }
+    }
+}
+
+const KEYS: [&str; 12] = [
+    "fusion",
+    "rrf_k",
+    "vector_weight",
+    "text_weight",
+    "candidates",
+    "offset",
+    "filter",
+    "user_id",
+    "min_similarity",
+    "ef_search",
+    "text_mode",
+    "feedback",
+];
+
+fn num(obj: &Map<String, Value>, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ParamError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(Some(x)),
+            _ => Err(ParamError::new(
+                format!("options.{key}"),
+                format!("must be a number within [{lo}, {hi}], got {v}"),
+            )),
+        },
+    }
+}
+
+fn int(obj: &Map<String, Value>, key: &str, lo: i64, hi: i64) -> Result<Option<i64>, ParamError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
+            _ => Err(ParamError::new(
+                format!("options.{key}"),
+                format!("must be an integer within [{lo}, {hi}], got {v}"),
+            )),
+        },
+    }
+}
+
+impl SearchOptions {
+    pub fn parse(options: Option<&Value>) -> Result<SearchOptions, ParamError> {
+        let empty = Map::new();
+        let obj = match options {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(o)) => o,
+            Some(v) => {
+                return Err(ParamError::new(
+                    "options",
+                    format!("must be a JSON object, got {v}"),
+                ))
+            }
+        };
+        if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(ParamError::new(
+                format!("options.{k}"),
+                format!("unknown option (allowed: {})", KEYS.join(", ")),
+            ));
+        }
+        let d = SearchOptions::default();
+        let fusion = match obj.get("fusion") {
+            None | Some(Value::Null) => d.fusion,
+            Some(v) => match v.as_str() {
+                Some("rrf") => Fusion::Rrf,
+                Some("weighted") => Fusion::Weighted,
+                _ => {
+                    return Err(ParamError::new(
+                        "options.fusion",
+                        format!("must be 'rrf' or 'weighted', got {v}"),
+                    ))
+                }
+            },
+        };
+        let text_mode = match obj.get("text_mode") {
+            None | Some(Value::Null) => d.text_mode,
+            Some(v) => match v.as_str() {
+                Some("or") => TextMode::Or,
+                Some("and") => TextMode::And,
+                Some("websearch") => TextMode::Websearch,
+                _ => {
+                    return Err(ParamError::new(
+                        "options.text_mode",
+                        format!("must be 'or', 'and' or 'websearch', got {v}"),
+                    ))
+                }
+            },
+        };
+        let vector_weight = num(obj, "vector_weight", 0.0, 1e6)?.unwrap_or(d.vector_weight);
+        let text_weight = num(obj, "text_weight", 0.0, 1e6)?.unwrap_or(d.text_weight);
+        if vector_weight == 0.0 && text_weight == 0.0 {
+            return Err(ParamError::new(
+                "options.vector_weight",
+                "and options.text_weight must not both be 0",
+            ));
+        }
+        let filter = match obj.get("filter") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(v) => {
+                return Err(ParamError::new(
+                    "options.filter",
+                    format!("must be a JSON object (matched with @> on metadata), got {v}"),
+                ))
+            }
+        };
+        let user_id = match obj.get("user_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => {
+                return Err(ParamError::new(
+                    "options.user_id",
+                    format!("must be text, got {v}"),
+                ))
+            }
+        };
+        let feedback = match obj.get("feedback") {
+            None | Some(Value::Null) => d.feedback,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(ParamError::new(
+                    "options.feedback",
+                    format!("must be true or false, got {v}"),
+                ))
+            }
+        };
+        Ok(SearchOptions {
+            fusion,
+            rrf_k: num(obj, "rrf_k", 1e-9, 1e6)?.unwrap_or(d.rrf_k),
+            vector_weight,
+            text_weight,
+            candidates: int(obj, "candidates", 1, MAX_CANDIDATES as i64)?
+                .map_or(d.candidates, |c| c as usize),
+            offset: int(obj, "offset", 0, 1_000_000)?.map_or(0, |o| o as usize),
+            filter,
+            user_id,
+            min_similarity: num(obj, "min_similarity", -1e6, 1e6)?,
+            ef_search: int(obj, "ef_search", 1, 1000)?.map(|e| e as i32),
+            text_mode,
+            feedback,
+        })
+    }
+
+    /// Candidates each leg returns: the option, at least `k + offset`, at least 100.
+    pub fn pool(&self, k: usize) -> usize {
+        self.candidates
+            .max(MIN_CANDIDATES)
+            .max(k + self.offset)
+            .min(MAX_CANDIDATES.max(k + self.offset))
+    }
+}
+
+/// The lexemes of a `tsvector_send` image with their position counts (term frequencies).
+/// Format: int32 count; per lexeme a NUL-terminated string, uint16 npos, npos uint16s.
+pub fn parse_tsvector_send(b: &[u8]) -> Result<Vec<(&str, u16)>, String> {
+    fn take<'a>(b: &'a [u8], at: &mut usize, n: usize) -> Result<&'a [u8], String> {
+        let s = b.get(*at..*at + n).ok_or("truncated tsvector")?;
+        *at += n;
+        Ok(s)
+    }
+    let mut at = 0usize;
+    let count = i32::from_be_bytes(take(b, &mut at, 4)?.try_into().unwrap());
+    let mut out = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let rest = &b[at..];
+        let nul = rest
+            .iter()
+            .position(|&c| c == 0)
+            .ok_or("unterminated lexeme")?;
+        let lexeme = std::str::from_utf8(&rest[..nul]).map_err(|e| e.to_string())?;
+        at += nul + 1;
+        let npos = u16::from_be_bytes(take(b, &mut at, 2)?.try_into().unwrap());
+        take(b, &mut at, 2 * npos as usize)?;
+        out.push((lexeme, npos));
+    }
+    Ok(out)
+}
+
+/// Okapi BM25 with Lucene's non-negative idf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bm25 {
+    pub k1: f64,
+    pub b: f64,
+}
+
+impl Default for Bm25 {
+    fn default() -> Self {
+        Bm25 { k1: 1.2, b: 0.75 }
+    }
+}
+
+pub fn idf(n: f64, df: f64) -> f64 {
+    let df = df.clamp(0.0, n.max(0.0));
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+impl Bm25 {
+    /// Score of one document: `terms` are (lexeme, idf) of the query; `doc` the document's
+    /// lexemes with term frequencies; a lexeme without positions counts once. The
+    /// document's length is its number of positions (tokens other than stop words).
+    pub fn score(&self, terms: &[(String, f64)], doc: &[(&str, u16)], avgdl: f64) -> f64 {
+        let dl: f64 = doc.iter().map(|(_, n)| (*n).max(1) as f64).sum();
+        let norm = self.k1 * (1.0 - self.b + self.b * dl / avgdl.max(1e-9));
+        terms
+            .iter()
+            .filter_map(|(t, idf)| {
+                let tf = doc.iter().find(|(l, _)| l == t)?.1.max(1) as f64;
+                Some(idf * tf * (self.k1 + 1.0) / (tf + norm))
+            })
+            .sum()
+    }
+
+    /// The most one term can add to any document's score.
+    pub fn max_contribution(&self, idf: f64) -> f64 {
+        idf * (self.k1 + 1.0)
+    }
+}
+
+/// Which query terms (sorted rarest first) to fetch text candidates with: rarer terms
+/// first while their document frequencies fit in `budget` rows. Terms left out are too
+/// common to enumerate; they still count in every candidate's score. At least the rarest
+/// term is used.
+pub fn essential_terms(dfs: &[f64], budget: f64) -> usize {
+    let mut used = 0.0;
+    let mut n = 0;
+    for &df in dfs {
+        if n > 0 && used + df > budget {
+            break;
+        }
+        used += df;
+        n += 1;
+    }
+    n
+}
+
+/// One result of one leg, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegHit {
+    pub id: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    pub id: String,
+    pub score: f64,
+    pub vector_rank: Option<i32>,
+    pub vector_similarity: Option<f64>,
+    pub text_rank: Option<i32>,
+    pub text_score: Option<f64>,
+    pub factor: f64,
+}
+
+fn min_max(hits: &[LegHit]) -> impl Fn(f64) -> f64 {
+    let lo = hits.iter().map(|h| h.score).fold(f64::INFINITY, f64::min);
+    let hi = hits
+        .iter()
+        .map(|h| h.score)
+        .fold(f64::NEG_INFINITY, f64::max);
+    move |x| {
+        if hi > lo {
+            (x - lo) / (hi - lo)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Fuse the legs (each best first), multiply by the factors, and order totally: score
+/// descending, then id ascending, so pages taken with `offset` never repeat or skip.
+pub fn fuse(
+    vector: &[LegHit],
+    text: &[LegHit],
+    opts: &SearchOptions,
+    factors: &HashMap<String, f64>,
+) -> Vec<Fused> {
+    let mut order: Vec<Fused> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut slot = |id: &str, order: &mut Vec<Fused>| -> usize {
+        *index.entry(id.to_owned()).or_insert_with(|| {
+            order.push(Fused {
+                id: id.to_owned(),
+                score: 0.0,
+                vector_rank: None,
+                vector_similarity: None,
+                text_rank: None,
+                text_score: None,
+                factor: 1.0,
+            });
+            order.len() - 1
+        })
+    };
+    let vnorm = min_max(vector);
+    let tnorm = min_max(text);
+    for (r, h) in vector.iter().enumerate() {
+        let i = slot(&h.id, &mut order);
+        let f = &mut order[i];
+        f.vector_rank = Some(r as i32 + 1);
+        f.vector_similarity = Some(h.score);
+        f.score += match opts.fusion {
+            Fusion::Rrf => 1.0 / (opts.rrf_k + (r + 1) as f64),
+            Fusion::Weighted => opts.vector_weight * vnorm(h.score),
+        };
+    }
+    for (r, h) in text.iter().enumerate() {
+        let i = slot(&h.id, &mut order);
+        let f = &mut order[i];
+        f.text_rank = Some(r as i32 + 1);
+        f.text_score = Some(h.score);
+        f.score += match opts.fusion {
+            Fusion::Rrf => 1.0 / (opts.rrf_k + (r + 1) as f64),
+            Fusion::Weighted => opts.text_weight * tnorm(h.score),
+        };
+    }
+    for f in &mut order {
+        if let Some(&w) = factors.get(&f.id) {
+            f.factor = w;
+            f.score *= w;
+        }
+    }
+    order.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    order
+}
+
+/// Order one leg's hits: score descending, then id ascending.
+pub fn rank_leg(hits: &mut [LegHit]) {
+    hits.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hits(v: &[(&str, f64)]) -> Vec<LegHit> {
+        v.iter()
+            .map(|(id, s)| LegHit {
+                id: (*id).into(),
+                score: *s,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = SearchOptions::parse(Some(&json!({}))).unwrap();
+        assert_eq!(o, SearchOptions::default());
+        assert_eq!(o.pool(10), 100);
+        let o = SearchOptions::parse(Some(&json!({"candidates": 50, "offset": 120}))).unwrap();
+        assert_eq!(o.pool(10), 130);
+        for (bad, arg) in [
+            (json!({"fusion": "max"}), "options.fusion"),
+            (json!({"rrf_k": 0}), "options.rrf_k"),
+            (json!({"vector_weight": -1}), "options.vector_weight"),
+            (
+                json!({"vector_weight": 0, "text_weight": 0}),
+                "options.vector_weight",
+            ),
+            (json!({"candidates": 0}), "options.candidates"),
+            (json!({"offset": -1}), "options.offset"),
+            (json!({"filter": [1]}), "options.filter"),
+            (json!({"user_id": 3}), "options.user_id"),
+            (json!({"ef_search": 0}), "options.ef_search"),
+            (json!({"ef_search": 1001}), "options.ef_search"),
+            (json!({"text_mode": "phrase"}), "options.text_mode"),
+            (json!({"feedback": "no"}), "options.feedback"),
+            (json!({"limit": 3}), "options.limit"),
+            (json!(3), "options"),
+        ] {
+            assert_eq!(
+                SearchOptions::parse(Some(&bad)).unwrap_err().arg,
+                arg,
+                "{bad}"
+            );
+        }
+    }
+
+    fn send_image(entries: &[(&str, &[u16])]) -> Vec<u8> {
+        let mut b = (entries.len() as i32).to_be_bytes().to_vec();
+        for (l, pos) in entries {
+            b.extend_from_slice(l.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&(pos.len() as u16).to_be_bytes());
+            for p in *pos {
+                b.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn tsvector_send_images() {
+        let img = send_image(&[("cat", &[1, 4]), ("purr", &[2]), ("zzz", &[])]);
+        assert_eq!(
+            parse_tsvector_send(&img).unwrap(),
+            vec![("cat", 2), ("purr", 1), ("zzz", 0)]
+        );
+        assert!(parse_tsvector_send(&img[..img.len() - 1]).is_err());
+        assert_eq!(parse_tsvector_send(&send_image(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bm25_matches_the_formula() {
+        let bm = Bm25 { k1: 1.5, b: 0.75 };
+        let doc = [("cat", 2u16), ("purr", 1), ("dog", 1)]; // dl = 4
+        let terms = vec![("cat".to_string(), 2.0), ("fish".to_string(), 5.0)];
+        let norm = 1.5 * (1.0 - 0.75 + 0.75 * 4.0 / 8.0);
+        let want = 2.0 * 2.0 * 2.5 / (2.0 + norm);
+        assert!((bm.score(&terms, &doc, 8.0) - want).abs() < 1e-12);
+        assert_eq!(bm.score(&[("fish".into(), 5.0)], &doc, 8.0), 0.0);
+        assert!((idf(100.0, 1.0) - (1.0f64 + 99.5 / 1.5).ln()).abs() < 1e-12);
+        assert!(idf(10.0, 10.0) > 0.0);
+        assert!(bm.max_contribution(2.0) >= bm.score(&terms[..1], &[("cat", 60000)], 1.0));
+    }
+
+    #[test]
+    fn essential_terms_fit_the_budget_but_keep_the_rarest() {
+        assert_eq!(essential_terms(&[3.0, 10.0, 500.0, 4000.0], 1000.0), 3);
+        assert_eq!(essential_terms(&[3000.0, 4000.0], 1000.0), 1);
+        assert_eq!(essential_terms(&[], 1000.0), 0);
+    }
+
+    #[test]
+    fn rrf_fusion_explains_and_orders_totally() {
+        let v = hits(&[("a", 0.9), ("b", 0.8), ("c", 0.7)]);
+        let t = hits(&[("c", 9.0), ("d", 3.0)]);
+        let f = fuse(&v, &t, &SearchOptions::default(), &HashMap::new());
+        let ids: Vec<_> = f.iter().map(|x| x.id.as_str()).collect();
+        // c: 1/63 + 1/61; a: 1/61; b: 1/62 and d: 1/62 tie -> by id
+        assert_eq!(ids, ["c", "a", "b", "d"]);
+        assert!((f[0].score - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-15);
+        assert_eq!((f[0].vector_rank, f[0].text_rank), (Some(3), Some(1)));
+        assert_eq!((f[3].vector_rank, f[3].text_score), (None, Some(3.0)));
+    }
+
+    #[test]
+    fn weighted_fusion_normalises_each_leg_and_factors_multiply() {
+        let opts = SearchOptions {
+            fusion: Fusion::Weighted,
+            vector_weight: 0.3,
+            text_weight: 0.7,
+            ..SearchOptions::default()
+        };
+        let v = hits(&[("a", 0.9), ("b", 0.5)]);
+        let t = hits(&[("b", 10.0), ("c", 5.0)]);
+        let factors = HashMap::from([("a".to_string(), 0.5)]);
+        let f = fuse(&v, &t, &opts, &factors);
+        let got: Vec<_> = f
+            .iter()
+            .map(|x| (x.id.as_str(), x.score, x.factor))
+            .collect();
+        assert_eq!(got, [("b", 0.7, 1.0), ("a", 0.15, 0.5), ("c", 0.0, 1.0)]);
+    }
+}
