@@ -192,6 +192,17 @@ VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_remember_wrapper';
 
+-- hybrid_search (API.md §3).
+CREATE FUNCTION hybrid_search(
+    collection TEXT, query_embedding vector, query_text TEXT, k INT DEFAULT 10,
+    options jsonb DEFAULT '{}'
+) RETURNS TABLE (
+    id TEXT, document_id TEXT, content TEXT, metadata jsonb, score double precision,
+    vector_rank INT, vector_similarity double precision, text_rank INT,
+    text_score double precision, factor double precision
+)
+STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'hybrid_search_wrapper';
+
 -- Learner configs and collection layouts are cached per backend; changes invalidate them.
 CREATE FUNCTION "qortex_state_changed"()
 	RETURNS TRIGGER

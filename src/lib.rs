@@ -9,6 +9,8 @@ mod cache;
 mod collections;
 mod counters;
 mod learning;
+mod search;
+mod settings;
 mod spi_util;
 mod status;
 
@@ -41,6 +43,7 @@ pgrx::extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     counters::init();
     cache::init();
+    settings::init();
 }
 
 /// Required by `cargo pgrx test`; must sit at the crate root.

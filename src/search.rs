@@ -1,0 +1,787 @@
+//! API.md §3: `hybrid_search`, a BM25 text leg and an HNSW vector leg fused in one call.
+//!
+//! Text leg: the query's lexemes (the collection's text search configuration, stop words
+//! removed) are ranked by BM25 over the whole collection. Candidates come from the GIN
+//! index, for the rarest query terms whose document frequencies fit a row budget; more
+//! common terms still count in every candidate's score but are not enumerated, so the cost
+//! does not grow with the rows that merely contain a common word. Statistics are computed
+//! on demand and kept per backend for a minute: N from `pg_class.reltuples`, document
+//! frequencies from ANALYZE's most-common-lexeme statistics or, for rarer lexemes, an exact
+//! (bounded) count on the GIN index, and the average document length from a sample.
+//!
+//! Vector leg: `ORDER BY embedding <op> $q LIMIT pool` on the HNSW index, with
+//! `hnsw.ef_search` raised to the pool and iterative scans when filtered; both settings are
+//! restored when the call returns.
+use crate::cache::Cache;
+use crate::collections;
+use crate::settings;
+use crate::spi_util::{data_error, invalid_param, plan, required, INT8, JSONB, TEXT, TEXT_ARRAY};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
+use pgrx::JsonB;
+use qortex_core::collections::Distance;
+use qortex_core::hybrid::{self as hy, Bm25, LegHit, SearchOptions, TextMode};
+use qortex_core::ParamError;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a backend trusts its text statistics of a collection.
+const STATS_TTL: Duration = Duration::from_secs(60);
+/// Documents sampled for the average document length.
+const LENGTH_SAMPLE: f64 = 2000.0;
+
+/// How to query one collection: quoted names and expressions from the catalog.
+#[derive(Clone)]
+struct Target {
+    name: String,
+    table: String,
+    source: pg_sys::Oid,
+    dims: i32,
+    distance: Distance,
+    id: String,
+    id_type: String,
+    embedding: String,
+    content: Option<String>,
+    tsv: String,
+    /// (schema, table, column) of a stored tsvector column, for ANALYZE's statistics.
+    tsv_column: Option<(String, String, String)>,
+    /// The text search configuration's name.
+    cfg: String,
+    metadata: Option<String>,
+    user_id: Option<String>,
+    is_global: Option<String>,
+    document_id: Option<String>,
+    vector_schema: String,
+    vector_type: pg_sys::Oid,
+}
+
+#[derive(Clone)]
+struct TextStats {
+    n: f64,
+    avgdl: f64,
+    /// Document frequencies: ANALYZE's most common lexemes, and exact counts made so far.
+    df: Rc<RefCell<HashMap<String, f64>>>,
+    /// Below this frequency a lexeme is not among the most common ones (0: no statistics).
+    mce_floor: f64,
+    at: Instant,
+}
+
+thread_local! {
+    static TARGETS: RefCell<Cache<Rc<Target>>> = RefCell::new(Cache::new(256));
+    static STATS: RefCell<Cache<TextStats>> = RefCell::new(Cache::new(256));
+}
+
+fn target(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Target> {
+    TARGETS.with(|t| {
+        let mut cache = t.borrow_mut();
+        if let Some(t) = cache.get(name) {
+            return t;
+        }
+        cache.fill(name, || read_target(client, func, name))
+    })
+}
+
+fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, Vec<pg_sys::Oid>) {
+    let c = collections::load(client, func, name);
+    let table = collections::source_name(client, func, &c);
+    let p = plan(
+        client,
+        "SELECT a.attnum, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                t.typname::text, n.nspname::text, cl.relname::text,
+                'qortex.collections'::regclass::oid
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_class cl ON cl.oid = a.attrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[crate::spi_util::OID],
+        false,
+    );
+    let mut cols: HashMap<i16, (String, String, String)> = HashMap::new();
+    let mut rel = (String::new(), String::new());
+    let mut collections_oid = pg_sys::InvalidOid;
+    for r in client
+        .select(&*p, None, &[c.source.into()])
+        .unwrap_or_else(|e| error!("{func}: {e}"))
+    {
+        let get = |i: usize| r.get::<String>(i).ok().flatten().unwrap_or_default();
+        let attnum = r.get::<i16>(1).ok().flatten().unwrap_or_default();
+        cols.insert(attnum, (get(2), get(3), get(4)));
+        rel = (get(5), get(6));
+        collections_oid = r.get::<pg_sys::Oid>(7).ok().flatten().unwrap_or_default();
+    }
+    let col = |role: &str| -> Option<(String, String, String)> {
+        let attnum = c.attnum(role)?;
+        Some(cols.get(&attnum).cloned().unwrap_or_else(|| {
+            data_error(format!(
+                "{func}: collection \"{name}\": the column mapped as {role} was dropped; \
+                 register the collection again"
+            ))
+        }))
+    };
+    let q = |(n, _, _): &(String, String, String)| quote_identifier(n);
+    let (id, embedding) = match (col("id"), col("embedding")) {
+        (Some(i), Some(e)) => (i, e),
+        _ => data_error(format!(
+            "{func}: collection \"{name}\" maps no id or embedding"
+        )),
+    };
+    let content = col("content");
+    let text_config = quote_literal(&c.text_config) + "::pg_catalog.regconfig";
+    let (tsv, tsv_column) = match col("tsvector") {
+        Some(t) => (q(&t), Some((rel.0.clone(), rel.1.clone(), t.0.clone()))),
+        None => (
+            format!(
+                "pg_catalog.to_tsvector({text_config}, {})",
+                content.as_ref().map(q).unwrap_or_else(|| "''".into())
+            ),
+            None,
+        ),
+    };
+    let metadata = col("metadata").map(|m| {
+        if m.2 == "json" {
+            format!("{}::jsonb", q(&m))
+        } else {
+            q(&m)
+        }
+    });
+    let user_id = col("user_id").map(|u| {
+        if u.2 == "text" {
+            q(&u)
+        } else {
+            format!("{}::text", q(&u))
+        }
+    });
+    let vector_schema = collections::vector_schema(client);
+    let vp = plan(
+        client,
+        "SELECT t.oid FROM pg_catalog.pg_type t
+           JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace
+          WHERE e.extname = 'vector' AND t.typname = 'vector'",
+        &[],
+        false,
+    );
+    let vector_type = client
+        .select(&*vp, Some(1), &[])
+        .unwrap_or_else(|e| error!("{func}: {e}"))
+        .next()
+        .and_then(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
+        .unwrap_or_else(|| error!("{func}: the vector type was not found"));
+    let t = Target {
+        name: name.to_owned(),
+        table,
+        source: c.source,
+        dims: c.dimensions,
+        distance: c.distance,
+        id: q(&id),
+        id_type: id.1.clone(),
+        embedding: q(&embedding),
+        content: content.as_ref().map(q),
+        tsv,
+        tsv_column,
+        cfg: c.text_config.clone(),
+        metadata,
+        user_id,
+        is_global: col("is_global").map(|g| q(&g)),
+        document_id: col("document_id").map(|d| q(&d)),
+        vector_schema,
+        vector_type,
+    };
+    (Rc::new(t), vec![c.source, collections_oid])
+}
+
+/// `AND ...` for the filter (`$3`) and user scope (`$4`) of both legs.
+fn scope_sql(func: &str, name: &str, t: &Target, opts: &SearchOptions) -> String {
+    let mut s = String::new();
+    if opts.filter.is_some() {
+        let m = t.metadata.as_deref().unwrap_or_else(|| {
+            invalid_param(
+                func,
+                ParamError::new(
+                    "options.filter",
+                    format!("collection \"{name}\" has no metadata column"),
+                ),
+            )
+        });
+        s += &format!(" AND {m} OPERATOR(pg_catalog.@>) $3");
+    }
+    if opts.user_id.is_some() {
+        let u = t.user_id.as_deref().unwrap_or_else(|| {
+            invalid_param(
+                func,
+                ParamError::new(
+                    "options.user_id",
+                    format!("collection \"{name}\" has no user_id column"),
+                ),
+            )
+        });
+        s += &match &t.is_global {
+            Some(g) => format!(" AND ({u} = $4 OR {g})"),
+            None => format!(" AND {u} = $4"),
+        };
+    }
+    s
+}
+
+/// Settings changed for one call, restored when it returns (an error restores them by
+/// aborting the (sub)transaction).
+struct Settings(i32);
+
+impl Settings {
+    fn new() -> Self {
+        Settings(unsafe { pg_sys::NewGUCNestLevel() })
+    }
+    fn set(&self, name: &str, value: &str) {
+        let (n, v) = (CString::new(name).unwrap(), CString::new(value).unwrap());
+        unsafe {
+            pg_sys::set_config_option(
+                n.as_ptr(),
+                v.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    fn restore(self) {
+        unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+    }
+}
+
+fn vector_leg(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Target,
+    scope: &str,
+    embedding: &[u8],
+    opts: &SearchOptions,
+    pool: usize,
+) -> Vec<LegHit> {
+    let op = format!("OPERATOR({}.{})", t.vector_schema, t.distance.operator());
+    let sql = format!(
+        "SELECT {id}::text, {emb} {op} $1 FROM {table} WHERE true{scope}
+          ORDER BY {emb} {op} $1 LIMIT $2",
+        id = t.id,
+        emb = t.embedding,
+        table = t.table
+    );
+    let p = plan(
+        client,
+        &sql,
+        &[pgrx::PgOid::from(t.vector_type), INT8, JSONB, TEXT],
+        false,
+    );
+    let settings = Settings::new();
+    let ef = opts.ef_search.unwrap_or(40).max(pool.min(1000) as i32);
+    settings.set("hnsw.ef_search", &ef.to_string());
+    if !scope.is_empty() || opts.min_similarity.is_some() {
+        settings.set("hnsw.iterative_scan", "relaxed_order");
+    }
+    let args = [
+        unsafe { DatumWithOid::new(embedding, t.vector_type) },
+        (pool as i64).into(),
+        opts.filter.clone().map(JsonB).into(),
+        opts.user_id.as_deref().into(),
+    ];
+    let mut hits: Vec<LegHit> = client
+        .select(&*p, None, &args)
+        .unwrap_or_else(|e| error!("{func}: vector leg: {e}"))
+        .filter_map(|r| {
+            let id = r.get::<String>(1).ok().flatten()?;
+            let d = r.get::<f64>(2).ok().flatten()?;
+            let score = match t.distance {
+                Distance::Cosine => 1.0 - d,
+                Distance::Ip => -d,
+                Distance::L2 => 1.0 / (1.0 + d),
+            };
+            Some(LegHit { id, score })
+        })
+        .filter(|h| opts.min_similarity.is_none_or(|m| h.score >= m))
+        .collect();
+    settings.restore();
+    hy::rank_leg(&mut hits);
+    hits.truncate(pool);
+    hits
+}
+
+/// Run a query whose rows are `(id text, tsvector)` and visit each row's id and the
+/// tsvector's bytes as they lie in memory (no send/receive conversion).
+fn for_each_tsvector<'a>(
+    client: &SpiClient<'_>,
+    func: &str,
+    p: &pgrx::spi::OwnedPreparedStatement,
+    args: &[DatumWithOid<'a>],
+    mut visit: impl FnMut(Option<String>, &[u8]),
+) {
+    let mut t = client
+        .select(p, None, args)
+        .unwrap_or_else(|e| error!("{func}: text leg: {e}"));
+    if t.is_empty() {
+        return;
+    }
+    t = t.first();
+    loop {
+        let id = t.get::<String>(1).ok().flatten();
+        if let Ok(Some(d)) = t.get_datum_by_ordinal(2) {
+            unsafe {
+                let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                let bytes = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(v),
+                );
+                visit(id, bytes);
+            }
+        }
+        if t.next().is_none() {
+            break;
+        }
+    }
+}
+
+fn text_stats(client: &SpiClient<'_>, func: &str, t: &Target) -> TextStats {
+    STATS.with(|s| {
+        let mut cache = s.borrow_mut();
+        if let Some(st) = cache.get(&t.name).filter(|st| st.at.elapsed() < STATS_TTL) {
+            return st;
+        }
+        cache.fill(&t.name, || (read_stats(client, func, t), vec![t.source]))
+    })
+}
+
+fn read_stats(client: &SpiClient<'_>, func: &str, t: &Target) -> TextStats {
+    let err = |e: pgrx::spi::SpiError| -> ! { error!("{func}: text statistics: {e}") };
+    let rp = plan(
+        client,
+        "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = $1",
+        &[crate::spi_util::OID],
+        false,
+    );
+    let mut n = client
+        .select(&*rp, Some(1), &[t.source.into()])
+        .unwrap_or_else(|e| err(e))
+        .next()
+        .and_then(|r| r.get::<f64>(1).ok().flatten())
+        .unwrap_or(-1.0);
+    if n < 0.0 {
+        // Never analyzed: count.
+        n = client
+            .select(
+                &format!("SELECT pg_catalog.count(*)::float8 FROM {}", t.table),
+                Some(1),
+                &[],
+            )
+            .unwrap_or_else(|e| err(e))
+            .next()
+            .and_then(|r| r.get::<f64>(1).ok().flatten())
+            .unwrap_or(0.0);
+    }
+    let mut df = HashMap::new();
+    let mut mce_floor = 0.0;
+    if let Some((schema, table, column)) = &t.tsv_column {
+        let sp = plan(
+            client,
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs
+               FROM pg_catalog.pg_stats
+              WHERE schemaname = $1 AND tablename = $2 AND attname = $3",
+            &[TEXT, TEXT, TEXT],
+            false,
+        );
+        if let Some(r) = client
+            .select(
+                &*sp,
+                Some(1),
+                &[
+                    schema.as_str().into(),
+                    table.as_str().into(),
+                    column.as_str().into(),
+                ],
+            )
+            .unwrap_or_else(|e| err(e))
+            .next()
+        {
+            let elems: Vec<Option<String>> = r.get(1).ok().flatten().unwrap_or_default();
+            let freqs: Vec<Option<f32>> = r.get(2).ok().flatten().unwrap_or_default();
+            for (e, f) in elems.iter().zip(&freqs) {
+                if let (Some(e), Some(f)) = (e, f) {
+                    df.insert(e.clone(), (*f as f64 * n).round().max(1.0));
+                }
+            }
+            // After the per-element frequencies: minimum, maximum, null fraction.
+            mce_floor = freqs
+                .get(elems.len())
+                .copied()
+                .flatten()
+                .map_or(0.0, |f| f as f64 * n);
+        }
+    }
+    let pct = (100.0 * LENGTH_SAMPLE / n.max(1.0)).min(100.0);
+    let lp = plan(
+        client,
+        &format!(
+            "SELECT NULL::text, {} FROM {} TABLESAMPLE SYSTEM ($1) LIMIT $2",
+            t.tsv, t.table
+        ),
+        &[crate::spi_util::FLOAT8, INT8],
+        false,
+    );
+    let (mut total, mut docs) = (0.0, 0.0);
+    for_each_tsvector(
+        client,
+        func,
+        &lp,
+        &[pct.into(), (LENGTH_SAMPLE as i64).into()],
+        |_, b| {
+            if let Ok(v) = hy::TsVector::new(b) {
+                total += v.length();
+                docs += 1.0;
+            }
+        },
+    );
+    TextStats {
+        n,
+        avgdl: if docs > 0.0 { total / docs } else { 1.0 },
+        df: Rc::new(RefCell::new(df)),
+        mce_floor,
+        at: Instant::now(),
+    }
+}
+
+/// A tsquery matching any of the lexemes, each quoted as a literal lexeme.
+fn tsquery_any(lexemes: &[String]) -> String {
+    lexemes
+        .iter()
+        .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Document frequency of a lexeme: from the statistics, or counted on the index (bounded).
+fn doc_freq(client: &SpiClient<'_>, func: &str, t: &Target, st: &TextStats, lexeme: &str) -> f64 {
+    if let Some(&d) = st.df.borrow().get(lexeme) {
+        return d;
+    }
+    let cap = if st.mce_floor > 0.0 {
+        st.mce_floor.ceil() as i64 + 1
+    } else {
+        settings::TEXT_ROW_BUDGET.get() as i64 * 4
+    };
+    let p = plan(
+        client,
+        &format!(
+            "SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {} WHERE {} @@ $1::tsquery
+              LIMIT $2) s",
+            t.table, t.tsv
+        ),
+        &[TEXT, INT8],
+        false,
+    );
+    let d = client
+        .select(
+            &*p,
+            Some(1),
+            &[tsquery_any(&[lexeme.to_owned()]).into(), cap.into()],
+        )
+        .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
+        .next()
+        .and_then(|r| r.get::<f64>(1).ok().flatten())
+        .unwrap_or(0.0);
+    st.df.borrow_mut().insert(lexeme.to_owned(), d);
+    d
+}
+
+fn text_leg(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Target,
+    scope: &str,
+    query: &str,
+    opts: &SearchOptions,
+    pool: usize,
+) -> Vec<LegHit> {
+    let lp = plan(
+        client,
+        "SELECT DISTINCT lexeme FROM pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2))",
+        &[TEXT, TEXT],
+        false,
+    );
+    let cfg_name = &t.cfg;
+    let lexemes: Vec<String> = client
+        .select(&*lp, None, &[cfg_name.as_str().into(), query.into()])
+        .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect();
+    if lexemes.is_empty() {
+        return Vec::new();
+    }
+    let st = text_stats(client, func, t);
+    let mut terms: Vec<(String, f64, f64)> = lexemes
+        .into_iter()
+        .map(|l| {
+            let d = doc_freq(client, func, t, &st, &l);
+            let idf = hy::idf(st.n, d);
+            (l, d, idf)
+        })
+        .collect();
+    terms.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
+    let tsquery = match opts.text_mode {
+        TextMode::Or => {
+            let dfs: Vec<f64> = terms.iter().map(|t| t.1).collect();
+            let n = hy::essential_terms(&dfs, settings::TEXT_ROW_BUDGET.get() as f64);
+            let chosen: Vec<String> = terms[..n].iter().map(|t| t.0.clone()).collect();
+            tsquery_any(&chosen)
+        }
+        TextMode::And | TextMode::Websearch => {
+            let f = if opts.text_mode == TextMode::And {
+                "plainto_tsquery"
+            } else {
+                "websearch_to_tsquery"
+            };
+            let p = plan(
+                client,
+                &format!("SELECT pg_catalog.{f}($1::regconfig, $2)::text"),
+                &[TEXT, TEXT],
+                false,
+            );
+            client
+                .select(&*p, Some(1), &[cfg_name.as_str().into(), query.into()])
+                .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
+                .next()
+                .and_then(|r| r.get::<String>(1).ok().flatten())
+                .unwrap_or_default()
+        }
+    };
+    if tsquery.is_empty() {
+        return Vec::new();
+    }
+    let sql = format!(
+        "SELECT {id}::text, {tsv} FROM {table} WHERE {tsv} @@ $1::tsquery{scope} LIMIT $2",
+        id = t.id,
+        tsv = t.tsv,
+        table = t.table
+    );
+    let p = plan(client, &sql, &[TEXT, INT8, JSONB, TEXT], false);
+    let bm25 = Bm25 {
+        k1: settings::BM25_K1.get(),
+        b: settings::BM25_B.get(),
+    };
+    let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, idf)| (l.clone(), *idf)).collect();
+    let args = [
+        tsquery.as_str().into(),
+        (settings::TEXT_ROW_BUDGET.get() as i64).into(),
+        opts.filter.clone().map(JsonB).into(),
+        opts.user_id.as_deref().into(),
+    ];
+    let mut hits = Vec::new();
+    for_each_tsvector(client, func, &p, &args, |id, b| {
+        if let (Some(id), Ok(v)) = (id, hy::TsVector::new(b)) {
+            hits.push(LegHit {
+                id,
+                score: bm25.score_tsvector(&scored, &v, st.avgdl),
+            });
+        }
+    });
+    hy::rank_leg(&mut hits);
+    hits.truncate(pool);
+    hits
+}
+
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<JsonB>,
+    f64,
+    Option<i32>,
+    Option<f64>,
+    Option<i32>,
+    Option<f64>,
+    f64,
+);
+
+/// Search a collection with a query embedding and/or query text; best first.
+#[allow(clippy::type_complexity)]
+#[pg_extern(
+    stable,
+    sql = r#"
+CREATE FUNCTION hybrid_search(
+    collection TEXT, query_embedding vector, query_text TEXT, k INT DEFAULT 10,
+    options jsonb DEFAULT '{}'
+) RETURNS TABLE (
+    id TEXT, document_id TEXT, content TEXT, metadata jsonb, score double precision,
+    vector_rank INT, vector_similarity double precision, text_rank INT,
+    text_score double precision, factor double precision
+)
+STABLE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
+fn hybrid_search(
+    collection: Option<String>,
+    query_embedding: Option<&[u8]>,
+    query_text: Option<String>,
+    k: default!(Option<i32>, 10),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, String),
+        name!(document_id, Option<String>),
+        name!(content, Option<String>),
+        name!(metadata, Option<JsonB>),
+        name!(score, f64),
+        name!(vector_rank, Option<i32>),
+        name!(vector_similarity, Option<f64>),
+        name!(text_rank, Option<i32>),
+        name!(text_score, Option<f64>),
+        name!(factor, f64),
+    ),
+> {
+    const F: &str = "hybrid_search";
+    let name = required(F, "collection", collection);
+    let query_text = query_text.filter(|q| !q.trim().is_empty());
+    if query_embedding.is_none() && query_text.is_none() {
+        invalid_param(
+            F,
+            ParamError::new(
+                "query_embedding",
+                "and query_text are both NULL (or empty); give at least one",
+            ),
+        );
+    }
+    let k = match k {
+        Some(k) if k >= 1 => k as usize,
+        other => invalid_param(
+            F,
+            ParamError::new("k", format!("must be >= 1, got {other:?}")),
+        ),
+    };
+    let opts = SearchOptions::parse(options.as_ref().map(|j| &j.0))
+        .unwrap_or_else(|e| invalid_param(F, e));
+    let pool = opts.pool(k);
+    let rows: Vec<Row> = Spi::connect(|client| {
+        let t = target(client, F, &name);
+        let scope = scope_sql(F, &name, &t, &opts);
+        let vector = match query_embedding {
+            None => Vec::new(),
+            Some(bytes) => {
+                let dims = bytes
+                    .get(..2)
+                    .map(|d| i16::from_ne_bytes([d[0], d[1]]) as i32)
+                    .unwrap_or(-1);
+                if dims != t.dims {
+                    data_error(format!(
+                        "{F}: query_embedding has {dims} dimensions; collection \"{name}\" has {}",
+                        t.dims
+                    ));
+                }
+                vector_leg(client, F, &t, &scope, bytes, &opts, pool)
+            }
+        };
+        let text = match &query_text {
+            None => Vec::new(),
+            Some(q) => text_leg(client, F, &t, &scope, q, &opts, pool),
+        };
+        let ids: Vec<String> = vector.iter().chain(&text).map(|h| h.id.clone()).collect();
+        let factors = if opts.feedback && !ids.is_empty() {
+            read_factors(client, F, &ids)
+        } else {
+            HashMap::new()
+        };
+        let fused = hy::fuse(&vector, &text, &opts, &factors);
+        let page: Vec<_> = fused.into_iter().skip(opts.offset).take(k).collect();
+        let details = read_rows(
+            client,
+            F,
+            &t,
+            &page.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+        );
+        page.into_iter()
+            .map(|f| {
+                let (doc, content, meta) = details.get(&f.id).cloned().unwrap_or_default();
+                (
+                    f.id,
+                    doc,
+                    content,
+                    meta.map(JsonB),
+                    f.score,
+                    f.vector_rank,
+                    f.vector_similarity,
+                    f.text_rank,
+                    f.text_score,
+                    f.factor,
+                )
+            })
+            .collect()
+    });
+    TableIterator::new(rows)
+}
+
+fn read_factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<String, f64> {
+    let p = plan(
+        client,
+        "SELECT node_id, weight FROM qortex.interoception_factors WHERE node_id = ANY($1)",
+        &[TEXT_ARRAY],
+        false,
+    );
+    client
+        .select(&*p, None, &[ids.to_vec().into()])
+        .unwrap_or_else(|e| error!("{func}: {e}"))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok().flatten()?,
+                r.get::<f64>(2).ok().flatten()?,
+            ))
+        })
+        .collect()
+}
+
+type Details = (Option<String>, Option<String>, Option<Value>);
+
+fn read_rows(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Target,
+    ids: &[String],
+) -> HashMap<String, Details> {
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let sql = format!(
+        "SELECT {id}::text, {doc}, {content}, {meta} FROM {table}
+          WHERE {id} = ANY($1::text[]::{id_type}[])",
+        id = t.id,
+        doc = t
+            .document_id
+            .as_ref()
+            .map_or("NULL::text".into(), |d| format!("{d}::text")),
+        content = t
+            .content
+            .as_ref()
+            .map_or("NULL::text".into(), |c| format!("{c}::text")),
+        meta = t.metadata.as_deref().unwrap_or("NULL::jsonb"),
+        table = t.table,
+        id_type = t.id_type
+    );
+    let p = plan(client, &sql, &[TEXT_ARRAY], false);
+    client
+        .select(&*p, None, &[ids.to_vec().into()])
+        .unwrap_or_else(|e| error!("{func}: {e}"))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok().flatten()?,
+                (
+                    r.get::<String>(2).ok().flatten(),
+                    r.get::<String>(3).ok().flatten(),
+                    r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
+                ),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,269 @@
+"""hybrid_search (API.md §3) on small hand-made collections with known answers."""
+import math
+import random
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from conftest import connect
+
+COLS = ("id, document_id, content, metadata, score, vector_rank, vector_similarity, "
+        "text_rank, text_score, factor")
+
+DOCS = [
+    ("Cats purr when they are content.", [1, 0, 0], {"kind": "pet", "n": 1}),
+    ("Dogs bark at cats and at the mail carrier.", [0.9, 0.1, 0], {"kind": "pet", "n": 2}),
+    ("The stock market fell sharply today.", [0, 1, 0], {"kind": "news", "n": 3}),
+    ("Cats and dogs can live together peacefully; cats sleep a lot.", [0.7, 0.7, 0],
+     {"kind": "pet", "n": 4}),
+    ("Quantum computers use qubits.", [0, 0, 1], {"kind": "science", "n": 5}),
+]
+
+
+def vec(v):
+    return "[" + ",".join(str(float(x)) for x in v) + "]"
+
+
+def search(conn, emb, text, k=10, coll="kb", **opts):
+    return conn.execute(
+        f"SELECT {COLS} FROM hybrid_search(%s, %s::vector, %s, %s, %s)",
+        (coll, None if emb is None else vec(emb), text, k, Jsonb(opts))).fetchall()
+
+
+@pytest.fixture
+def kb(db):
+    db.execute("SELECT qortex_create_collection('kb', 3)")
+    ids = []
+    for content, emb, meta in DOCS:
+        d = db.execute("SELECT qortex_ingest('kb', %s, %s)",
+                       (Jsonb({"metadata": meta}),
+                        Jsonb([{"content": content, "embedding": emb}]))).fetchone()[0]
+        ids.append(str(db.execute("SELECT id FROM qortex.kb_chunks WHERE document_id = %s",
+                                  (d,)).fetchone()[0]))
+    return db, ids
+
+
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) *
+                                                        sum(y * y for y in b))
+
+
+def bm25_reference(conn, table, query, k1=1.2, b=0.75):
+    """BM25 computed independently, from the stored tsvectors, over the whole table."""
+    docs = {}
+    for i, lexeme, npos in conn.execute(
+            f"SELECT id::text, lexeme, coalesce(array_length(positions, 1), 1) "
+            f"FROM {table}, unnest(fts)"):
+        docs.setdefault(i, {})[lexeme] = npos
+    terms = [r[0] for r in conn.execute(
+        "SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', %s))", (query,))]
+    n = len(docs)
+    avgdl = sum(sum(d.values()) for d in docs.values()) / n
+    scores = {}
+    for i, d in docs.items():
+        dl = sum(d.values())
+        s = 0.0
+        for t in terms:
+            if t in d:
+                df = sum(1 for x in docs.values() if t in x)
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                s += idf * d[t] * (k1 + 1) / (d[t] + k1 * (1 - b + b * dl / avgdl))
+        if s > 0:
+            scores[i] = s
+    return scores
+
+
+def test_vector_leg_ranks_by_cosine_and_explains(kb):
+    db, ids = kb
+    q = [1, 0.1, 0]
+    rows = search(db, q, None, k=5)
+    want = sorted(range(5), key=lambda i: (-cosine(DOCS[i][1], q), ids[i]))
+    assert [r[0] for r in rows] == [ids[i] for i in want]
+    for rank, (r, i) in enumerate(zip(rows, want), 1):
+        assert r[5] == rank and r[7] is None and r[8] is None and r[9] == 1.0
+        assert r[6] == pytest.approx(cosine(DOCS[i][1], q), abs=1e-6)
+        assert r[4] == pytest.approx(1 / (60 + rank))
+    assert (rows[0][2], rows[0][3]["kind"]) == (DOCS[want[0]][0], "pet")
+
+
+def test_text_leg_is_bm25_with_or_semantics_and_stop_words_removed(kb):
+    db, ids = kb
+    rows = search(db, None, "the cats barking", k=10)
+    ref = bm25_reference(db, "qortex.kb_chunks", "the cats barking")
+    assert {r[0] for r in rows} == set(ref)  # OR: any of cat / bark
+    assert [r[0] for r in rows] == sorted(ref, key=lambda i: (-ref[i], i))
+    for rank, r in enumerate(rows, 1):
+        assert r[8] == pytest.approx(ref[r[0]], rel=1e-9)
+        assert (r[5], r[6], r[7]) == (None, None, rank)
+    # a doc matching one word only ("bark") is found
+    assert ids[1] in {r[0] for r in rows}
+    assert search(db, None, "the and of", k=10) == []
+
+
+def test_hybrid_rrf_and_weighted_fuse_both_legs(kb):
+    db, ids = kb
+    q, text = [0, 1, 0], "cats"
+    rows = search(db, q, text, k=5)
+    for r in rows:
+        want = sum(1 / (60 + x) for x in (r[5], r[7]) if x is not None)
+        assert r[4] == pytest.approx(want)
+    assert rows == sorted(rows, key=lambda r: (-r[4], r[0]))
+    both = [r for r in rows if r[5] is not None and r[7] is not None]
+    assert both, "some rows come from both legs"
+    w = search(db, q, text, k=5, fusion="weighted", vector_weight=0.3, text_weight=0.7)
+    vs = [r[6] for r in w if r[6] is not None]
+    ts = [r[8] for r in w if r[8] is not None]
+    for r in w:
+        want = 0.0
+        if r[6] is not None:
+            want += 0.3 * (r[6] - min(vs)) / (max(vs) - min(vs))
+        if r[8] is not None:
+            want += 0.7 * ((r[8] - min(ts)) / (max(ts) - min(ts)) if max(ts) > min(ts) else 1.0)
+        assert r[4] == pytest.approx(want)
+
+
+def test_text_modes(kb):
+    db, ids = kb
+    assert {r[0] for r in search(db, None, "cats dogs", text_mode="and")} == {ids[1], ids[3]}
+    assert {r[0] for r in search(db, None, "cats -dogs", text_mode="websearch")} == {ids[0]}
+    assert len(search(db, None, "cats dogs")) == 3
+
+
+def test_filter_and_user_scope_apply_inside_both_legs(db):
+    db.execute("SELECT qortex_create_collection('kb', 3)")
+    for i, (user, glob, kind) in enumerate([("u1", False, "a"), ("u2", False, "a"),
+                                            (None, True, "a"), ("u2", False, "b")]):
+        db.execute("SELECT qortex_ingest('kb', %s, %s)", (
+            Jsonb({"user_id": user, "is_global": glob, "metadata": {"kind": kind}}),
+            Jsonb([{"content": f"shared words {i}", "embedding": [1, i, 0]}])))
+    contents = lambda rows: sorted(r[2] for r in rows)  # noqa: E731
+    for emb, text in [([1, 0, 0], None), (None, "shared words")]:
+        assert contents(search(db, emb, text, user_id="u1")) == ["shared words 0",
+                                                                 "shared words 2"]
+        assert contents(search(db, emb, text, filter={"kind": "b"})) == ["shared words 3"]
+        assert contents(search(db, emb, text, user_id="u2", filter={"kind": "a"})) \
+            == ["shared words 1", "shared words 2"]
+
+
+def test_a_filter_matching_one_percent_still_returns_k_rows(db):
+    db.execute("SELECT qortex_create_collection('big', 8)")
+    rng = random.Random(5)
+    chunks = []
+    for i in range(3000):
+        chunks.append({"content": f"row {i} text", "embedding": [rng.gauss(0, 1) for _ in range(8)],
+                       "metadata": {"rare": i % 100 == 0}})
+    for s in range(0, 3000, 500):
+        db.execute("SELECT qortex_ingest('big', '{}', %s)", (Jsonb(chunks[s:s + 500]),))
+    db.execute("ANALYZE qortex.big_chunks")
+    q = [rng.gauss(0, 1) for _ in range(8)]
+    rows = search(db, q, None, k=10, coll="big", filter={"rare": True})
+    assert len(rows) == 10 and all(r[3]["rare"] for r in rows)
+    rows = search(db, q, "row text", k=10, coll="big", filter={"rare": True})
+    assert len(rows) == 10 and all(r[3]["rare"] for r in rows)
+
+
+def test_offset_pages_never_repeat_or_skip(kb):
+    db, ids = kb
+    everything = search(db, [0.5, 0.5, 0.1], "cats dogs market", k=5)
+    pages = []
+    for off in range(0, 5, 2):
+        pages += search(db, [0.5, 0.5, 0.1], "cats dogs market", k=2, offset=off)
+    assert [r[0] for r in pages] == [r[0] for r in everything]
+    assert len({r[0] for r in everything}) == len(everything) == 5
+
+
+def test_min_similarity_and_ef_search(kb):
+    db, ids = kb
+    rows = search(db, [1, 0, 0], None, min_similarity=0.6)
+    assert all(r[6] >= 0.6 for r in rows) and {ids[0], ids[1], ids[3]} == {r[0] for r in rows}
+    assert len(search(db, [1, 0, 0], None, ef_search=10)) == 5
+
+
+def test_settings_are_restored_and_search_is_read_only(kb):
+    db, ids = kb
+    db.execute("SET hnsw.ef_search = 17")
+    with db.transaction():
+        db.execute("SET TRANSACTION READ ONLY")
+        assert len(search(db, [1, 0, 0], "cats", filter={"kind": "pet"}, ef_search=300)) == 3
+        assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "17"
+        assert db.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "off"
+
+
+def test_feedback_factors_multiply_scores_unless_disabled(kb):
+    db, ids = kb
+    before = {r[0]: r[4] for r in search(db, [1, 0, 0], None)}
+    db.execute("INSERT INTO qortex.interoception_factors (node_id, weight) VALUES (%s, 2.5)",
+               (ids[4],))
+    after = search(db, [1, 0, 0], None)
+    row = next(r for r in after if r[0] == ids[4])
+    assert row[9] == 2.5 and row[4] == pytest.approx(before[ids[4]] * 2.5)
+    off = search(db, [1, 0, 0], None, feedback=False)
+    assert {r[0]: r[4] for r in off} == pytest.approx(before)
+    assert all(r[9] == 1.0 for r in off)
+
+
+def test_registered_table_without_tsvector_and_with_rls(db):
+    db.execute("""CREATE TABLE langchain_pg_embedding (
+                      id varchar PRIMARY KEY, collection_id uuid, embedding vector(3),
+                      document varchar, cmetadata jsonb, owner text)""")
+    for i, (content, emb, meta) in enumerate(DOCS):
+        db.execute("INSERT INTO langchain_pg_embedding VALUES (%s, NULL, %s, %s, %s, %s)",
+                   (f"doc-{i}", vec(emb), content, Jsonb(meta), "alice" if i % 2 else "bob"))
+    db.execute("""SELECT qortex_register_collection('lc', 'langchain_pg_embedding',
+                  '{"id": "id", "embedding": "embedding", "content": "document",
+                    "metadata": "cmetadata"}')""")
+    rows = search(db, [1, 0, 0], "cats", coll="lc")
+    assert rows[0][0] == "doc-0" and rows[0][2] == DOCS[0][0]
+    assert {r[0] for r in rows if r[7] is not None} == {"doc-0", "doc-1", "doc-3"}
+    db.execute("ALTER TABLE langchain_pg_embedding ENABLE ROW LEVEL SECURITY")
+    db.execute("CREATE POLICY mine ON langchain_pg_embedding USING (owner = current_user)")
+    db.execute("DROP ROLE IF EXISTS alice")
+    db.execute("CREATE ROLE alice")
+    try:
+        db.execute("GRANT SELECT ON langchain_pg_embedding TO alice")
+        db.execute("GRANT USAGE ON SCHEMA qortex TO alice")
+        db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA qortex TO alice")
+        with db.transaction():
+            db.execute("SET LOCAL ROLE alice")
+            seen = {r[0] for r in search(db, [1, 0, 0], "cats dogs market qubits", coll="lc")}
+            assert seen == {"doc-1", "doc-3"}
+    finally:
+        db.execute("DROP OWNED BY alice")
+        db.execute("DROP ROLE alice")
+
+
+@pytest.mark.parametrize("sql, err, match", [
+    ("SELECT * FROM hybrid_search('kb', NULL, NULL)", psycopg.errors.InvalidParameterValue,
+     "query_embedding"),
+    ("SELECT * FROM hybrid_search('kb', NULL, '  ')", psycopg.errors.InvalidParameterValue,
+     "query_embedding"),
+    ("SELECT * FROM hybrid_search('kb', NULL, 'cats', 0)", psycopg.errors.InvalidParameterValue,
+     "invalid k"),
+    ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"fusion": "max"}')""",
+     psycopg.errors.InvalidParameterValue, "options.fusion"),
+    ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"colour": 1}')""",
+     psycopg.errors.InvalidParameterValue, "options.colour"),
+    ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"ef_search": 5000}')""",
+     psycopg.errors.InvalidParameterValue, "options.ef_search"),
+    ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"candidates": -3}')""",
+     psycopg.errors.InvalidParameterValue, "options.candidates"),
+    ("SELECT * FROM hybrid_search('nope', NULL, 'cats')", psycopg.errors.UndefinedObject,
+     '"nope" does not exist'),
+    ("SELECT * FROM hybrid_search('kb', '[1,2]', NULL)", psycopg.errors.DataException,
+     "query_embedding has 2 dimensions"),
+])
+def test_bad_input(kb, sql, err, match):
+    db, ids = kb
+    with pytest.raises(err, match=match):
+        db.execute(sql)
+
+
+def test_filter_needs_a_metadata_column(db):
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text, emb vector(3))")
+    db.execute("""SELECT qortex_register_collection('t', 't',
+                  '{"id": "id", "embedding": "emb", "content": "body"}')""")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="options.filter"):
+        search(db, [1, 0, 0], None, coll="t", filter={"a": 1})
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="options.user_id"):
+        search(db, [1, 0, 0], None, coll="t", user_id="u")
