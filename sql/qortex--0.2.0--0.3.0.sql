@@ -203,6 +203,80 @@ CREATE FUNCTION hybrid_search(
 )
 STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'hybrid_search_wrapper';
 
+-- Interoception (API.md §4): edges promoted from the buffer.
+CREATE TABLE qortex.interoception_edges (
+    src_id      TEXT NOT NULL,
+    tgt_id      TEXT NOT NULL,
+    relation    TEXT NOT NULL DEFAULT 'SIMILAR_TO',
+    confidence  DOUBLE PRECISION NOT NULL,
+    hit_count   INT NOT NULL,
+    promoted_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (src_id, tgt_id, relation)
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.interoception_edges', '');
+
+-- The interoception functions of API.md §4.
+CREATE  FUNCTION "interoception_decay"(
+	"factor" double precision /* Option < f64 > */
+) RETURNS bigint /* i64 */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_decay_wrapper';
+
+CREATE  FUNCTION "interoception_flush"(
+	"min_hits" INT DEFAULT 3, /* Option < i32 > */
+	"min_avg_score" double precision DEFAULT 0.75 /* Option < f64 > */
+) RETURNS TABLE (
+	"src_id" TEXT,  /* String */
+	"tgt_id" TEXT,  /* String */
+	"hits" INT,  /* i32 */
+	"avg_score" double precision  /* f64 */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_flush_wrapper';
+
+CREATE  FUNCTION "interoception_record_edges"(
+	"collection" TEXT, /* Option < String > */
+	"node_ids" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"min_similarity" double precision DEFAULT 0.7 /* Option < f64 > */
+) RETURNS INT /* i32 */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_record_edges_wrapper';
+
+CREATE  FUNCTION "interoception_summary"() RETURNS jsonb /* JsonB */
+STRICT STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_summary_wrapper';
+
+CREATE  FUNCTION "interoception_update"(
+	"node_ids" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"outcome" TEXT, /* Option < String > */
+	"query_id" TEXT DEFAULT NULL /* Option < String > */
+) RETURNS TABLE (
+	"node_id" TEXT,  /* String */
+	"weight" double precision,  /* f64 */
+	"delta" double precision,  /* f64 */
+	"clamped" bool  /* bool */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_update_ids_wrapper';
+
+CREATE  FUNCTION "interoception_update"(
+	"outcomes" jsonb, /* Option < JsonB > */
+	"query_id" TEXT DEFAULT NULL /* Option < String > */
+) RETURNS TABLE (
+	"node_id" TEXT,  /* String */
+	"weight" double precision,  /* f64 */
+	"delta" double precision,  /* f64 */
+	"clamped" bool  /* bool */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'interoception_update_map_wrapper';
+
 -- Learner configs and collection layouts are cached per backend; changes invalidate them.
 CREATE FUNCTION "qortex_state_changed"()
 	RETURNS TRIGGER

@@ -9,13 +9,15 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::shmem::AssertPGRXSharedMemory;
 use pgrx::{pg_shmem_init, PgAtomic};
-pub use qortex_core::counters::SLOTS;
-use qortex_core::counters::{key, CounterTable};
+use qortex_core::counters::{key, CounterTable, GlobalCounters};
 pub use qortex_core::counters::{Counts, Event};
+pub use qortex_core::counters::{GlobalEvent, SLOTS};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static LEARNERS: PgAtomic<AssertPGRXSharedMemory<CounterTable>> =
     unsafe { PgAtomic::new(c"qortex_learner_counters") };
+static GLOBAL: PgAtomic<AssertPGRXSharedMemory<GlobalCounters>> =
+    unsafe { PgAtomic::new(c"qortex_global_counters") };
 /// Set in the postmaster when the block was requested; backends inherit it by fork.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -23,6 +25,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(LEARNERS = unsafe { AssertPGRXSharedMemory::new(CounterTable::default()) });
+        pg_shmem_init!(GLOBAL = unsafe { AssertPGRXSharedMemory::new(GlobalCounters::default()) });
         ENABLED.store(true, Ordering::Relaxed);
     }
 }
@@ -54,4 +57,16 @@ pub fn learner_totals() -> Option<(Counts, Counts, usize)> {
         let (overflow, used) = t.overflow();
         (t.totals(), overflow, used)
     })
+}
+
+/// Count `n` server-wide events (nothing without the preload).
+pub fn count_global(event: GlobalEvent, n: u64) {
+    if enabled() {
+        GLOBAL.get().add(event, n);
+    }
+}
+
+/// A server-wide count since the server started; `None` without the preload.
+pub fn global(event: GlobalEvent) -> Option<u64> {
+    enabled().then(|| GLOBAL.get().get(event))
 }

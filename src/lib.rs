@@ -8,6 +8,7 @@ mod arm_reader;
 mod cache;
 mod collections;
 mod counters;
+mod interoception;
 mod learning;
 mod search;
 mod settings;
@@ -30,6 +31,11 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/collections.sql",
     name = "collections",
+    requires = ["schema_0_2_0"]
+);
+pgrx::extension_sql_file!(
+    "../sql/interoception.sql",
+    name = "interoception",
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(

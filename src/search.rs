@@ -14,6 +14,7 @@
 //! restored when the call returns.
 use crate::cache::Cache;
 use crate::collections;
+use crate::counters;
 use crate::settings;
 use crate::spi_util::{data_error, invalid_param, plan, required, INT8, JSONB, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
@@ -37,15 +38,15 @@ const LENGTH_SAMPLE: f64 = 2000.0;
 
 /// How to query one collection: quoted names and expressions from the catalog.
 #[derive(Clone)]
-struct Target {
-    name: String,
-    table: String,
+pub struct Target {
+    pub name: String,
+    pub table: String,
     source: pg_sys::Oid,
     dims: i32,
     distance: Distance,
-    id: String,
-    id_type: String,
-    embedding: String,
+    pub id: String,
+    pub id_type: String,
+    pub embedding: String,
     content: Option<String>,
     tsv: String,
     /// (schema, table, column) of a stored tsvector column, for ANALYZE's statistics.
@@ -56,7 +57,7 @@ struct Target {
     user_id: Option<String>,
     is_global: Option<String>,
     document_id: Option<String>,
-    vector_schema: String,
+    pub vector_schema: String,
     vector_type: pg_sys::Oid,
 }
 
@@ -76,7 +77,8 @@ thread_local! {
     static STATS: RefCell<Cache<TextStats>> = RefCell::new(Cache::new(256));
 }
 
-fn target(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Target> {
+/// How to query collection `name` (cached per backend).
+pub fn target(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Target> {
     TARGETS.with(|t| {
         let mut cache = t.borrow_mut();
         if let Some(t) = cache.get(name) {
@@ -720,6 +722,7 @@ fn hybrid_search(
             })
             .collect()
     });
+    counters::count_global(counters::GlobalEvent::Search, 1);
     TableIterator::new(rows)
 }
 

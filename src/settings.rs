@@ -8,8 +8,69 @@ pub static BM25_K1: GucSetting<f64> = GucSetting::<f64>::new(1.2);
 /// BM25's document-length normalisation.
 pub static BM25_B: GucSetting<f64> = GucSetting::<f64>::new(0.75);
 
+/// Factor steps of interoception_update, and the bounds weights are clamped to.
+pub static FEEDBACK_ACCEPTED: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+pub static FEEDBACK_REJECTED: GucSetting<f64> = GucSetting::<f64>::new(-0.05);
+pub static FEEDBACK_PARTIAL: GucSetting<f64> = GucSetting::<f64>::new(0.03);
+pub static FACTOR_MIN: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+pub static FACTOR_MAX: GucSetting<f64> = GucSetting::<f64>::new(5.0);
+
+fn float(
+    name: &'static std::ffi::CStr,
+    doc: &'static std::ffi::CStr,
+    s: &'static GucSetting<f64>,
+    lo: f64,
+    hi: f64,
+) {
+    GucRegistry::define_float_guc(
+        name,
+        doc,
+        c"",
+        s,
+        lo,
+        hi,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
 /// Called from `_PG_init`.
 pub fn init() {
+    float(
+        c"qortex.feedback_accepted",
+        c"Factor step of an accepted outcome.",
+        &FEEDBACK_ACCEPTED,
+        -10.0,
+        10.0,
+    );
+    float(
+        c"qortex.feedback_rejected",
+        c"Factor step of a rejected outcome.",
+        &FEEDBACK_REJECTED,
+        -10.0,
+        10.0,
+    );
+    float(
+        c"qortex.feedback_partial",
+        c"Factor step of a partial outcome.",
+        &FEEDBACK_PARTIAL,
+        -10.0,
+        10.0,
+    );
+    float(
+        c"qortex.factor_min",
+        c"Lowest interoception factor.",
+        &FACTOR_MIN,
+        0.0,
+        1000.0,
+    );
+    float(
+        c"qortex.factor_max",
+        c"Highest interoception factor.",
+        &FACTOR_MAX,
+        0.0,
+        1000.0,
+    );
     GucRegistry::define_int_guc(
         c"qortex.text_row_budget",
         c"Rows the text leg of hybrid_search reads at most to find its candidates.",
@@ -21,24 +82,18 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_float_guc(
+    float(
         c"qortex.bm25_k1",
         c"BM25 term-frequency saturation (k1) of hybrid_search's text leg.",
-        c"",
         &BM25_K1,
         0.0,
         10.0,
-        GucContext::Userset,
-        GucFlags::default(),
     );
-    GucRegistry::define_float_guc(
+    float(
         c"qortex.bm25_b",
         c"BM25 document-length normalisation (b) of hybrid_search's text leg.",
-        c"",
         &BM25_B,
         0.0,
         1.0,
-        GucContext::Userset,
-        GucFlags::default(),
     );
 }

@@ -1,6 +1,6 @@
 //! `qortex_status()`: what is installed and how much state it holds.
 use crate::collections;
-use crate::counters;
+use crate::counters::{self, GlobalEvent};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -25,6 +25,7 @@ SELECT pg_catalog.jsonb_build_object(
         'interoception_factors', (SELECT pg_catalog.count(*) FROM qortex.interoception_factors),
         'interoception_edge_buffer',
             (SELECT pg_catalog.count(*) FROM qortex.interoception_edge_buffer),
+        'interoception_edges', (SELECT pg_catalog.count(*) FROM qortex.interoception_edges),
         'learners', (SELECT pg_catalog.count(*) FROM qortex.learners),
         'collections', (SELECT pg_catalog.count(*) FROM qortex.collections),
         'ingestion_jobs', (SELECT pg_catalog.count(*) FROM qortex.ingestion_jobs),
@@ -47,6 +48,7 @@ fn qortex_status() -> JsonB {
     .unwrap_or_else(|e| error!("qortex_status: {e}"))
     .unwrap_or_else(|| error!("qortex_status: the status query returned no row"));
     status["counters"] = counters_json();
+    status["interoception"] = crate::interoception::summary("qortex_status");
     status["collections"] = Spi::connect(|client| {
         let names: Vec<String> = client
             .select(
@@ -84,6 +86,10 @@ fn counters_json() -> Value {
             "learner_slots": counters::SLOTS,
             "untracked_selections": overflow.selections,
             "untracked_observations": overflow.observations,
+            "searches": counters::global(GlobalEvent::Search),
+            "factor_updates": counters::global(GlobalEvent::FactorUpdate),
+            "edge_hits": counters::global(GlobalEvent::EdgeHit),
+            "promotions": counters::global(GlobalEvent::Promotion),
         }),
     }
 }

@@ -137,6 +137,7 @@ def test_status_values(db):
         "learning_arm_states": 0,
         "interoception_factors": 2,
         "interoception_edge_buffer": 0,
+        "interoception_edges": 0,
         "learners": 0,
         "collections": 0,
         "ingestion_jobs": 0,
@@ -162,7 +163,7 @@ def test_state_survives_pg_dump_config(db):
     assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + [
         "qortex.learners", "qortex.collections", "qortex.ingestion_jobs",
         "qortex.ingestion_jobs_id_seq", "qortex.user_memories", "qortex.document_ids",
-        "qortex.chunk_ids"])
+        "qortex.chunk_ids", "qortex.interoception_edges"])
 
 
 def catalog(conn):

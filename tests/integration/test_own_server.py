@@ -103,3 +103,29 @@ def test_a_backend_killed_mid_ingest_leaves_no_partial_document(plain_server):
         assert (status["status"], status["processed_documents"]) == ("processing", 1)
     with own() as conn:
         conn.execute("DROP DATABASE crash")
+
+
+def test_edge_scores_survive_a_restart(plain_server):
+    """The Python store keeps edge scores in memory; here they are rows, kept across a
+    real server restart."""
+    with own() as conn:
+        conn.execute("DROP DATABASE IF EXISTS edges")
+        conn.execute("CREATE DATABASE edges")
+    with own("edges") as conn:
+        conn.execute("CREATE EXTENSION qortex CASCADE")
+        conn.execute("SELECT qortex_create_collection('kb', 2)")
+        conn.execute("""SELECT qortex_ingest('kb', '{}', '[{"content": "a", "embedding": [1, 0]},
+                        {"content": "b", "embedding": [1, 0.2]}]')""")
+        ids = [r[0] for r in conn.execute("SELECT id::text FROM qortex.kb_chunks ORDER BY id")]
+        for _ in range(2):
+            conn.execute("SELECT interoception_record_edges('kb', %s)", (ids,))
+        before = conn.execute("SELECT * FROM qortex.interoception_edge_buffer").fetchall()
+    cluster = [str(ROOT / "scripts" / "cluster.sh")]
+    env = dict(os.environ, QORTEX_PRELOAD="0")
+    subprocess.run(cluster + ["stop", str(DIR)], check=True, env=env)
+    subprocess.run(cluster + ["start", str(DIR), str(PORT)], check=True, env=env)
+    with own("edges") as conn:
+        after = conn.execute("SELECT * FROM qortex.interoception_edge_buffer").fetchall()
+        assert after == before and after[0][2] == 2 and len(after[0][3]) == 2
+    with own() as conn:
+        conn.execute("DROP DATABASE edges")

@@ -125,6 +125,28 @@ impl CounterTable {
     }
 }
 
+/// Events counted once for the whole server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalEvent {
+    Search = 0,
+    FactorUpdate = 1,
+    Promotion = 2,
+    EdgeHit = 3,
+}
+
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct GlobalCounters([AtomicU64; 4]);
+
+impl GlobalCounters {
+    pub fn add(&self, e: GlobalEvent, n: u64) {
+        self.0[e as usize].fetch_add(n, Relaxed);
+    }
+    pub fn get(&self, e: GlobalEvent) -> u64 {
+        self.0[e as usize].load(Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +205,18 @@ mod tests {
         );
         let n = keys.len() as u64;
         assert_eq!(t.totals().selections, n * (n + 1) / 2);
+    }
+
+    #[test]
+    fn global_counters() {
+        let g = GlobalCounters::default();
+        g.add(GlobalEvent::Search, 2);
+        g.add(GlobalEvent::Promotion, 5);
+        assert_eq!(
+            (g.get(GlobalEvent::Search), g.get(GlobalEvent::Promotion)),
+            (2, 5)
+        );
+        assert_eq!(g.get(GlobalEvent::FactorUpdate), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod collections;
 pub mod context;
 pub mod counters;
 pub mod hybrid;
+pub mod interoception;
 
 /// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
 #[derive(Debug, Clone, PartialEq)]
