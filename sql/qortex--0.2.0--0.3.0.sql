@@ -215,6 +215,17 @@ CREATE TABLE qortex.interoception_edges (
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.interoception_edges', '');
 
+-- Feedback given with a query_id counts once per (query, node): repeating it changes
+-- nothing, changing it applies the difference. Without a query_id every call counts.
+CREATE TABLE qortex.interoception_feedback (
+    query_id   TEXT NOT NULL,
+    node_id    TEXT NOT NULL,
+    outcome    TEXT NOT NULL CHECK (outcome IN ('accepted', 'rejected', 'partial')),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (query_id, node_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.interoception_feedback', '');
+
 -- The interoception functions of API.md §4.
 CREATE  FUNCTION "interoception_decay"(
 	"factor" double precision /* Option < f64 > */

@@ -3,7 +3,9 @@
 use crate::counters::{self, GlobalEvent};
 use crate::search;
 use crate::settings;
-use crate::spi_util::{invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4, TEXT_ARRAY};
+use crate::spi_util::{
+    invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4, TEXT, TEXT_ARRAY,
+};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -36,7 +38,7 @@ type UpdateRow = (String, f64, f64, bool);
 
 /// Apply outcomes to factors: rows are created at 1.0, locked in id order (so concurrent
 /// calls never deadlock and never lose an update), changed, and returned in input order.
-fn apply(func: &str, pairs: Vec<(String, Outcome)>) -> Vec<UpdateRow> {
+fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> Vec<UpdateRow> {
     let rule = rule(func);
     let mut ids: Vec<String> = pairs.iter().map(|(i, _)| i.clone()).collect();
     ids.sort();
@@ -64,10 +66,62 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>) -> Vec<UpdateRow> {
             .unwrap_or_else(|e| error!("{func}: {e}"))
             .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<f64>(2).ok()??)))
             .collect();
+        // Per query, what each node was told before (and now is).
+        let mut before: HashMap<String, Outcome> = HashMap::new();
+        if let Some(q) = query_id {
+            let fb = plan(
+                client,
+                "WITH new AS (
+                     SELECT n.node_id, n.outcome
+                       FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]))
+                            AS n(node_id, outcome)),
+                 old AS (
+                     SELECT f.node_id, f.outcome FROM qortex.interoception_feedback f
+                      WHERE f.query_id = $1 AND f.node_id IN (SELECT node_id FROM new)
+                      FOR UPDATE),
+                 up AS (
+                     INSERT INTO qortex.interoception_feedback (query_id, node_id, outcome)
+                     SELECT $1, node_id, outcome FROM new
+                     ON CONFLICT (query_id, node_id) DO UPDATE
+                        SET outcome = excluded.outcome, updated_at = pg_catalog.now())
+                 SELECT node_id, outcome FROM old",
+                &[TEXT, TEXT_ARRAY, TEXT_ARRAY],
+                true,
+            );
+            // One outcome per node and query in one call: the last one given.
+            let mut last: HashMap<&str, Outcome> = HashMap::new();
+            for (id, o) in &pairs {
+                last.insert(id.as_str(), *o);
+            }
+            let (nodes, outs): (Vec<String>, Vec<String>) = last
+                .iter()
+                .map(|(i, o)| (i.to_string(), o.name().to_string()))
+                .unzip();
+            for r in client
+                .update(&*fb, None, &[q.into(), nodes.into(), outs.into()])
+                .unwrap_or_else(|e| error!("{func}: {e}"))
+            {
+                if let (Some(n), Some(o)) = (
+                    r.get::<String>(1).ok().flatten(),
+                    r.get::<String>(2).ok().flatten(),
+                ) {
+                    if let Ok(o) = Outcome::parse("outcome", &o) {
+                        before.insert(n, o);
+                    }
+                }
+            }
+        }
         let mut out = Vec::with_capacity(pairs.len());
         for (id, o) in &pairs {
             let w = current.get(id).copied().unwrap_or(1.0);
-            let u = rule.apply(w, *o);
+            let u = match query_id {
+                None => rule.apply(w, *o),
+                Some(_) => {
+                    let step = rule.step_after(before.get(id).copied(), *o);
+                    before.insert(id.clone(), *o);
+                    rule.apply_step(w, step)
+                }
+            };
             current.insert(id.clone(), u.weight);
             out.push((id.clone(), u.weight, u.delta, u.clamped));
         }
@@ -90,10 +144,11 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>) -> Vec<UpdateRow> {
     rows
 }
 
-fn query_id_arg(func: &str, q: Option<String>) {
+fn query_id_arg(func: &str, q: Option<String>) -> Option<String> {
     if q.as_deref() == Some("") {
         invalid_param(func, ParamError::new("query_id", "must not be empty"));
     }
+    q
 }
 
 /// `{"<id>": "accepted" | "rejected" | "partial", ...}`: all valid, or nothing applied.
@@ -111,10 +166,10 @@ fn interoception_update_map(
     ),
 > {
     const F: &str = "interoception_update";
-    query_id_arg(F, query_id);
+    let query_id = query_id_arg(F, query_id);
     let pairs = io::parse_outcome_map(&required(F, "outcomes", outcomes).0)
         .unwrap_or_else(|e| invalid_param(F, e));
-    TableIterator::new(apply(F, pairs))
+    TableIterator::new(apply(F, pairs, query_id.as_deref()))
 }
 
 /// One outcome for many ids.
@@ -133,7 +188,7 @@ fn interoception_update_ids(
     ),
 > {
     const F: &str = "interoception_update";
-    query_id_arg(F, query_id);
+    let query_id = query_id_arg(F, query_id);
     let o = Outcome::parse("outcome", &required(F, "outcome", outcome))
         .unwrap_or_else(|e| invalid_param(F, e));
     let ids = required(F, "node_ids", node_ids);
@@ -151,7 +206,7 @@ fn interoception_update_ids(
             ),
         })
         .collect();
-    TableIterator::new(apply(F, pairs))
+    TableIterator::new(apply(F, pairs, query_id.as_deref()))
 }
 
 /// Pull every weight toward 1.0: `w ← 1 + factor·(w − 1)`; returns the rows changed.

@@ -163,7 +163,7 @@ def test_state_survives_pg_dump_config(db):
     assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + [
         "qortex.learners", "qortex.collections", "qortex.ingestion_jobs",
         "qortex.ingestion_jobs_id_seq", "qortex.user_memories", "qortex.document_ids",
-        "qortex.chunk_ids", "qortex.interoception_edges"])
+        "qortex.chunk_ids", "qortex.interoception_edges", "qortex.interoception_feedback"])
 
 
 def catalog(conn):

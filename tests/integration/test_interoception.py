@@ -163,3 +163,16 @@ def test_edge_scores_are_bounded(kb):
         db.execute("SELECT interoception_record_edges('kb', %s, 0.9)", ([ids[0], ids[1]],))
     assert db.execute("SELECT hit_count, jsonb_array_length(scores) "
                       "FROM qortex.interoception_edge_buffer").fetchone() == (40, 32)
+
+
+def test_feedback_with_a_query_id_counts_once_per_query_and_node(db):
+    def upd(outcome, q):
+        return db.execute("SELECT node_id, weight, delta FROM interoception_update("
+                          "ARRAY['n'], %s, %s)", (outcome, q)).fetchall()
+    assert upd("rejected", "q1") == [("n", 0.95, pytest.approx(-0.05))]
+    assert upd("rejected", "q1") == [("n", 0.95, 0.0)]      # repeated: nothing
+    assert upd("rejected", "q2") == [("n", 0.9, pytest.approx(-0.05))]  # another query
+    assert upd("accepted", "q1") == [("n", 1.05, pytest.approx(0.15))]  # changed: the difference
+    assert upd("rejected", None) == [("n", 1.0, pytest.approx(-0.05))]  # no query: counts
+    assert db.execute("SELECT query_id, outcome FROM qortex.interoception_feedback "
+                      "ORDER BY 1").fetchall() == [("q1", "accepted"), ("q2", "rejected")]

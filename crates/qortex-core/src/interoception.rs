@@ -11,6 +11,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Rejected => "rejected",
+            Outcome::Partial => "partial",
+        }
+    }
+
     pub fn parse(arg: &str, s: &str) -> Result<Outcome, ParamError> {
         match s {
             "accepted" => Ok(Outcome::Accepted),
@@ -66,7 +74,20 @@ impl FactorRule {
     /// Apply one outcome to a weight. Results are rounded to 12 decimals so that steps
     /// add up exactly as written (1.0 + 0.1 is 1.1).
     pub fn apply(&self, weight: f64, o: Outcome) -> Update {
-        let raw = round12(weight + self.step(o));
+        self.apply_step(weight, self.step(o))
+    }
+
+    /// The step of an outcome given for a query that already gave `before` for the same
+    /// node: nothing if it is the same, the difference if it changed.
+    pub fn step_after(&self, before: Option<Outcome>, o: Outcome) -> f64 {
+        match before {
+            None => self.step(o),
+            Some(b) => self.step(o) - self.step(b),
+        }
+    }
+
+    pub fn apply_step(&self, weight: f64, step: f64) -> Update {
+        let raw = round12(weight + step);
         let new = raw.clamp(self.min, self.max);
         Update {
             weight: new,
@@ -154,6 +175,26 @@ mod tests {
         assert_eq!((bottom.weight, bottom.clamped), (0.1, true));
         let free = r.apply(1.0, Outcome::Accepted);
         assert_eq!((free.delta, free.clamped), (0.1, false));
+    }
+
+    #[test]
+    fn feedback_per_query_counts_once() {
+        let r = FactorRule::default();
+        assert_eq!(r.step_after(None, Outcome::Rejected), -0.05);
+        assert_eq!(
+            r.step_after(Some(Outcome::Rejected), Outcome::Rejected),
+            0.0
+        );
+        let changed = r.step_after(Some(Outcome::Rejected), Outcome::Accepted);
+        assert!((changed - 0.15).abs() < 1e-12);
+        assert_eq!(
+            r.apply_step(1.0, 0.0),
+            Update {
+                weight: 1.0,
+                delta: 0.0,
+                clamped: false
+            }
+        );
     }
 
     #[test]
