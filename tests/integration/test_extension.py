@@ -219,3 +219,16 @@ def test_update_keeps_data_and_equals_a_fresh_install(db, another_db, old_versio
         if old_version != "0.1.0":
             assert scalar(old, "SELECT qortex_metrics('l')")["config"]["baseline_rate"] == 0.25
         assert catalog(old) == catalog(db)
+
+
+def test_prometheus_queries_run(db):
+    """The postgres_exporter query file's SQL runs and yields its metric columns."""
+    import yaml
+    db.execute("SELECT * FROM qortex_select_arms('prom', ARRAY['a'])")
+    db.execute("SELECT * FROM qortex_observe('prom', 'a', 'accepted')")
+    spec = yaml.safe_load((ROOT / "monitoring" / "postgres_exporter_queries.yaml").read_text())
+    for name, q in spec.items():
+        cur = db.execute(q["query"])
+        assert [c.name for c in cur.description] == [next(iter(m)) for m in q["metrics"]], name
+        rows = cur.fetchall()
+        assert rows and all(v is not None for row in rows for v in row), name
