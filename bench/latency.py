@@ -13,7 +13,8 @@ Corpora (built once, kept; $QORTEX_SCIFACT as in bench/quality.py):
   still agree the way real chunks do.
 Both: id bigint, content, embedding vector(384) with HNSW (m=16, ef_construction=64,
 cosine), fts with GIN, metadata {"p10": id % 10 = 0, "p1": id % 100 = 0} for filtered
-runs (10% and 1% of rows), registered as collections of the same names.
+runs (10% and 1% of rows), registered as collections of the same names, with their text
+indexes built (qortex_refresh_text_index).
 For each query (SciFact train queries, cycled) the methods run back to back in rotating
 order; p50/p95 over all queries, k = 10. Connects with the libpq environment.
 """
@@ -31,6 +32,8 @@ import time
 
 import psycopg
 
+import quality
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(os.environ.get("QORTEX_SCIFACT", ROOT.parent / "shared" / "data" / "scifact"))
 
@@ -43,7 +46,6 @@ CREATE TABLE {t} (
     WITH (toast_tuple_target = 8160);
 """
 INDEXES = """
-SET maintenance_work_mem = '1GB';
 CREATE INDEX ON {t} USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 CREATE INDEX ON {t} USING gin (fts);
 CREATE INDEX ON {t} USING gin (metadata jsonb_path_ops);
@@ -71,6 +73,10 @@ def load_csv(name):
 
 def build(conn, table, rows):
     if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+        if not conn.execute("SELECT count(*) FROM qortex.collections WHERE name = %s",
+                            (table,)).fetchone()[0]:
+            register(conn, table)
+        quality.refresh(conn, table)
         return
     t0 = time.perf_counter()
     print(f"building {table} ({len(rows):,} rows) ...", flush=True)
@@ -79,11 +85,15 @@ def build(conn, table, rows):
         for r in rows:
             cp.write_row(r)
     conn.execute(INDEXES.format(t=table))
+    register(conn, table)
+    quality.refresh(conn, table)
+    print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def register(conn, table):
     conn.execute("""SELECT qortex_register_collection(%s, %s, '{"id": "id", "embedding":
                     "embedding", "content": "content", "tsvector": "fts",
                     "metadata": "metadata"}')""", (table, table))
-    conn.commit()
-    print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def synthetic(corpus, n, seed=7):
@@ -142,7 +152,7 @@ def main():
     args = ap.parse_args()
     corpus = load_csv("corpus.csv")
     queries = load_csv("queries-train.csv")
-    with psycopg.connect() as conn:
+    with psycopg.connect(autocommit=True) as conn:
         build(conn, "bench_lat_5k", [(int(c["id"]), f"{c['title']} {c['text']}", c["embedding"])
                                      for c in corpus])
         build(conn, "bench_lat_100k", list(synthetic(corpus, args.rows)))

@@ -6,7 +6,7 @@
 #   scripts/cluster.sh status DIR       running or not
 #
 # The server loads qortex at start (shared_preload_libraries), which its counters need;
-# QORTEX_PRELOAD=0 starts it without.
+# QORTEX_PRELOAD=0 starts it without; QORTEX_SHARED_BUFFERS sets shared_buffers (256MB).
 # DIR holds data/ (PGDATA), run/ (the unix socket) and server.log. PostgreSQL refuses to run
 # as root, so as root the server runs as the `postgres` user, who then owns DIR.
 set -euo pipefail
@@ -48,7 +48,7 @@ start)
     preload="-c shared_preload_libraries=qortex"
     [ "${QORTEX_PRELOAD:-1}" = 1 ] || preload=""
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir/run -c listen_addresses=127.0.0.1 -c shared_buffers=256MB $preload" start >/dev/null ||
+        -o "-p $port -k $dir/run -c listen_addresses=127.0.0.1 -c shared_buffers=${QORTEX_SHARED_BUFFERS:-256MB} $preload" start >/dev/null ||
         { tail -n 20 "$dir/server.log" >&2; die "the server did not start (log: $dir/server.log)"; }
     ;;
 stop)

@@ -27,6 +27,9 @@ pub struct Collection {
     pub text_config: String,
     /// role → attribute number of `source`
     pub columns: Map<String, Value>,
+    /// The text index's table and build statistics, and whether rows changed since.
+    pub text_index: Option<(String, Value)>,
+    pub text_index_stale: bool,
 }
 
 impl Collection {
@@ -47,7 +50,7 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
     let p = plan(
         client,
         "SELECT kind, source::oid, documents::oid, dimensions, distance, text_config::text,
-                columns
+                columns, text_index::text, text_index_stats, text_index_stale
            FROM qortex.collections WHERE name = $1",
         &[TEXT],
         false,
@@ -75,6 +78,12 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
             Some(JsonB(Value::Object(m))) => m,
             _ => Map::new(),
         },
+        text_index: row
+            .get::<String>(8)
+            .ok()
+            .flatten()
+            .zip(row.get::<JsonB>(9).ok().flatten().map(|j| j.0)),
+        text_index_stale: row.get::<bool>(10).ok().flatten().unwrap_or(true),
     }
 }
 
@@ -293,6 +302,7 @@ fn qortex_create_collection(
         for sql in &ddl {
             run(client, F, sql);
         }
+        run(client, F, &crate::text_index::trigger_sql(&name, &chunks));
         let mut columns = attnums(client, &chunks);
         if let Some(fts) = columns.remove("fts") {
             columns.insert("tsvector".into(), fts);
@@ -863,7 +873,24 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
             for t in [chunks, docs].into_iter().flatten() {
                 run(client, F, &format!("DROP TABLE {t}"));
             }
+        } else if let Some(table) = relation_name(client, c.source) {
+            run(
+                client,
+                F,
+                &format!(
+                    "DROP TRIGGER IF EXISTS {} ON {table}",
+                    crate::text_index::trigger_name(&name)
+                ),
+            );
         }
+        run(
+            client,
+            F,
+            &format!(
+                "DROP TABLE IF EXISTS {}",
+                crate::text_index::table_name(&name)
+            ),
+        );
         let p = plan(
             client,
             "DELETE FROM qortex.collections WHERE name = $1",

@@ -14,6 +14,7 @@ mod search;
 mod settings;
 mod spi_util;
 mod status;
+mod text_index;
 
 // The state tables come first in the generated install script; every function refers to
 // them schema-qualified (`qortex.*`), so it works under any search_path.

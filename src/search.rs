@@ -17,6 +17,7 @@ use crate::collections;
 use crate::counters;
 use crate::settings;
 use crate::spi_util::{data_error, invalid_param, plan, required, INT8, JSONB, TEXT, TEXT_ARRAY};
+use crate::text_index;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
@@ -41,14 +42,16 @@ const LENGTH_SAMPLE: f64 = 2000.0;
 pub struct Target {
     pub name: String,
     pub table: String,
-    source: pg_sys::Oid,
+    pub source: pg_sys::Oid,
     dims: i32,
     distance: Distance,
     pub id: String,
     pub id_type: String,
     pub embedding: String,
     content: Option<String>,
-    tsv: String,
+    pub tsv: String,
+    pub text_index: Option<text_index::IndexInfo>,
+    pub text_index_stale: bool,
     /// (schema, table, column) of a stored tsvector column, for ANALYZE's statistics.
     tsv_column: Option<(String, String, String)>,
     /// The text search configuration's name.
@@ -185,6 +188,15 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
         embedding: q(&embedding),
         content: content.as_ref().map(q),
         tsv,
+        text_index: c
+            .text_index
+            .as_ref()
+            .map(|(table, stats)| text_index::IndexInfo {
+                table: table.clone(),
+                k1: stats["k1"].as_f64().unwrap_or(f64::NAN),
+                b: stats["b"].as_f64().unwrap_or(f64::NAN),
+            }),
+        text_index_stale: c.text_index_stale,
         tsv_column,
         cfg: c.text_config.clone(),
         metadata,
@@ -465,38 +477,70 @@ fn tsquery_any(lexemes: &[String]) -> String {
         .join(" | ")
 }
 
-/// Document frequency of a lexeme: from the statistics, or counted on the index (bounded).
-fn doc_freq(client: &SpiClient<'_>, func: &str, t: &Target, st: &TextStats, lexeme: &str) -> f64 {
-    if let Some(&d) = st.df.borrow().get(lexeme) {
-        return d;
-    }
-    let cap = if st.mce_floor > 0.0 {
-        st.mce_floor.ceil() as i64 + 1
-    } else {
-        settings::TEXT_ROW_BUDGET.get() as i64 * 4
+/// Document frequencies of lexemes: from the statistics, or counted (bounded by what the
+/// statistics say a rarer lexeme can have), all missing ones in one query: on the text
+/// index when it is usable (index-only), else on the GIN index.
+fn doc_freqs(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Target,
+    st: &TextStats,
+    lexemes: &[String],
+) -> Vec<f64> {
+    let missing: Vec<String> = {
+        let known = st.df.borrow();
+        lexemes
+            .iter()
+            .filter(|l| !known.contains_key(*l))
+            .cloned()
+            .collect()
     };
-    let p = plan(
-        client,
-        &format!(
-            "SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {} WHERE {} @@ $1::tsquery
-              LIMIT $2) s",
-            t.table, t.tsv
-        ),
-        &[TEXT, INT8],
-        false,
-    );
-    let d = client
-        .select(
-            &*p,
-            Some(1),
-            &[tsquery_any(&[lexeme.to_owned()]).into(), cap.into()],
-        )
-        .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
-        .next()
-        .and_then(|r| r.get::<f64>(1).ok().flatten())
-        .unwrap_or(0.0);
-    st.df.borrow_mut().insert(lexeme.to_owned(), d);
-    d
+    if !missing.is_empty() {
+        let cap = if st.mce_floor > 0.0 {
+            st.mce_floor.ceil() as i64 + 1
+        } else {
+            settings::TEXT_ROW_BUDGET.get() as i64 * 4
+        };
+        let counted = match text_index::usable(t) {
+            Some(postings) => format!(
+                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {postings}
+                                WHERE lexeme = q.l LIMIT $3) s)
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)"
+            ),
+            None => format!(
+                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
+                                WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)",
+                table = t.table,
+                tsv = t.tsv
+            ),
+        };
+        let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
+        let queries: Vec<String> = missing.iter().map(|l| tsquery_any(&[l.clone()])).collect();
+        let mut df = st.df.borrow_mut();
+        for r in client
+            .select(
+                &*p,
+                None,
+                &[missing.clone().into(), queries.into(), cap.into()],
+            )
+            .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
+        {
+            if let (Some(l), Some(d)) = (
+                r.get::<String>(1).ok().flatten(),
+                r.get::<f64>(2).ok().flatten(),
+            ) {
+                df.insert(l, d);
+            }
+        }
+    }
+    let df = st.df.borrow();
+    lexemes
+        .iter()
+        .map(|l| df.get(l).copied().unwrap_or(0.0))
+        .collect()
 }
 
 fn text_leg(
@@ -524,15 +568,22 @@ fn text_leg(
         return Vec::new();
     }
     let st = text_stats(client, func, t);
+    let dfs = doc_freqs(client, func, t, &st, &lexemes);
     let mut terms: Vec<(String, f64, f64)> = lexemes
         .into_iter()
-        .map(|l| {
-            let d = doc_freq(client, func, t, &st, &l);
+        .zip(dfs)
+        .map(|(l, d)| {
             let idf = hy::idf(st.n, d);
             (l, d, idf)
         })
         .collect();
     terms.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
+    if scope.is_empty() && opts.text_mode == TextMode::Or {
+        let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, i)| (l.clone(), *i)).collect();
+        if let Some(hits) = text_index::leg(client, func, t, &scored, 2 * pool, pool) {
+            return hits;
+        }
+    }
     let tsquery = match opts.text_mode {
         TextMode::Or => {
             let dfs: Vec<f64> = terms.iter().map(|t| t.1).collect();

@@ -3,6 +3,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Rows the text leg of `hybrid_search` reads at most to find its candidates.
 pub static TEXT_ROW_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(500);
+/// Whether hybrid_search may use a collection's impact-ordered text index.
+pub static USE_TEXT_INDEX: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// BM25's term-frequency saturation.
 pub static BM25_K1: GucSetting<f64> = GucSetting::<f64>::new(1.2);
 /// BM25's document-length normalisation.
@@ -36,6 +38,14 @@ fn float(
 
 /// Called from `_PG_init`.
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"qortex.use_text_index",
+        c"Let hybrid_search read a collection's impact-ordered text index when it is fresh.",
+        c"Off: the text leg always scores the rows the GIN index finds (exact BM25).",
+        &USE_TEXT_INDEX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     float(
         c"qortex.feedback_accepted",
         c"Factor step of an accepted outcome.",

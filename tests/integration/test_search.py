@@ -267,3 +267,58 @@ def test_filter_needs_a_metadata_column(db):
         search(db, [1, 0, 0], None, coll="t", filter={"a": 1})
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="options.user_id"):
         search(db, [1, 0, 0], None, coll="t", user_id="u")
+
+
+def test_text_index_gives_the_same_bm25_and_goes_stale_on_writes(kb):
+    db, ids = kb
+    ref = bm25_reference(db, "qortex.kb_chunks", "cats barking market")
+    stats = db.execute("SELECT qortex_refresh_text_index('kb')").fetchone()[0]
+    assert stats["postings"] == db.execute(
+        "SELECT count(*) FROM qortex.kb_chunks, unnest(fts)").fetchone()[0]
+    assert db.execute("SELECT text_index_stale FROM qortex.collections").fetchone()[0] is False
+    rows = search(db, None, "cats barking market")
+    assert [r[0] for r in rows] == sorted(ref, key=lambda i: (-ref[i], i))
+    for r in rows:  # impacts are float4 in the index
+        assert r[8] == pytest.approx(ref[r[0]], rel=1e-6)
+    # a write marks it stale: the next search scores through GIN and sees the new row
+    d = db.execute("""SELECT qortex_ingest('kb', '{}', '[{"content": "barking market cats",
+                      "embedding": [0, 0, 1]}]')""").fetchone()[0]
+    assert db.execute("SELECT text_index_stale FROM qortex.collections").fetchone()[0] is True
+    new_id = str(db.execute("SELECT id FROM qortex.kb_chunks WHERE document_id = %s",
+                            (d,)).fetchone()[0])
+    assert new_id in [r[0] for r in search(db, None, "cats barking market")]
+    db.execute("SELECT qortex_refresh_text_index('kb')")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'qortex_stale_kb'"
+                      ).fetchone()[0] == 1
+    db.execute("SET qortex.use_text_index = off")
+    off = search(db, None, "cats barking market")
+    db.execute("RESET qortex.use_text_index")
+    on = search(db, None, "cats barking market")
+    assert [r[0] for r in on] == [r[0] for r in off]
+    assert [r[8] for r in on] == pytest.approx([r[8] for r in off], rel=1e-6)
+
+
+def test_text_index_on_a_registered_table(db):
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, emb vector(3))")
+    db.execute("INSERT INTO docs VALUES (1, 'cats purr', '[1,0,0]'), (2, 'dogs bark', '[0,1,0]')")
+    db.execute("""SELECT qortex_register_collection('docs', 'docs',
+                  '{"id": "id", "embedding": "emb", "content": "body"}')""")
+    db.execute("SELECT qortex_refresh_text_index('docs')")
+    assert [r[0] for r in search(db, None, "cats", coll="docs")] == ["1"]
+    # whoever writes the table needs no rights on qortex's tables to mark the index stale
+    db.execute("DROP ROLE IF EXISTS qortex_it_writer")
+    db.execute("CREATE ROLE qortex_it_writer")
+    try:
+        db.execute("GRANT INSERT ON docs TO qortex_it_writer")
+        with db.transaction():
+            db.execute("SET LOCAL ROLE qortex_it_writer")
+            db.execute("INSERT INTO docs VALUES (3, 'cats again', '[1,0,0]')")
+    finally:
+        db.execute("DROP OWNED BY qortex_it_writer")
+        db.execute("DROP ROLE qortex_it_writer")
+    assert db.execute("SELECT text_index_stale FROM qortex.collections").fetchone()[0] is True
+    assert {r[0] for r in search(db, None, "cats", coll="docs")} == {"1", "3"}
+    db.execute("SELECT qortex_drop_collection('docs')")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass "
+                      "AND NOT tgisinternal").fetchone()[0] == 0
+    assert db.execute("SELECT to_regclass('qortex.docs_postings')").fetchone()[0] is None
