@@ -518,7 +518,7 @@ fn doc_freqs(
             ),
         };
         let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
-        let queries: Vec<String> = missing.iter().map(|l| tsquery_any(&[l.clone()])).collect();
+        let queries: Vec<String> = missing.iter().map(|l| tsquery_any(std::slice::from_ref(l))).collect();
         let mut df = st.df.borrow_mut();
         for r in client
             .select(
