@@ -242,6 +242,7 @@ CREATE TABLE qortex.interoception_edges (
     promoted_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (src_id, tgt_id, relation)
 );
+CREATE INDEX idx_interoception_edges_tgt ON qortex.interoception_edges (tgt_id);
 SELECT pg_catalog.pg_extension_config_dump('qortex.interoception_edges', '');
 
 -- Feedback given with a query_id counts once per (query, node): repeating it changes

@@ -5,8 +5,8 @@
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal). Checks happen in `qortex_core::collections` before anything is written.
 use crate::spi_util::{
-    invalid_param, plan, raise, required, BOOL, INT2, INT4, INT8, JSONB, JSONB_ARRAY, OID, TEXT,
-    TEXT_ARRAY,
+    invalid_param, object_arg, plan, raise, required, BOOL, INT2, INT4, INT8, JSONB, JSONB_ARRAY,
+    OID, TEXT, TEXT_ARRAY,
 };
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
@@ -1182,14 +1182,7 @@ fn qortex_job_create(
             ParamError::new("total_documents", format!("must be >= 0, got {total}")),
         );
     }
-    let metadata = match metadata.map(|j| j.0) {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(v) => invalid_param(
-            F,
-            ParamError::new("metadata", format!("must be a JSON object, got {v}")),
-        ),
-    };
+    let metadata = object_arg(F, "metadata", metadata);
     Spi::connect_mut(|client| {
         managed(client, F, &name);
         let p = plan(
@@ -1304,14 +1297,7 @@ fn qortex_remember(
             ),
         );
     }
-    let metadata = match metadata.map(|j| j.0) {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(v) => invalid_param(
-            F,
-            ParamError::new("metadata", format!("must be a JSON object, got {v}")),
-        ),
-    };
+    let metadata = object_arg(F, "metadata", metadata);
     let row = Spi::connect_mut(|client| {
         let p = plan(
             client,

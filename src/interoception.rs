@@ -214,7 +214,7 @@ fn interoception_update_ids(
 fn interoception_decay(factor: Option<f64>) -> i64 {
     const F: &str = "interoception_decay";
     let f = required(F, "factor", factor);
-    io::check_decay(f).unwrap_or_else(|e| invalid_param(F, e));
+    qortex_core::check_decay_factor(f).unwrap_or_else(|e| invalid_param(F, e));
     Spi::connect_mut(|client| {
         let p = plan(
             client,

@@ -518,7 +518,10 @@ fn doc_freqs(
             ),
         };
         let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
-        let queries: Vec<String> = missing.iter().map(|l| tsquery_any(std::slice::from_ref(l))).collect();
+        let queries: Vec<String> = missing
+            .iter()
+            .map(|l| tsquery_any(std::slice::from_ref(l)))
+            .collect();
         let mut df = st.df.borrow_mut();
         for r in client
             .select(
@@ -747,7 +750,22 @@ fn hybrid_search(
         } else {
             HashMap::new()
         };
-        let fused = hy::fuse(&vector, &text, &opts, &factors);
+        let mut fused = hy::fuse(&vector, &text, &opts, &factors);
+        if let Some(weight) = opts.graph {
+            let seeds: Vec<String> = fused.iter().take(pool).map(|f| f.id.clone()).collect();
+            let edges = read_edges(client, F, &seeds);
+            let mut factors = factors;
+            let new: Vec<String> = edges
+                .iter()
+                .flat_map(|(a, b, _)| [a, b])
+                .filter(|i| !factors.contains_key(*i) && !fused.iter().any(|f| &f.id == *i))
+                .cloned()
+                .collect();
+            if opts.feedback && !new.is_empty() {
+                factors.extend(read_factors(client, F, &new));
+            }
+            hy::graph_boost(&mut fused, &edges, weight, pool, &factors);
+        }
         let page: Vec<_> = fused.into_iter().skip(opts.offset).take(k).collect();
         let details = read_rows(
             client,
@@ -775,6 +793,39 @@ fn hybrid_search(
     });
     counters::count_global(counters::GlobalEvent::Search, 1);
     TableIterator::new(rows)
+}
+
+/// Promoted edges touching the seeds, at most `GRAPH_FANOUT` per seed.
+fn read_edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(String, String, f64)> {
+    if seeds.is_empty() {
+        return Vec::new();
+    }
+    let p = plan(
+        client,
+        "SELECT src_id, tgt_id, confidence FROM qortex.interoception_edges
+          WHERE relation = 'SIMILAR_TO' AND (src_id = ANY($1) OR tgt_id = ANY($1))
+          ORDER BY confidence DESC, src_id, tgt_id LIMIT $2",
+        &[TEXT_ARRAY, INT8],
+        false,
+    );
+    client
+        .select(
+            &*p,
+            None,
+            &[
+                seeds.to_vec().into(),
+                ((seeds.len() * hy::GRAPH_FANOUT) as i64).into(),
+            ],
+        )
+        .unwrap_or_else(|e| error!("{func}: {e}"))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok()??,
+                r.get::<String>(2).ok()??,
+                r.get::<f64>(3).ok()??,
+            ))
+        })
+        .collect()
 }
 
 fn read_factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<String, f64> {

@@ -71,3 +71,15 @@ pub fn data_error(message: String) -> ! {
 pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
     ereport!(ERROR, code, message);
 }
+
+/// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
+pub fn object_arg(func: &str, arg: &str, v: Option<pgrx::JsonB>) -> serde_json::Value {
+    match v.map(|j| j.0) {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(v @ serde_json::Value::Object(_)) => v,
+        Some(v) => invalid_param(
+            func,
+            ParamError::new(arg, format!("must be a JSON object, got {v}")),
+        ),
+    }
+}

@@ -176,3 +176,20 @@ def test_feedback_with_a_query_id_counts_once_per_query_and_node(db):
     assert upd("rejected", None) == [("n", 1.0, pytest.approx(-0.05))]  # no query: counts
     assert db.execute("SELECT query_id, outcome FROM qortex.interoception_feedback "
                       "ORDER BY 1").fetchall() == [("q1", "accepted"), ("q2", "rejected")]
+
+
+def test_graph_boost_spreads_over_promoted_edges(kb):
+    db, ids = kb
+    cat, quantum = ids[0], ids[4]
+    plain = search(db, None, "purr")
+    assert [r[0] for r in plain] == [cat]
+    db.execute("INSERT INTO qortex.interoception_edges (src_id, tgt_id, confidence, hit_count) "
+               "VALUES (%s, %s, 0.8, 3)", (min(cat, quantum), max(cat, quantum)))
+    assert search(db, None, "purr") == plain  # off by default
+    rows = search(db, None, "purr", graph=True)
+    assert [r[0] for r in rows] == [cat, quantum]
+    assert rows[0][4] == plain[0][4]
+    assert rows[1][4] == pytest.approx(0.5 * plain[0][4] * 0.8)
+    assert (rows[1][5], rows[1][7]) == (None, None)
+    heavier = search(db, None, "purr", graph=True, graph_weight=2)
+    assert heavier[0][0] == quantum and heavier[0][4] == pytest.approx(2 * plain[0][4] * 0.8)

@@ -1,5 +1,6 @@
 //! Beta-Bernoulli Thompson sampling with the semantics of the Python `qortex-learning`
 //! package: learner configuration, reward mapping, posterior updates, decay and selection.
+pub use crate::check_decay_factor;
 use crate::ParamError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -255,17 +256,6 @@ impl ArmState {
             pulls: self.pulls,
             total_reward: f * self.total_reward,
         }
-    }
-}
-
-pub fn check_decay_factor(f: f64) -> Result<(), ParamError> {
-    if f.is_finite() && f > 0.0 && f <= 1.0 {
-        Ok(())
-    } else {
-        Err(ParamError::new(
-            "factor",
-            format!("must be within (0, 1], got {f}"),
-        ))
     }
 }
 

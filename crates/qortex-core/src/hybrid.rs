@@ -37,6 +37,8 @@ pub struct SearchOptions {
     pub ef_search: Option<i32>,
     pub text_mode: TextMode,
     pub feedback: bool,
+    /// Spread scores one hop over promoted edges, with this weight (None: off).
+    pub graph: Option<f64>,
 }
 
 impl Default for SearchOptions {
@@ -55,11 +57,12 @@ impl Default for SearchOptions {
             ef_search: None,
             text_mode: TextMode::Or,
             feedback: true,
+            graph: None,
         }
     }
 }
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 14] = [
     "fusion",
     "rrf_k",
     "vector_weight",
@@ -72,6 +75,8 @@ const KEYS: [&str; 12] = [
     "ef_search",
     "text_mode",
     "feedback",
+    "graph",
+    "graph_weight",
 ];
 
 fn num(obj: &Map<String, Value>, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ParamError> {
@@ -185,7 +190,25 @@ impl SearchOptions {
                 ))
             }
         };
+        let graph = match obj.get("graph") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(v) => {
+                return Err(ParamError::new(
+                    "options.graph",
+                    format!("must be true or false, got {v}"),
+                ))
+            }
+        };
+        let graph_weight = num(obj, "graph_weight", 0.0, 10.0)?;
+        if graph_weight.is_some() && !graph {
+            return Err(ParamError::new(
+                "options.graph_weight",
+                "needs \"graph\": true",
+            ));
+        }
         Ok(SearchOptions {
+            graph: graph.then(|| graph_weight.unwrap_or(0.5)),
             fusion,
             rrf_k: num(obj, "rrf_k", 1e-9, 1e6)?.unwrap_or(d.rrf_k),
             vector_weight,
@@ -442,6 +465,60 @@ pub fn fuse(
     order
 }
 
+/// Edges followed from each seed at most (bounds the graph boost's cost).
+pub const GRAPH_FANOUT: usize = 20;
+
+/// One-hop spread over promoted edges: every fused result among the first `seeds` passes
+/// `weight × its score × edge confidence` to each neighbour, which is added to the
+/// neighbour's score (a neighbour that no leg returned joins with that score alone, its
+/// factor applied). Scores only grow, from the factor-weighted seed scores, and the order
+/// stays total.
+pub fn graph_boost(
+    fused: &mut Vec<Fused>,
+    edges: &[(String, String, f64)],
+    weight: f64,
+    seeds: usize,
+    factors: &HashMap<String, f64>,
+) {
+    let seed_scores: HashMap<String, f64> = fused
+        .iter()
+        .take(seeds)
+        .map(|f| (f.id.clone(), f.score))
+        .collect();
+    let mut boost: HashMap<&str, f64> = HashMap::new();
+    for (a, b, conf) in edges {
+        if let Some(s) = seed_scores.get(a) {
+            *boost.entry(b.as_str()).or_default() += weight * s * conf;
+        }
+        if let Some(s) = seed_scores.get(b) {
+            *boost.entry(a.as_str()).or_default() += weight * s * conf;
+        }
+    }
+    for f in fused.iter_mut() {
+        if let Some(b) = boost.remove(f.id.as_str()) {
+            f.score += b;
+        }
+    }
+    for (id, b) in boost {
+        let factor = factors.get(id).copied().unwrap_or(1.0);
+        fused.push(Fused {
+            id: id.to_owned(),
+            score: b * factor,
+            vector_rank: None,
+            vector_similarity: None,
+            text_rank: None,
+            text_score: None,
+            factor,
+        });
+    }
+    fused.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
 /// Order one leg's hits: score descending, then id ascending.
 pub fn rank_leg(hits: &mut [LegHit]) {
     hits.sort_by(|a, b| {
@@ -583,6 +660,35 @@ mod tests {
         assert!((f[0].score - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-15);
         assert_eq!((f[0].vector_rank, f[0].text_rank), (Some(3), Some(1)));
         assert_eq!((f[3].vector_rank, f[3].text_score), (None, Some(3.0)));
+    }
+
+    #[test]
+    fn graph_boost_spreads_one_hop_from_the_seeds() {
+        let opts = SearchOptions::default();
+        let v = hits(&[("a", 0.9), ("b", 0.8)]);
+        let mut f = fuse(&v, &[], &opts, &HashMap::new());
+        let (sa, sb) = (f[0].score, f[1].score);
+        let edges = vec![
+            ("a".to_string(), "z".to_string(), 0.8),
+            ("b".to_string(), "a".to_string(), 0.5),
+            ("y".to_string(), "x".to_string(), 1.0), // not touching a seed
+        ];
+        let factors = HashMap::from([("z".to_string(), 2.0)]);
+        graph_boost(&mut f, &edges, 0.5, 10, &factors);
+        let got: HashMap<_, _> = f.iter().map(|x| (x.id.as_str(), x.score)).collect();
+        assert!((got["a"] - (sa + 0.5 * sb * 0.5)).abs() < 1e-15);
+        assert!((got["b"] - (sb + 0.5 * sa * 0.5)).abs() < 1e-15);
+        assert!((got["z"] - 0.5 * sa * 0.8 * 2.0).abs() < 1e-15);
+        assert!(!got.contains_key("x"));
+        assert_eq!(f.iter().find(|x| x.id == "z").unwrap().vector_rank, None);
+        let o = SearchOptions::parse(Some(&json!({"graph": true}))).unwrap();
+        assert_eq!(o.graph, Some(0.5));
+        assert_eq!(
+            SearchOptions::parse(Some(&json!({"graph_weight": 1})))
+                .unwrap_err()
+                .arg,
+            "options.graph_weight"
+        );
     }
 
     #[test]

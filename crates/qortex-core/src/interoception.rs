@@ -126,18 +126,6 @@ pub fn parse_outcome_map(v: &Value) -> Result<Vec<(String, Outcome)>, ParamError
         .collect()
 }
 
-/// Decay pulls a weight toward 1.0: `1 + f·(w − 1)`, `0 < f ≤ 1`.
-pub fn check_decay(f: f64) -> Result<(), ParamError> {
-    if f.is_finite() && f > 0.0 && f <= 1.0 {
-        Ok(())
-    } else {
-        Err(ParamError::new(
-            "factor",
-            format!("must be within (0, 1], got {f}"),
-        ))
-    }
-}
-
 /// Shannon entropy (base 2) of the weights as a distribution `w / Σw`.
 pub fn entropy(weights: &[f64]) -> f64 {
     let total: f64 = weights.iter().sum();
@@ -228,15 +216,11 @@ mod tests {
     }
 
     #[test]
-    fn entropy_and_decay() {
+    fn entropy_of_weights() {
         assert_eq!(entropy(&[1.0, 1.0, 1.0, 1.0]), 2.0);
         assert_eq!(entropy(&[2.0]), 0.0);
         assert_eq!(entropy(&[]), 0.0);
         let e = entropy(&[1.0, 3.0]);
         assert!((e - (-(0.25f64 * 0.25f64.log2() + 0.75 * 0.75f64.log2()))).abs() < 1e-12);
-        assert!(check_decay(0.5).is_ok() && check_decay(1.0).is_ok());
-        for bad in [0.0, -1.0, 1.5, f64::NAN] {
-            assert_eq!(check_decay(bad).unwrap_err().arg, "factor");
-        }
     }
 }

@@ -31,3 +31,15 @@ impl std::fmt::Display for ParamError {
 }
 
 impl std::error::Error for ParamError {}
+
+/// A decay factor (learners and interoception factors): `0 < f ≤ 1`.
+pub fn check_decay_factor(f: f64) -> Result<(), ParamError> {
+    if f.is_finite() && f > 0.0 && f <= 1.0 {
+        Ok(())
+    } else {
+        Err(ParamError::new(
+            "factor",
+            format!("must be within (0, 1], got {f}"),
+        ))
+    }
+}
