@@ -59,46 +59,47 @@ fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
                                           id TEXT NOT NULL)"
             ),
         );
+        // One pass over the table: every row's tsvector and length are computed once, then
+        // give both the average length and the impacts that depend on it.
         let dl = format!(
             "(SELECT pg_catalog.sum(COALESCE(pg_catalog.array_length(l.positions, 1), 1))
                 FROM pg_catalog.unnest({}) l)",
             t.tsv
         );
-        let avgdl: f64 = client
-            .select(
-                &format!(
-                    "SELECT COALESCE(pg_catalog.avg({dl}), 1)::float8 FROM {table}",
-                    table = t.table
-                ),
-                Some(1),
-                &[],
-            )
-            .unwrap_or_else(|e| error!("{F}: {e}"))
-            .next()
-            .and_then(|r| r.get::<f64>(1).ok().flatten())
-            .unwrap_or(1.0)
-            .max(1.0);
-        let rows = client
+        let (avgdl, rows) = client
             .update(
                 &format!(
-                    "INSERT INTO {postings} (lexeme, impact, id)
-                     SELECT l.lexeme,
-                            (n * ($1 + 1) / (n + $1 * (1 - $2 + $2 * d.dl / $3)))::real,
-                            d.id
-                       FROM (SELECT {id}::text AS id, {tsv} AS tsv, {dl} AS dl
-                               FROM {table}) d,
-                            pg_catalog.unnest(d.tsv) l,
-                            LATERAL (SELECT COALESCE(pg_catalog.array_length(l.positions, 1), 1)
-                                            ::float8 AS n) c",
+                    "WITH d AS MATERIALIZED (SELECT {id}::text AS id, {tsv} AS tsv, {dl} AS dl
+                                               FROM {table}),
+                          a AS (SELECT GREATEST(COALESCE(pg_catalog.avg(dl), 1), 1)::float8 AS avgdl
+                                  FROM d),
+                          ins AS (
+                              INSERT INTO {postings} (lexeme, impact, id)
+                              SELECT l.lexeme,
+                                     (c.n * ($1 + 1) / (c.n + $1 * (1 - $2 + $2 * d.dl / a.avgdl)))
+                                         ::real,
+                                     d.id
+                                FROM d, a, pg_catalog.unnest(d.tsv) l,
+                                     LATERAL (SELECT COALESCE(pg_catalog.array_length(l.positions, 1),
+                                                              1)::float8 AS n) c
+                              RETURNING 1)
+                     SELECT (SELECT avgdl FROM a), (SELECT pg_catalog.count(*) FROM ins)",
                     id = t.id,
                     tsv = t.tsv,
                     table = t.table,
                 ),
-                None,
-                &[k1.into(), b.into(), avgdl.into()],
+                Some(1),
+                &[k1.into(), b.into()],
             )
             .unwrap_or_else(|e| error!("{F}: {e}"))
-            .len();
+            .next()
+            .map(|r| {
+                (
+                    r.get::<f64>(1).ok().flatten().unwrap_or(1.0),
+                    r.get::<i64>(2).ok().flatten().unwrap_or(0),
+                )
+            })
+            .unwrap_or((1.0, 0));
         run(
             client,
             &format!("CREATE INDEX ON {postings} (lexeme, impact DESC) INCLUDE (id)"),
