@@ -4,6 +4,7 @@
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal). Checks happen in `qortex_core::collections` before anything is written.
+use crate::search::Target;
 use crate::spi_util::{
     invalid_param, object_arg, plan, raise, required, BOOL, INT2, INT4, INT8, JSONB, JSONB_ARRAY,
     OID, TEXT, TEXT_ARRAY,
@@ -15,6 +16,7 @@ use qortex_core::collections::{self as spec, CollectionOptions, Distance};
 use qortex_core::ParamError;
 use serde_json::{json, Map, Value};
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 
 /// A collection as stored in `qortex.collections`.
 pub struct Collection {
@@ -903,9 +905,11 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
     })
 }
 
-fn managed(client: &SpiClient<'_>, func: &str, name: &str) -> (Collection, String, String) {
-    let c = load(client, func, name);
-    if !c.managed {
+/// A managed collection's layout (cached per backend, see `search::target`) and its
+/// documents table; 0A000 for a registered collection.
+fn managed(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, String) {
+    let t = crate::search::target(client, func, name);
+    if !t.managed {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
@@ -914,12 +918,16 @@ fn managed(client: &SpiClient<'_>, func: &str, name: &str) -> (Collection, Strin
             ),
         );
     }
-    let chunks = source_name(client, func, &c);
-    let docs = c
-        .documents
-        .and_then(|o| relation_name(client, o))
-        .unwrap_or_else(|| source_name(client, func, &c));
-    (c, docs, chunks)
+    let docs = t.documents.clone().unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "{func}: the documents table of collection \"{name}\" no longer exists; \
+                 remove the collection with qortex_drop_collection('{name}')"
+            ),
+        )
+    });
+    (t, docs)
 }
 
 /// Insert one document and all its chunks in one statement: all of it or nothing.
@@ -935,14 +943,14 @@ fn qortex_ingest(
     let document = required(F, "document", document).0;
     let chunks = required(F, "chunks", chunks).0;
     Spi::connect_mut(|client| {
-        let (c, docs, chunk_table) = managed(client, F, &name);
-        let dims = c.dimensions as usize;
+        let (t, docs) = managed(client, F, &name);
+        let dims = t.dims as usize;
         let job = job_id.map(|id| lock_job(client, F, id, &name));
         let checked = spec::parse_document(&document)
             .and_then(|d| spec::parse_chunks(&chunks, dims).map(|ch| (d, ch)));
         let Some(job) = job else {
             let (doc, ch) = checked.unwrap_or_else(|e| invalid_param(F, e));
-            return Some(insert_document(client, F, &docs, &chunk_table, &doc, ch));
+            return Some(insert_document(client, F, &t, &docs, &doc, ch));
         };
         let label = document
             .get("external_id")
@@ -954,7 +962,7 @@ fn qortex_ingest(
                 let client = AssertUnwindSafe(&mut *client);
                 in_subtransaction(move || {
                     let whole = client;
-                    insert_document(whole.0, F, &docs, &chunk_table, &doc, ch)
+                    insert_document(whole.0, F, &t, &docs, &doc, ch)
                 })
             }
         };
@@ -975,12 +983,12 @@ fn qortex_ingest(
 fn insert_document(
     client: &mut SpiClient<'_>,
     func: &str,
+    t: &Target,
     docs: &str,
-    chunks: &str,
     doc: &spec::Document,
     ch: spec::Chunks,
 ) -> i64 {
-    let vec = vector_schema(client);
+    let (chunks, vec) = (&t.table, &t.vector_schema);
     // Chunks carry the document's scope (user_id, is_global) and its metadata overlaid by
     // their own, so hybrid_search filters them without a join.
     let sql = format!(
@@ -1252,7 +1260,7 @@ fn qortex_delete_document(collection: Option<String>, document_id: Option<i64>) 
     let name = required(F, "collection", collection);
     let id = required(F, "document_id", document_id);
     Spi::connect_mut(|client| {
-        let (_, docs, _) = managed(client, F, &name);
+        let (_, docs) = managed(client, F, &name);
         let p = plan(
             client,
             &format!("DELETE FROM {docs} WHERE id = $1"),

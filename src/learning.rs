@@ -703,7 +703,7 @@ RETURNING s.alpha, s.beta, s.pulls, s.total_reward";
 
 /// Decay the matching rows toward each arm's starting point; returns the new states.
 fn decay(func: &str, learner: &str, ctx: Option<&str>, arm: Option<&str>, f: f64) -> Vec<ArmState> {
-    bandit::check_decay_factor(f).unwrap_or_else(|e| invalid_param(func, e));
+    qortex_core::check_decay_factor(f).unwrap_or_else(|e| invalid_param(func, e));
     Spi::connect_mut(|client| {
         let c = load_config(client, func, learner);
         let p = plan(

@@ -27,7 +27,7 @@ use qortex_core::hybrid::{self as hy, Bm25, LegHit, SearchOptions, TextMode};
 use qortex_core::ParamError;
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -43,7 +43,10 @@ pub struct Target {
     pub name: String,
     pub table: String,
     pub source: pg_sys::Oid,
-    dims: i32,
+    /// Managed collections: the documents table (quoted), if it still exists.
+    pub managed: bool,
+    pub documents: Option<String>,
+    pub dims: i32,
     distance: Distance,
     pub id: String,
     pub id_type: String,
@@ -181,6 +184,10 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
         name: name.to_owned(),
         table,
         source: c.source,
+        managed: c.managed,
+        documents: c
+            .documents
+            .and_then(|o| collections::relation_name(client, o)),
         dims: c.dimensions,
         distance: c.distance,
         id: q(&id),
@@ -206,11 +213,14 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
         vector_schema,
         vector_type,
     };
-    (Rc::new(t), vec![c.source, collections_oid])
+    let mut relations = vec![c.source, collections_oid];
+    relations.extend(c.documents);
+    (Rc::new(t), relations)
 }
 
 /// `AND ...` for the filter (`$3`) and user scope (`$4`) of both legs.
-fn scope_sql(func: &str, name: &str, t: &Target, opts: &SearchOptions) -> String {
+fn scope_sql(func: &str, t: &Target, opts: &SearchOptions) -> String {
+    let name = &t.name;
     let mut s = String::new();
     if opts.filter.is_some() {
         let m = t.metadata.as_deref().unwrap_or_else(|| {
@@ -581,8 +591,8 @@ fn text_leg(
         })
         .collect();
     terms.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
+    let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, idf)| (l.clone(), *idf)).collect();
     if scope.is_empty() && opts.text_mode == TextMode::Or {
-        let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, i)| (l.clone(), *i)).collect();
         if let Some(hits) = text_index::leg(client, func, t, &scored, 2 * pool, pool) {
             return hits;
         }
@@ -628,7 +638,6 @@ fn text_leg(
         k1: settings::BM25_K1.get(),
         b: settings::BM25_B.get(),
     };
-    let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, idf)| (l.clone(), *idf)).collect();
     let args = [
         tsquery.as_str().into(),
         (settings::TEXT_ROW_BUDGET.get() as i64).into(),
@@ -723,7 +732,7 @@ fn hybrid_search(
     let pool = opts.pool(k);
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = target(client, F, &name);
-        let scope = scope_sql(F, &name, &t, &opts);
+        let scope = scope_sql(F, &t, &opts);
         let vector = match query_embedding {
             None => Vec::new(),
             Some(bytes) => {
@@ -755,11 +764,14 @@ fn hybrid_search(
             let seeds: Vec<String> = fused.iter().take(pool).map(|f| f.id.clone()).collect();
             let edges = read_edges(client, F, &seeds);
             let mut factors = factors;
+            let known: HashSet<&str> = fused.iter().map(|f| f.id.as_str()).collect();
             let new: Vec<String> = edges
                 .iter()
                 .flat_map(|(a, b, _)| [a, b])
-                .filter(|i| !factors.contains_key(*i) && !fused.iter().any(|f| &f.id == *i))
+                .filter(|i| !known.contains(i.as_str()) && !factors.contains_key(*i))
                 .cloned()
+                .collect::<HashSet<_>>()
+                .into_iter()
                 .collect();
             if opts.feedback && !new.is_empty() {
                 factors.extend(read_factors(client, F, &new));
@@ -795,7 +807,7 @@ fn hybrid_search(
     TableIterator::new(rows)
 }
 
-/// Promoted edges touching the seeds, at most `GRAPH_FANOUT` per seed.
+/// Promoted edges touching the seeds, strongest first, at most `GRAPH_FANOUT` × seeds.
 fn read_edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(String, String, f64)> {
     if seeds.is_empty() {
         return Vec::new();

@@ -1,6 +1,5 @@
 //! Beta-Bernoulli Thompson sampling with the semantics of the Python `qortex-learning`
 //! package: learner configuration, reward mapping, posterior updates, decay and selection.
-pub use crate::check_decay_factor;
 use crate::ParamError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -459,15 +458,6 @@ mod tests {
             .unwrap();
         assert_eq!((m.baseline_rate, m.min_pulls, m.prior_alpha), (0.0, 2, 1.0));
         assert_eq!(LearnerConfig::default().merged(&m.to_json()).unwrap(), m);
-    }
-
-    #[test]
-    fn decay_factor_range() {
-        assert!(check_decay_factor(1.0).is_ok());
-        assert!(check_decay_factor(0.01).is_ok());
-        for bad in [0.0, -0.5, 1.01, f64::NAN] {
-            assert_eq!(check_decay_factor(bad).unwrap_err().arg, "factor");
-        }
     }
 
     #[test]

@@ -465,7 +465,8 @@ pub fn fuse(
     order
 }
 
-/// Edges followed from each seed at most (bounds the graph boost's cost).
+/// Edges read per seed (the graph boost reads at most this many times the seeds, strongest
+/// first, which bounds its cost).
 pub const GRAPH_FANOUT: usize = 20;
 
 /// One-hop spread over promoted edges: every fused result among the first `seeds` passes

@@ -43,3 +43,17 @@ pub fn check_decay_factor(f: f64) -> Result<(), ParamError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decay_factor_range() {
+        assert!(check_decay_factor(1.0).is_ok());
+        assert!(check_decay_factor(0.01).is_ok());
+        for bad in [0.0, -0.5, 1.01, f64::NAN] {
+            assert_eq!(check_decay_factor(bad).unwrap_err().arg, "factor");
+        }
+    }
+}
