@@ -106,10 +106,11 @@ def ensure_corpus(conn):
 
 
 def refresh(conn, coll):
-    """Build the collection's text index if it is missing or stale."""
-    stale = conn.execute("SELECT text_index IS NULL OR text_index_stale FROM qortex.collections "
+    """Build the collection's text index if it is missing, stale or in an older layout
+    (qortex_collections() then gives a hint)."""
+    index = conn.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections() "
                          "WHERE name = %s", (coll,)).fetchone()[0]
-    if stale:
+    if not index["built"] or "hint" in index:
         conn.execute("SELECT qortex_refresh_text_index(%s)", (coll,))
         if conn.autocommit:
             conn.execute(f'VACUUM ANALYZE qortex."{coll}_postings"')

@@ -780,6 +780,31 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             ),
         });
     }
+    text_leg["text_index"] = match &c.text_index {
+        None => json!({"built": false, "hint": format!(
+            "the text leg scores every GIN match; SELECT qortex_refresh_text_index({}) builds \
+             the impact-ordered index that reads only each term's best rows",
+            quote_literal(&c.name))}),
+        Some((postings, stats)) => {
+            let current = crate::text_index::IndexInfo::from_stats(postings, stats).is_some();
+            let mut i = json!({"built": true, "table": postings, "stale": c.text_index_stale,
+                               "stats": stats});
+            if !current {
+                i["hint"] = json!(format!(
+                    "built by an earlier qortex in another layout and not used; rebuild it \
+                     with SELECT qortex_refresh_text_index({})",
+                    quote_literal(&c.name)
+                ));
+            } else if c.text_index_stale {
+                i["hint"] = json!(format!(
+                    "the table changed since the build: the text leg scores GIN matches \
+                     until SELECT qortex_refresh_text_index({})",
+                    quote_literal(&c.name)
+                ));
+            }
+            i
+        }
+    };
     let mut d = json!({
         "name": c.name,
         "kind": if c.managed { "managed" } else { "registered" },

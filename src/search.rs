@@ -198,11 +198,7 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
         text_index: c
             .text_index
             .as_ref()
-            .map(|(table, stats)| text_index::IndexInfo {
-                table: table.clone(),
-                k1: stats["k1"].as_f64().unwrap_or(f64::NAN),
-                b: stats["b"].as_f64().unwrap_or(f64::NAN),
-            }),
+            .and_then(|(table, stats)| text_index::IndexInfo::from_stats(table, stats)),
         text_index_stale: c.text_index_stale,
         tsv_column,
         cfg: c.text_config.clone(),
@@ -512,11 +508,12 @@ fn doc_freqs(
             settings::TEXT_ROW_BUDGET.get() as i64 * 4
         };
         let counted = match text_index::usable(t) {
-            Some(postings) => format!(
-                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {postings}
-                                WHERE lexeme = q.l LIMIT $3) s)
+            Some(index) => format!(
+                "SELECT q.l, COALESCE((SELECT df::float8 FROM {} WHERE lexeme = q.l AND block = 0),
+                                      0)
                    FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
-                        AS q(l, tq)"
+                        AS q(l, tq)",
+                index.table
             ),
             None => format!(
                 "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
@@ -580,6 +577,11 @@ fn text_leg(
     if lexemes.is_empty() {
         return Vec::new();
     }
+    if scope.is_empty() && opts.text_mode == TextMode::Or {
+        if let Some(hits) = text_index::leg(client, func, t, &lexemes, 2 * pool, pool) {
+            return hits;
+        }
+    }
     let st = text_stats(client, func, t);
     let dfs = doc_freqs(client, func, t, &st, &lexemes);
     let mut terms: Vec<(String, f64, f64)> = lexemes
@@ -592,11 +594,6 @@ fn text_leg(
         .collect();
     terms.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
     let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, idf)| (l.clone(), *idf)).collect();
-    if scope.is_empty() && opts.text_mode == TextMode::Or {
-        if let Some(hits) = text_index::leg(client, func, t, &scored, 2 * pool, pool) {
-            return hits;
-        }
-    }
     let tsquery = match opts.text_mode {
         TextMode::Or => {
             let dfs: Vec<f64> = terms.iter().map(|t| t.1).collect();
@@ -753,7 +750,14 @@ fn hybrid_search(
             None => Vec::new(),
             Some(q) => text_leg(client, F, &t, &scope, q, &opts, pool),
         };
-        let ids: Vec<String> = vector.iter().chain(&text).map(|h| h.id.clone()).collect();
+        let ids: Vec<String> = vector
+            .iter()
+            .chain(&text)
+            .map(|h| h.id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let factors = if opts.feedback && !ids.is_empty() {
             read_factors(client, F, &ids)
         } else {

@@ -218,6 +218,8 @@ def test_registered_table_without_tsvector_and_with_rls(db):
     assert {r[0] for r in rows if r[7] is not None} == {"doc-0", "doc-1", "doc-3"}
     db.execute("ALTER TABLE langchain_pg_embedding ENABLE ROW LEVEL SECURITY")
     db.execute("CREATE POLICY mine ON langchain_pg_embedding USING (owner = current_user)")
+    # built from every row, the text index must not rank rows the policy hides
+    db.execute("SELECT qortex_refresh_text_index('lc')")
     db.execute("DROP ROLE IF EXISTS alice")
     db.execute("CREATE ROLE alice")
     try:
@@ -296,6 +298,36 @@ def test_text_index_gives_the_same_bm25_and_goes_stale_on_writes(kb):
     on = search(db, None, "cats barking market")
     assert [r[0] for r in on] == [r[0] for r in off]
     assert [r[8] for r in on] == pytest.approx([r[8] for r in off], rel=1e-6)
+
+
+def test_text_index_reads_a_terms_best_rows_across_blocks(db):
+    # 400 rows hold "cat" (128 postings per index row): k = 150 reads the term's best 300
+    db.execute("CREATE TABLE many (id int PRIMARY KEY, body text, emb vector(3))")
+    db.execute("""INSERT INTO many SELECT i, repeat('cat ', 1 + i % 7) || repeat('filler ', i % 13),
+                  '[1,0,0]' FROM generate_series(1, 400) i""")
+    db.execute("""SELECT qortex_register_collection('many', 'many',
+                  '{"id": "id", "embedding": "emb", "content": "body"}')""")
+    index = db.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections()"
+                       ).fetchone()[0]
+    assert index["built"] is False and "qortex_refresh_text_index('many')" in index["hint"]
+    stats = db.execute("SELECT qortex_refresh_text_index('many')").fetchone()[0]
+    assert stats["documents"] == 400 and stats["block"] == 128
+    assert db.execute("SELECT count(*) FROM qortex.many_postings WHERE lexeme = 'cat'"
+                      ).fetchone()[0] == 4
+    index = db.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections()"
+                       ).fetchone()[0]
+    assert index["built"] is True and index["stale"] is False and "hint" not in index
+    on = search(db, None, "cat", k=150, coll="many")
+    db.execute("SET qortex.use_text_index = off")
+    off = search(db, None, "cat", k=150, coll="many")
+    db.execute("RESET qortex.use_text_index")
+    assert len(on) == 150
+    assert [r[0] for r in on] == [r[0] for r in off]
+    assert [r[8] for r in on] == pytest.approx([r[8] for r in off], rel=1e-6)
+    db.execute("INSERT INTO many VALUES (401, 'cat', '[1,0,0]')")
+    index = db.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections()"
+                       ).fetchone()[0]
+    assert index["stale"] is True and "changed since the build" in index["hint"]
 
 
 def test_text_index_on_a_registered_table(db):

@@ -371,6 +371,54 @@ pub fn essential_terms(dfs: &[f64], budget: f64) -> usize {
     n
 }
 
+/// Postings per row of the text index: a lexeme's rows in impact order are stored in
+/// blocks of this many, so a search reads a term's best rows from one or two index rows.
+pub const POSTING_BLOCK: usize = 128;
+
+/// One block of a query term's postings: the term's idf, the position of the block's first
+/// posting in the term's impact order, and the rows with their impacts (BM25 term weights
+/// without the idf), best first.
+pub struct PostingBlock<'a> {
+    pub idf: f64,
+    pub first: usize,
+    pub ids: Vec<&'a str>,
+    pub impacts: Vec<f32>,
+}
+
+/// The text leg from impact-ordered postings: each term contributes its best `per_term`
+/// rows, a row scores the sum of idf × impact over the terms that reach it; the best `pool`
+/// rows, best first (ties by id).
+pub fn score_blocks<'a>(
+    blocks: impl IntoIterator<Item = PostingBlock<'a>>,
+    per_term: usize,
+    pool: usize,
+) -> Vec<LegHit> {
+    let mut scores: HashMap<&'a str, f64> = HashMap::with_capacity(4 * per_term);
+    for b in blocks {
+        let take = per_term.saturating_sub(b.first);
+        for (id, impact) in b.ids.into_iter().zip(b.impacts).take(take) {
+            *scores.entry(id).or_insert(0.0) += b.idf * impact as f64;
+        }
+    }
+    let mut best: Vec<(&str, f64)> = scores.into_iter().collect();
+    let order = |a: &(&str, f64), b: &(&str, f64)| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.0.cmp(b.0))
+    };
+    if best.len() > pool && pool > 0 {
+        best.select_nth_unstable_by(pool - 1, order);
+    }
+    best.truncate(pool);
+    best.sort_unstable_by(order);
+    best.into_iter()
+        .map(|(id, score)| LegHit {
+            id: id.to_owned(),
+            score,
+        })
+        .collect()
+}
+
 /// One result of one leg, best first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegHit {
@@ -534,6 +582,35 @@ pub fn rank_leg(hits: &mut [LegHit]) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn score_blocks_sums_idf_times_impact_over_each_terms_best_rows() {
+        let block = |idf, first, ids: &[&'static str], impacts: &[f32]| PostingBlock {
+            idf,
+            first,
+            ids: ids.to_vec(),
+            impacts: impacts.to_vec(),
+        };
+        let blocks = vec![
+            block(2.0, 0, &["a", "b"], &[1.5, 1.0]),
+            // second block of the same term: positions 2 and 3, cut at per_term = 3
+            block(2.0, 2, &["c", "d"], &[0.5, 0.25]),
+            block(1.0, 0, &["b", "d", "e"], &[1.0, 1.0, 0.75]),
+        ];
+        let hits = score_blocks(blocks, 3, 10);
+        let got: Vec<(&str, f64)> = hits.iter().map(|h| (h.id.as_str(), h.score)).collect();
+        // d is the first term's 4th row (cut) and the second term's 2nd: 1.0 only
+        assert_eq!(
+            got,
+            vec![("a", 3.0), ("b", 3.0), ("c", 1.0), ("d", 1.0), ("e", 0.75)]
+        );
+        assert_eq!(score_blocks(Vec::new(), 3, 10), Vec::new());
+        let top = score_blocks(vec![block(1.0, 0, &["x", "y", "z"], &[1.0, 2.0, 3.0])], 3, 2);
+        assert_eq!(
+            top.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            vec!["z", "y"]
+        );
+    }
 
     fn hits(v: &[(&str, f64)]) -> Vec<LegHit> {
         v.iter()
