@@ -3,6 +3,8 @@
 #   qortex_select_arms (10 arms, k=1)       vs  SELECT 1
 #   qortex_observe                          vs  the raw INSERT ... ON CONFLICT DO UPDATE ... RETURNING
 #   qortex_observe_batch (100 outcomes)     in outcomes/s
+# and, for scale, two reads of the same table: `SELECT arm_id FROM qortex_select_arms(...)`
+# (the pick without the posterior columns) and a plain one-row primary-key SELECT.
 # Usage: [ROUNDS=3] bench/throughput.sh [seconds per run, default 15]   (against the `make run` server;
 # PGHOST/PGPORT/PGDATABASE/PGUSER override). Writes run with synchronous_commit=off.
 set -euo pipefail
@@ -19,6 +21,8 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
     -c "VACUUM ANALYZE qortex.learning_arm_states" >/dev/null
 echo "SELECT 1;" >"$dir/select1.sql"
 echo "SELECT * FROM qortex_select_arms('bench_tp', ARRAY['a0','a1','a2','a3','a4','a5','a6','a7','a8','a9']);" >"$dir/select.sql"
+echo "SELECT arm_id FROM qortex_select_arms('bench_tp', ARRAY['a0','a1','a2','a3','a4','a5','a6','a7','a8','a9']);" >"$dir/select_id.sql"
+echo "SELECT * FROM qortex.learning_arm_states WHERE learner_name = 'bench_tp' AND context_hash = 'default' AND arm_id = 'a3';" >"$dir/pk.sql"
 cat >"$dir/observe.sql" <<'SQL'
 \set arm random(0, 9)
 SELECT * FROM qortex_observe('bench_tp', 'a' || :arm, 'accepted');
@@ -39,17 +43,20 @@ tps() { "$BIN/pgbench" -n -M prepared -c 8 -j 2 -T "$T" -f "$dir/$1" 2>/dev/null
 # the figures are the medians over the rounds.
 ROUNDS=${ROUNDS:-3}
 for r in $(seq "$ROUNDS"); do
-    echo "round $r/$ROUNDS: $(tps select1.sql) $(tps select.sql) $(tps raw.sql) $(tps observe.sql) $(tps batch.sql)"
+    echo "round $r/$ROUNDS: $(tps select1.sql) $(tps select.sql) $(tps raw.sql) $(tps observe.sql) $(tps batch.sql) $(tps select_id.sql) $(tps pk.sql)"
 done | tee "$dir/rounds"
 python3 - "$dir/rounds" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split(":")[1].split())) for l in open(sys.argv[1])]
-s1, sel, raw, obs, bat = (statistics.median(c) for c in zip(*rows))
+s1, sel, raw, obs, bat, sid, pk = (statistics.median(c) for c in zip(*rows))
 for name, v in [("SELECT 1", s1), ("qortex_select_arms (10 arms, k=1)", sel),
                 ("raw INSERT ... ON CONFLICT ... RETURNING", raw), ("qortex_observe", obs),
-                ("qortex_observe_batch (100 outcomes)", bat)]:
+                ("qortex_observe_batch (100 outcomes)", bat),
+                ("SELECT arm_id FROM qortex_select_arms(...)", sid),
+                ("one-row primary-key SELECT", pk)]:
     print(f"{name:<44} {v:12,.0f} TPS (median of {len(rows)})")
-print(f"select / SELECT 1 = {sel / s1:.2f} (target >= 0.6)")
+print(f"select / SELECT 1 = {sel / s1:.2f} (target >= 0.6); arm_id only {sid / s1:.2f}; "
+      f"a primary-key SELECT {pk / s1:.2f}")
 print(f"observe / raw upsert = {obs / raw:.2f} (target >= 0.9)")
 print(f"observe_batch = {bat * 100:,.0f} outcomes/s (target >= 50,000)")
 PY

@@ -2,7 +2,7 @@
 //! `qortex.learning_arm_states`. The math is `qortex_core::bandit`; this module reads and
 //! writes the state with cached plans and turns bad input into 22023 before anything is
 //! written.
-use crate::arm_reader;
+use crate::arm_store;
 use crate::cache::Cache;
 use crate::counters::{self, Event};
 use crate::spi_util::{
@@ -251,7 +251,7 @@ fn qortex_select_arms(
 
     let config = cached_config(&learner)
         .unwrap_or_else(|| Spi::connect(|client| load_config(client, F, &learner)));
-    let stored = arm_reader::stored_states(&learner, &ctx, &arms);
+    let stored = arm_store::stored_states(&learner, &ctx, &arms);
 
     let candidates: Vec<Candidate> = arms
         .iter()
@@ -347,35 +347,48 @@ fn qortex_observe(
     let learner = learner_arg(F, learner);
     let arm_id = required(F, "arm_id", arm_id);
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
-    let state = Spi::connect_mut(|client| {
-        let config = load_config(client, F, &learner);
-        let r = config
-            .reward(outcome.as_deref(), reward)
-            .unwrap_or_else(|e| invalid_param(F, e));
-        let init = config.initial_state(&arm_id, &ctx);
-        let p = plan(
-            client,
-            OBSERVE_SQL,
-            &[TEXT, TEXT, TEXT, FLOAT8, FLOAT8, FLOAT8],
-            true,
-        );
-        client
-            .update(
-                &*p,
-                Some(1),
-                &[
-                    learner.as_str().into(),
-                    ctx.as_str().into(),
-                    arm_id.as_str().into(),
-                    init.alpha.into(),
-                    init.beta.into(),
-                    r.into(),
-                ],
-            )
-            .unwrap_or_else(|e| error!("{F}: {e}"))
-            .map(|row| arm_state(&row))
-            .next()
-            .unwrap_or_else(|| error!("{F}: the upsert returned no row"))
+    let config = cached_config(&learner)
+        .unwrap_or_else(|| Spi::connect(|client| load_config(client, F, &learner)));
+    let r = config
+        .reward(outcome.as_deref(), reward)
+        .unwrap_or_else(|e| invalid_param(F, e));
+    // An arm with a row is updated in place; a first outcome (or a case the direct path
+    // leaves to SQL) goes through the upsert.
+    let direct = arm_store::update_in_place(&learner, &ctx, &arm_id, r).map(
+        |(alpha, beta, pulls, total_reward)| ArmState {
+            alpha,
+            beta,
+            pulls,
+            total_reward,
+        },
+    );
+    let state = direct.unwrap_or_else(|| {
+        Spi::connect_mut(|client| {
+            let init = config.initial_state(&arm_id, &ctx);
+            let p = plan(
+                client,
+                OBSERVE_SQL,
+                &[TEXT, TEXT, TEXT, FLOAT8, FLOAT8, FLOAT8],
+                true,
+            );
+            client
+                .update(
+                    &*p,
+                    Some(1),
+                    &[
+                        learner.as_str().into(),
+                        ctx.as_str().into(),
+                        arm_id.as_str().into(),
+                        init.alpha.into(),
+                        init.beta.into(),
+                        r.into(),
+                    ],
+                )
+                .unwrap_or_else(|e| error!("{F}: {e}"))
+                .map(|row| arm_state(&row))
+                .next()
+                .unwrap_or_else(|| error!("{F}: the upsert returned no row"))
+        })
     });
     counters::count(&learner, Event::Observation, 1);
     TableIterator::once(state_row(state))

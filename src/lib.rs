@@ -4,7 +4,7 @@
 //! Everything computable without a server lives in the `qortex-core` crate.
 ::pgrx::pg_module_magic!(name, version);
 
-mod arm_reader;
+mod arm_store;
 mod cache;
 mod collections;
 mod counters;

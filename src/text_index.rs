@@ -11,8 +11,8 @@ use crate::settings;
 use crate::spi_util::{plan, required, INT4, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
-use pgrx::JsonB;
 use pgrx::Array;
+use pgrx::JsonB;
 use qortex_core::hybrid::{self as hy, LegHit, PostingBlock, POSTING_BLOCK};
 use serde_json::json;
 

@@ -378,6 +378,39 @@ def test_concurrent_observes_lose_no_update(db):
     assert (alpha, beta, total) == (1 + 4 * per, 1 + 4 * per, 4 * per)
 
 
+def test_observe_of_a_stored_arm_behaves_as_the_sql_update(db):
+    """Observes of an arm with a row are written in place; everything SQL would do holds."""
+    # one statement observing the same arm three times sees its own updates
+    pulls = db.execute("SELECT (qortex_observe('inpl', 'a', 'accepted')).pulls "
+                       "FROM generate_series(1, 3)").fetchall()
+    assert pulls == [(1,), (2,), (3,)]
+    with db.transaction():
+        assert observe(db, "inpl", "a", "rejected")[:4] == (4.0, 2.0, 4, 3.0)
+        assert row(db, "SELECT last_updated = now() FROM qortex.learning_arm_states "
+                       "WHERE learner_name = 'inpl'")[0] is True
+        raise psycopg.Rollback()
+    before = state_snapshot(db)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with db.transaction():
+            db.execute("SET TRANSACTION READ ONLY")
+            observe(db, "inpl", "a", "accepted")
+    assert state_snapshot(db) == before  # the rollback and the refusal changed nothing
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        assert observe(db, "inpl", "a", "accepted")[:3] == (5.0, 1.0, 4)
+    # a trigger on the table still fires (the update then goes through SQL)
+    db.execute("CREATE TABLE inpl_audit (arm text, pulls int)")
+    db.execute("""CREATE FUNCTION inpl_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN INSERT INTO inpl_audit VALUES (NEW.arm_id, NEW.pulls); RETURN NEW; END $$""")
+    db.execute("CREATE TRIGGER inpl_audit AFTER UPDATE ON qortex.learning_arm_states "
+               "FOR EACH ROW EXECUTE FUNCTION inpl_audit()")
+    try:
+        observe(db, "inpl", "a", "accepted")
+        assert db.execute("SELECT * FROM inpl_audit").fetchall() == [("a", 5)]
+    finally:
+        db.execute("DROP TRIGGER inpl_audit ON qortex.learning_arm_states")
+
+
 def test_concurrent_batches_in_opposite_orders_never_deadlock(db):
     dbname = db.info.dbname
     arms = [f"arm{i:02d}" for i in range(20)]

@@ -605,7 +605,11 @@ mod tests {
             vec![("a", 3.0), ("b", 3.0), ("c", 1.0), ("d", 1.0), ("e", 0.75)]
         );
         assert_eq!(score_blocks(Vec::new(), 3, 10), Vec::new());
-        let top = score_blocks(vec![block(1.0, 0, &["x", "y", "z"], &[1.0, 2.0, 3.0])], 3, 2);
+        let top = score_blocks(
+            vec![block(1.0, 0, &["x", "y", "z"], &[1.0, 2.0, 3.0])],
+            3,
+            2,
+        );
         assert_eq!(
             top.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
             vec!["z", "y"]
