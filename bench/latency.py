@@ -3,7 +3,7 @@
 interleaved query by query in one run, on SciFact and on a >= 100,000-chunk corpus built
 from it.
 
-    .venv/bin/python bench/latency.py [--queries 300] [--rows 100000]
+    .venv/bin/python bench/latency.py [--queries 300] [--rows 100000] [--parts]
 
 Corpora (built once, kept; $QORTEX_SCIFACT as in bench/quality.py):
 - `bench_lat_5k`: the 5,183 SciFact abstracts.
@@ -17,6 +17,9 @@ runs (10% and 1% of rows), registered as collections of the same names, with the
 indexes built (qortex_refresh_text_index).
 For each query (SciFact train queries, cycled) the methods run back to back in rotating
 order; p50/p95 over all queries, k = 10. Connects with the libpq environment.
+--parts: instead, where hybrid_search's time goes (SciFact; 100k with the 10% filter): each
+leg alone, the bare query at the pool's size (LIMIT 100 at ef_search 100), and a SELECT of
+the two parameters.
 """
 import argparse
 import csv
@@ -121,8 +124,25 @@ def methods(table, where_filter):
     }
 
 
-def run(conn, table, queries, n, where_filter):
-    ms = methods(table, where_filter)
+def parts(table, where_filter):
+    where = f"WHERE metadata @> '{json.dumps(where_filter)}'" if where_filter else ""
+    opts = json.dumps({"filter": where_filter} if where_filter else {})
+    def hybrid(emb, text):
+        return f"SELECT id FROM hybrid_search('{table}', {emb}, {text}, 10, '{opts}')"
+    return {
+        "bare pgvector": f"SELECT id FROM {table} {where} "
+                         f"ORDER BY embedding <=> %(emb)s::vector LIMIT 10",
+        "bare, 100 at ef 100": f"/*ef100*/ SELECT id FROM {table} {where} "
+                               f"ORDER BY embedding <=> %(emb)s::vector LIMIT 100",
+        "hybrid_search": hybrid("%(emb)s::vector", "%(text)s"),
+        "vector leg only": hybrid("%(emb)s::vector", "NULL"),
+        "text leg only": hybrid("NULL", "%(text)s"),
+        "parameters only": "SELECT %(emb)s::vector IS NULL, %(text)s::text IS NULL",
+    }
+
+
+def run(conn, table, queries, n, where_filter, ms=None):
+    ms = ms or methods(table, where_filter)
     names = list(ms)
     times = {k: [] for k in names}
     counts = {k: [] for k in names}
@@ -131,16 +151,21 @@ def run(conn, table, queries, n, where_filter):
         params = {"emb": q["embedding"], "text": q["text"]}
         order = names[i % len(names):] + names[: i % len(names)]
         for name in order:
+            ef100 = ms[name].startswith("/*ef100*/")
+            if ef100:
+                conn.execute("SET hnsw.ef_search = 100")
             t0 = time.perf_counter()
             rows = conn.execute(ms[name], params, prepare=True).fetchall()
             times[name].append(1000 * (time.perf_counter() - t0))
             counts[name].append(len(rows))
+            if ef100:
+                conn.execute("RESET hnsw.ef_search")
     label = "unfiltered" if not where_filter else f"filter {where_filter}"
     bare = statistics.median(times["bare pgvector"])
     for name in names:
         t = sorted(times[name])
         p50, p95 = statistics.median(t), t[int(0.95 * (len(t) - 1))]
-        print(f"  {table:<15} {label:<22} {name:<14} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
+        print(f"  {table:<15} {label:<22} {name:<19} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
               f"{p50 / bare:5.1f}x bare   rows/query {statistics.mean(counts[name]):5.1f}",
               flush=True)
 
@@ -149,12 +174,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--parts", action="store_true")
     args = ap.parse_args()
     corpus = load_csv("corpus.csv")
     queries = load_csv("queries-train.csv")
     with psycopg.connect(autocommit=True) as conn:
         build(conn, "bench_lat_5k", [(int(c["id"]), f"{c['title']} {c['text']}", c["embedding"])
                                      for c in corpus])
+        if args.parts:
+            for table, f in [("bench_lat_5k", None), ("bench_lat_100k", {"p10": True})]:
+                if not conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                    continue  # built by a full run
+                for q in queries[:20]:  # warm caches
+                    for m in parts(table, f).values():
+                        conn.execute(m, {"emb": q["embedding"], "text": q["text"]}).fetchall()
+                run(conn, table, queries, args.queries, f, parts(table, f))
+            return
         build(conn, "bench_lat_100k", list(synthetic(corpus, args.rows)))
         for table in ["bench_lat_5k", "bench_lat_100k"]:
             for _ in range(2):  # warm caches

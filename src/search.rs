@@ -555,13 +555,14 @@ fn doc_freqs(
 
 fn text_leg(
     client: &SpiClient<'_>,
-    func: &str,
     t: &Target,
     scope: &str,
     query: &str,
     opts: &SearchOptions,
     pool: usize,
+    need: usize,
 ) -> Vec<LegHit> {
+    let func = "hybrid_search";
     let lp = plan(
         client,
         "SELECT DISTINCT lexeme FROM pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2))",
@@ -594,12 +595,21 @@ fn text_leg(
         .collect();
     terms.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
     let scored: Vec<(String, f64)> = terms.iter().map(|(l, _, idf)| (l.clone(), *idf)).collect();
-    let tsquery = match opts.text_mode {
+    // The rows to score, read in at most two passes, each bounded by the row budget (or the
+    // pool, if larger). OR: the rarest terms first, those whose matches fit the budget
+    // together; then, only if that left fewer than `need` rows (a filter or user scope, or
+    // rare terms matching few rows), the other terms, so k rows come back whenever k match.
+    let passes: Vec<String> = match opts.text_mode {
         TextMode::Or => {
             let dfs: Vec<f64> = terms.iter().map(|t| t.1).collect();
             let n = hy::essential_terms(&dfs, settings::TEXT_ROW_BUDGET.get() as f64);
-            let chosen: Vec<String> = terms[..n].iter().map(|t| t.0.clone()).collect();
-            tsquery_any(&chosen)
+            let names: Vec<String> = terms.iter().map(|t| t.0.clone()).collect();
+            let (rare, common) = names.split_at(n);
+            [rare, common]
+                .iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| tsquery_any(t))
+                .collect()
         }
         TextMode::And | TextMode::Websearch => {
             let f = if opts.text_mode == TextMode::And {
@@ -618,12 +628,11 @@ fn text_leg(
                 .unwrap_or_else(|e| error!("{func}: text leg: {e}"))
                 .next()
                 .and_then(|r| r.get::<String>(1).ok().flatten())
-                .unwrap_or_default()
+                .filter(|q| !q.is_empty())
+                .into_iter()
+                .collect()
         }
     };
-    if tsquery.is_empty() {
-        return Vec::new();
-    }
     let sql = format!(
         "SELECT {id}::text, {tsv} FROM {table} WHERE {tsv} @@ $1::tsquery{scope} LIMIT $2",
         id = t.id,
@@ -635,21 +644,31 @@ fn text_leg(
         k1: settings::BM25_K1.get(),
         b: settings::BM25_B.get(),
     };
-    let args = [
-        tsquery.as_str().into(),
-        (settings::TEXT_ROW_BUDGET.get() as i64).into(),
-        opts.filter.clone().map(JsonB).into(),
-        opts.user_id.as_deref().into(),
-    ];
+    let budget = (settings::TEXT_ROW_BUDGET.get() as usize).max(pool);
     let mut hits = Vec::new();
-    for_each_tsvector(client, func, &p, &args, |id, b| {
-        if let (Some(id), Ok(v)) = (id, hy::TsVector::new(b)) {
-            hits.push(LegHit {
-                id,
-                score: bm25.score_tsvector(&scored, &v, st.avgdl),
-            });
+    let mut seen = HashSet::new();
+    for (i, tsquery) in passes.iter().enumerate() {
+        if i > 0 && hits.len() >= need {
+            break;
         }
-    });
+        // rows the first pass found may come again: room for them besides `budget` new ones
+        let args = [
+            tsquery.as_str().into(),
+            ((budget + hits.len()) as i64).into(),
+            opts.filter.clone().map(JsonB).into(),
+            opts.user_id.as_deref().into(),
+        ];
+        for_each_tsvector(client, func, &p, &args, |id, b| {
+            if let (Some(id), Ok(v)) = (id, hy::TsVector::new(b)) {
+                if seen.insert(id.clone()) {
+                    hits.push(LegHit {
+                        id,
+                        score: bm25.score_tsvector(&scored, &v, st.avgdl),
+                    });
+                }
+            }
+        });
+    }
     hy::rank_leg(&mut hits);
     hits.truncate(pool);
     hits
@@ -746,9 +765,16 @@ fn hybrid_search(
                 vector_leg(client, F, &t, &scope, bytes, &opts, pool)
             }
         };
+        // Rows the text leg must find where it can: those the page needs, unless the
+        // vector leg already has them.
+        let need = if vector.len() >= k + opts.offset {
+            0
+        } else {
+            k + opts.offset
+        };
         let text = match &query_text {
             None => Vec::new(),
-            Some(q) => text_leg(client, F, &t, &scope, q, &opts, pool),
+            Some(q) => text_leg(client, &t, &scope, q, &opts, pool, need),
         };
         let ids: Vec<String> = vector
             .iter()

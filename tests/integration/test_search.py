@@ -151,7 +151,9 @@ def test_a_filter_matching_one_percent_still_returns_k_rows(db):
     rng = random.Random(5)
     chunks = []
     for i in range(3000):
-        chunks.append({"content": f"row {i} text", "embedding": [rng.gauss(0, 1) for _ in range(8)],
+        zebra = " zebra" if 1 <= i <= 5 else ""  # a rare word, only in rows the filter drops
+        chunks.append({"content": f"row {i} text{zebra}",
+                       "embedding": [rng.gauss(0, 1) for _ in range(8)],
                        "metadata": {"rare": i % 100 == 0}})
     for s in range(0, 3000, 500):
         db.execute("SELECT qortex_ingest('big', '{}', %s)", (Jsonb(chunks[s:s + 500]),))
@@ -161,6 +163,17 @@ def test_a_filter_matching_one_percent_still_returns_k_rows(db):
     assert len(rows) == 10 and all(r[3]["rare"] for r in rows)
     rows = search(db, q, "row text", k=10, coll="big", filter={"rare": True})
     assert len(rows) == 10 and all(r[3]["rare"] for r in rows)
+    # text only: the rare word's rows are all filtered out; the common word's rows fill k
+    rows = search(db, None, "zebra text", k=10, coll="big", filter={"rare": True})
+    assert len(rows) == 10 and all(r[3]["rare"] for r in rows)
+    # unfiltered: the 5 zebra rows rank first, the common word fills the rest
+    rows = search(db, None, "zebra text", k=10, coll="big")
+    assert len(rows) == 10 and {r[2] for r in rows[:5]} == {f"row {i} text zebra"
+                                                             for i in range(1, 6)}
+    # k beyond the row budget: the leg reads the pool, not the budget
+    db.execute("SET qortex.text_row_budget = 100")
+    assert len(search(db, None, "text", k=150, coll="big")) == 150
+    db.execute("RESET qortex.text_row_budget")
 
 
 def test_offset_pages_never_repeat_or_skip(kb):
