@@ -50,6 +50,8 @@ pub struct Target {
     distance: Distance,
     pub id: String,
     pub id_type: String,
+    /// pg_type's name of the id column's type.
+    pub id_typname: String,
     pub embedding: String,
     content: Option<String>,
     pub tsv: String,
@@ -192,6 +194,7 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
         distance: c.distance,
         id: q(&id),
         id_type: id.1.clone(),
+        id_typname: id.2.clone(),
         embedding: q(&embedding),
         content: content.as_ref().map(q),
         tsv,
@@ -792,19 +795,27 @@ fn hybrid_search(
         let mut fused = hy::fuse(&vector, &text, &opts, &factors);
         if let Some(weight) = opts.graph {
             let seeds: Vec<String> = fused.iter().take(pool).map(|f| f.id.clone()).collect();
-            let edges = read_edges(client, F, &seeds);
-            let mut factors = factors;
-            let known: HashSet<&str> = fused.iter().map(|f| f.id.as_str()).collect();
+            let mut edges = read_edges(client, F, &seeds);
+            let known: HashSet<String> = fused.iter().map(|f| f.id.clone()).collect();
+            // A neighbour that is not yet a result joins only if it is a row of this
+            // collection that the filter and user scope admit.
             let new: Vec<String> = edges
                 .iter()
-                .flat_map(|(a, b, _)| [a, b])
-                .filter(|i| !known.contains(i.as_str()) && !factors.contains_key(*i))
+                .map(|(_, neighbour, _)| neighbour)
+                .filter(|n| !known.contains(*n) && hy::castable_id(&t.id_typname, n))
                 .cloned()
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            if opts.feedback && !new.is_empty() {
-                factors.extend(read_factors(client, F, &new));
+            let admitted = rows_in_scope(client, &t, &scope, &opts, &new);
+            edges.retain(|(_, n, _)| known.contains(n) || admitted.contains(n));
+            let mut factors = factors;
+            let unweighed: Vec<String> = admitted
+                .into_iter()
+                .filter(|n| !factors.contains_key(n))
+                .collect();
+            if opts.feedback && !unweighed.is_empty() {
+                factors.extend(read_factors(client, F, &unweighed));
             }
             hy::graph_boost(&mut fused, &edges, weight, pool, &factors);
         }
@@ -837,16 +848,24 @@ fn hybrid_search(
     TableIterator::new(rows)
 }
 
-/// Promoted edges touching the seeds, strongest first, at most `GRAPH_FANOUT` × seeds.
+/// Each seed's strongest promoted edges, at most `GRAPH_FANOUT` of them: `(seed,
+/// neighbour, confidence)`. An edge stored one way round serves both of its ends.
 fn read_edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(String, String, f64)> {
     if seeds.is_empty() {
         return Vec::new();
     }
     let p = plan(
         client,
-        "SELECT src_id, tgt_id, confidence FROM qortex.interoception_edges
-          WHERE relation = 'SIMILAR_TO' AND (src_id = ANY($1) OR tgt_id = ANY($1))
-          ORDER BY confidence DESC, src_id, tgt_id LIMIT $2",
+        "SELECT s.id, e.other, e.confidence
+           FROM pg_catalog.unnest($1::text[]) AS s(id)
+          CROSS JOIN LATERAL (
+                SELECT other, confidence FROM (
+                    SELECT tgt_id AS other, confidence FROM qortex.interoception_edges
+                     WHERE src_id = s.id AND relation = 'SIMILAR_TO'
+                    UNION ALL
+                    SELECT src_id, confidence FROM qortex.interoception_edges
+                     WHERE tgt_id = s.id AND relation = 'SIMILAR_TO') n
+                 ORDER BY confidence DESC, other LIMIT $2) e",
         &[TEXT_ARRAY, INT8],
         false,
     );
@@ -854,10 +873,7 @@ fn read_edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(Stri
         .select(
             &*p,
             None,
-            &[
-                seeds.to_vec().into(),
-                ((seeds.len() * hy::GRAPH_FANOUT) as i64).into(),
-            ],
+            &[seeds.to_vec().into(), (hy::GRAPH_FANOUT as i64).into()],
         )
         .unwrap_or_else(|e| error!("{func}: {e}"))
         .filter_map(|r| {
@@ -867,6 +883,41 @@ fn read_edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(Stri
                 r.get::<f64>(3).ok()??,
             ))
         })
+        .collect()
+}
+
+/// Which of `ids` are rows of the collection within the search's filter and user scope.
+fn rows_in_scope(
+    client: &SpiClient<'_>,
+    t: &Target,
+    scope: &str,
+    opts: &SearchOptions,
+    ids: &[String],
+) -> HashSet<String> {
+    if ids.is_empty() {
+        return HashSet::new();
+    }
+    let sql = format!(
+        "SELECT {id}::text FROM {table} WHERE {id} = ANY($1::text[]::{id_type}[]){scope}",
+        id = t.id,
+        table = t.table,
+        id_type = t.id_type
+    );
+    // $2 is unused: the scope's parameters are $3 and $4 in every statement of a search
+    let p = plan(client, &sql, &[TEXT_ARRAY, INT8, JSONB, TEXT], false);
+    client
+        .select(
+            &*p,
+            None,
+            &[
+                ids.to_vec().into(),
+                0i64.into(),
+                opts.filter.clone().map(JsonB).into(),
+                opts.user_id.as_deref().into(),
+            ],
+        )
+        .unwrap_or_else(|e| error!("hybrid_search: graph neighbours: {e}"))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
         .collect()
 }
 

@@ -178,6 +178,34 @@ def test_feedback_with_a_query_id_counts_once_per_query_and_node(db):
                       "ORDER BY 1").fetchall() == [("q1", "accepted"), ("q2", "rejected")]
 
 
+def test_graph_boost_passes_each_seed_along_its_20_strongest_edges(kb):
+    db, ids = kb
+    cat = ids[0]
+    hub = []
+    for i in range(25):
+        d = db.execute("SELECT qortex_ingest('kb', %s, %s)",
+                       (Jsonb({"metadata": {"kind": "pet" if i % 2 else "other"}}),
+                        Jsonb([{"content": f"filler {i}", "embedding": [0, 0, 1]}]))).fetchone()[0]
+        hub.append(str(db.execute("SELECT id FROM qortex.kb_chunks WHERE document_id = %s",
+                                  (d,)).fetchone()[0]))
+    edges = [(n, (i + 1) / 100) for i, n in enumerate(hub)]
+    # ids that are no rows of this collection: not a bigint, and a bigint with no row
+    edges += [("h-not-an-id", 0.99), ("999999999", 0.98)]
+    for i, (n, conf) in enumerate(edges):  # stored either way round
+        a, b = (cat, n) if i % 2 else (n, cat)
+        db.execute("INSERT INTO qortex.interoception_edges (src_id, tgt_id, confidence, hit_count) "
+                   "VALUES (%s, %s, %s, 3)", (a, b, conf))
+    rows = search(db, None, "purr", k=50, graph=True)
+    assert rows[0][0] == cat
+    # the cat's 20 strongest edges lead to the 2 non-rows and 18 hub rows; only rows join
+    assert [r[0] for r in rows[1:]] == [hub[i] for i in range(24, 6, -1)]
+    assert rows[1][4] == pytest.approx(0.5 * rows[0][4] * 0.25)
+    assert all(r[2].startswith("filler") for r in rows[1:])
+    # a neighbour joins only within the search's filter
+    pets = search(db, None, "purr", k=50, graph=True, filter={"kind": "pet"})
+    assert [r[0] for r in pets] == [cat] + [hub[i] for i in range(23, 6, -2)]
+
+
 def test_graph_boost_spreads_over_promoted_edges(kb):
     db, ids = kb
     cat, quantum = ids[0], ids[4]

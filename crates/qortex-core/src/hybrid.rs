@@ -513,15 +513,36 @@ pub fn fuse(
     order
 }
 
-/// Edges read per seed (the graph boost reads at most this many times the seeds, strongest
-/// first, which bounds its cost).
+/// Whether `id` can be the text of an id column of the type named `typname` (pg_type's
+/// name). Graph neighbours come from a table shared by every collection; only those that
+/// can be ids of this one are looked up in it. Unknown types: none (neighbours then boost
+/// rows that are already results, but none joins).
+pub fn castable_id(typname: &str, id: &str) -> bool {
+    match typname {
+        "int2" => id.parse::<i16>().is_ok(),
+        "int4" => id.parse::<i32>().is_ok(),
+        "int8" => id.parse::<i64>().is_ok(),
+        "uuid" => {
+            id.len() == 36
+                && id.char_indices().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_hexdigit(),
+                })
+        }
+        "text" | "varchar" | "bpchar" | "name" => true,
+        _ => false,
+    }
+}
+
+/// Edges each seed passes its score along at most, its strongest: a hub with thousands of
+/// edges spreads no further than any other seed.
 pub const GRAPH_FANOUT: usize = 20;
 
 /// One-hop spread over promoted edges: every fused result among the first `seeds` passes
 /// `weight × its score × edge confidence` to each neighbour, which is added to the
 /// neighbour's score (a neighbour that no leg returned joins with that score alone, its
-/// factor applied). Scores only grow, from the factor-weighted seed scores, and the order
-/// stays total.
+/// factor applied). `edges` are `(seed, neighbour, confidence)`, at most `GRAPH_FANOUT` per
+/// seed. Scores only grow, from the factor-weighted seed scores, and the order stays total.
 pub fn graph_boost(
     fused: &mut Vec<Fused>,
     edges: &[(String, String, f64)],
@@ -535,12 +556,9 @@ pub fn graph_boost(
         .map(|f| (f.id.clone(), f.score))
         .collect();
     let mut boost: HashMap<&str, f64> = HashMap::new();
-    for (a, b, conf) in edges {
-        if let Some(s) = seed_scores.get(a) {
-            *boost.entry(b.as_str()).or_default() += weight * s * conf;
-        }
-        if let Some(s) = seed_scores.get(b) {
-            *boost.entry(a.as_str()).or_default() += weight * s * conf;
+    for (seed, neighbour, conf) in edges {
+        if let Some(s) = seed_scores.get(seed) {
+            *boost.entry(neighbour.as_str()).or_default() += weight * s * conf;
         }
     }
     for f in fused.iter_mut() {
@@ -745,15 +763,30 @@ mod tests {
     }
 
     #[test]
+    fn castable_ids_by_column_type() {
+        assert!(castable_id("int8", "42") && castable_id("int8", "-9223372036854775808"));
+        assert!(!castable_id("int8", "h01") && !castable_id("int4", "3000000000"));
+        assert!(castable_id("int2", "7") && !castable_id("int2", "70000"));
+        assert!(castable_id("uuid", "0e37df36-f698-11e6-8dd4-cb9ced3df976"));
+        assert!(!castable_id("uuid", "0e37df36f69811e68dd4cb9ced3df976"));
+        assert!(!castable_id("uuid", "0e37df36-f698-11e6-8dd4-cb9ced3df97g"));
+        assert!(castable_id("text", "anything") && castable_id("varchar", ""));
+        assert!(!castable_id("numeric", "1"));
+    }
+
+    #[test]
     fn graph_boost_spreads_one_hop_from_the_seeds() {
         let opts = SearchOptions::default();
         let v = hits(&[("a", 0.9), ("b", 0.8)]);
         let mut f = fuse(&v, &[], &opts, &HashMap::new());
         let (sa, sb) = (f[0].score, f[1].score);
+        let edge = |a: &str, b: &str, c| (a.to_string(), b.to_string(), c);
         let edges = vec![
-            ("a".to_string(), "z".to_string(), 0.8),
-            ("b".to_string(), "a".to_string(), 0.5),
-            ("y".to_string(), "x".to_string(), 1.0), // not touching a seed
+            edge("a", "z", 0.8),
+            // the edge a-b, read from both of its seeds
+            edge("b", "a", 0.5),
+            edge("a", "b", 0.5),
+            edge("y", "x", 1.0), // from a node that is not a seed
         ];
         let factors = HashMap::from([("z".to_string(), 2.0)]);
         graph_boost(&mut f, &edges, 0.5, 10, &factors);
