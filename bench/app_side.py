@@ -20,6 +20,8 @@ import time
 
 import psycopg
 
+import common
+
 ARMS = [f"arm{i}" for i in range(10)]
 PROBS = [0.5] + [0.4] * 9
 
@@ -84,6 +86,8 @@ def main():
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     for clients in (1, args.clients):
         app, app_lost = run(app_side_step, "bench_app_side", args.steps, clients)
         qx, qx_lost = run(qortex_step, "bench_app_qortex", args.steps, clients)

@@ -17,6 +17,7 @@ import json
 import psycopg
 from psycopg.types.json import Jsonb
 
+import common
 import quality
 
 
@@ -38,6 +39,8 @@ def main():
     ap.add_argument("--no-query-id", action="store_true",
                     help="send feedback without query_id (every round counts again)")
     args = ap.parse_args()
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     rel = quality.qrels()
     queries = [q for q in quality.load_csv("queries-train.csv") if q["id"] in rel]
     half_a = [q for q in queries if int(q["id"]) % 2 == 0]

@@ -30,6 +30,8 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
+import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(os.environ.get("QORTEX_SCIFACT", ROOT.parent / "shared" / "data" / "scifact"))
 BATCH = 100
@@ -126,6 +128,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--clients", type=int, default=4)
     args = ap.parse_args()
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     rows = load()
     print(f"SciFact corpus: {len(rows)} documents, one 384-d chunk each ({DATA})")
     n = args.clients

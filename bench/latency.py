@@ -35,6 +35,7 @@ import time
 
 import psycopg
 
+import common
 import quality
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -176,6 +177,8 @@ def main():
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--parts", action="store_true")
     args = ap.parse_args()
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     corpus = load_csv("corpus.csv")
     queries = load_csv("queries-train.csv")
     with psycopg.connect(autocommit=True) as conn:

@@ -23,6 +23,8 @@ import time
 
 import psycopg
 
+import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(os.environ.get("QORTEX_SCIFACT", ROOT.parent / "shared" / "data" / "scifact"))
 COLL = "bench_scifact"
@@ -160,6 +162,8 @@ def main():
     ap.add_argument("--options", action="append", default=[],
                     help="extra hybrid_search options JSON to evaluate (repeatable)")
     args = ap.parse_args()
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     rel = qrels()
     queries = load_csv("queries-train.csv")
     methods = {}

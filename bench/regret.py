@@ -15,6 +15,8 @@ import time
 
 import psycopg
 
+import common
+
 SCENARIOS = {
     "K=10 (best 0.5, others 0.4)": [0.5] + [0.4] * 9,
     "K=2 (0.9 vs 0.8)": [0.9, 0.8],
@@ -55,6 +57,10 @@ def main():
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--horizon", type=int, default=10_000)
     args = ap.parse_args()
+    if args.seeds < 2:
+        ap.error("--seeds must be at least 2 (the figures are mean ± standard deviation)")
+    with psycopg.connect() as conn:
+        common.require_release(conn)
     with psycopg.connect(autocommit=True) as conn:
         for name, probs in SCENARIOS.items():
             started = time.perf_counter()

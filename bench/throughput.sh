@@ -15,6 +15,10 @@ export PGHOST=${PGHOST:-$ROOT/.pg/dev/run} PGPORT=${PGPORT:-28815} PGDATABASE=${
 export PGOPTIONS="-c synchronous_commit=off"
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 
+build=$("$BIN/psql" -XAtq -c "SELECT qortex_status()->'versions'->>'build'")
+if [ "$build" != release ]; then
+    echo "the server runs a $build build of qortex; run \`make install\` first" >&2; exit 1
+fi
 # The arms have stored state (as in real use), and the table starts without dead rows.
 "$BIN/psql" -Xq -c "SELECT qortex_reset('bench_tp')" -c "SELECT qortex_learner_configure('bench_tp', '{}')" \
     -c "SELECT qortex_observe('bench_tp', 'a' || i, 'accepted') FROM generate_series(0, 9) i" \

@@ -47,6 +47,12 @@ fn qortex_status() -> JsonB {
     })
     .unwrap_or_else(|e| error!("qortex_status: {e}"))
     .unwrap_or_else(|| error!("qortex_status: the status query returned no row"));
+    // Benchmarks refuse a debug build (what `make test` installs).
+    status["versions"]["build"] = json!(if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    });
     status["counters"] = counters_json();
     status["interoception"] = crate::interoception::summary("qortex_status");
     status["collections"] = Spi::connect(|client| {
@@ -124,6 +130,7 @@ mod tests {
             one_text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         );
         assert_eq!(s["versions"]["postgres"], one_text("SHOW server_version"));
+        assert!(["debug", "release"].contains(&s["versions"]["build"].as_str().unwrap()));
         assert_eq!(
             s["versions"]["postgres_num"].as_i64().unwrap(),
             one_text("SHOW server_version_num").parse::<i64>().unwrap()
