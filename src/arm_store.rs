@@ -1,8 +1,9 @@
 //! Arm states read and updated straight through the primary key of
 //! `qortex.learning_arm_states`, without SPI: the two calls an application makes per request.
 //!
-//! - `stored_states` (select): one B-tree descent per candidate arm, under the snapshot of
-//!   the calling statement, skipping what SPI costs per call (plan-cache lookup, executor
+//! - `stored_states` (select): one B-tree descent and a walk over the context's arms (one
+//!   descent per candidate arm when the context holds many more), under the snapshot of the
+//!   calling statement, skipping what SPI costs per call (plan-cache lookup, executor
 //!   start-up and shutdown). SELECT privilege is checked as a query would.
 //! - `update_in_place` (observe of an arm that has a row): what `UPDATE ... SET alpha =
 //!   alpha + r ...` does under READ COMMITTED: find the row, lock its latest version
