@@ -207,7 +207,8 @@ fn text_config(client: &SpiClient<'_>, func: &str, arg: &str, name: &str) -> Str
         })
 }
 
-fn run(client: &mut SpiClient<'_>, func: &str, sql: &str) {
+/// Run a statement without parameters; an error names `func`.
+pub fn run(client: &mut SpiClient<'_>, func: &str, sql: &str) {
     client
         .update(sql, None, &[])
         .unwrap_or_else(|e| error!("{func}: {e}"));

@@ -31,9 +31,11 @@ const CONFIG_CACHE_MAX: usize = 1024;
 const CONFIG_SQL: &str = "SELECT (SELECT config FROM qortex.learners WHERE learner_name = $1),
                                  'qortex.learners'::regclass::oid";
 
-/// The learner's config if this backend has it cached and nothing invalidated it since.
-fn cached_config(learner: &str) -> Option<LearnerConfig> {
-    CONFIGS.with(|c| c.borrow_mut().get(learner))
+/// The learner's config, connecting to SPI only when this backend has no valid copy.
+fn config_outside_spi(func: &str, learner: &str) -> LearnerConfig {
+    CONFIGS
+        .with(|c| c.borrow_mut().get(learner))
+        .unwrap_or_else(|| Spi::connect(|client| load_config(client, func, learner)))
 }
 
 fn load_config(client: &SpiClient<'_>, func: &str, learner: &str) -> LearnerConfig {
@@ -249,8 +251,7 @@ fn qortex_select_arms(
     }
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
 
-    let config = cached_config(&learner)
-        .unwrap_or_else(|| Spi::connect(|client| load_config(client, F, &learner)));
+    let config = config_outside_spi(F, &learner);
     let stored = arm_store::stored_states(&learner, &ctx, &arms);
 
     let candidates: Vec<Candidate> = arms
@@ -347,8 +348,7 @@ fn qortex_observe(
     let learner = learner_arg(F, learner);
     let arm_id = required(F, "arm_id", arm_id);
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
-    let config = cached_config(&learner)
-        .unwrap_or_else(|| Spi::connect(|client| load_config(client, F, &learner)));
+    let config = config_outside_spi(F, &learner);
     let r = config
         .reward(outcome.as_deref(), reward)
         .unwrap_or_else(|e| invalid_param(F, e));

@@ -217,6 +217,21 @@ fn read_target(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Target>, V
     (Rc::new(t), relations)
 }
 
+/// The parameters of a statement with the scope of `scope_sql`: two of its own, then the
+/// filter ($3, jsonb) and the user id ($4, text).
+fn with_scope<'a>(
+    first: DatumWithOid<'a>,
+    second: DatumWithOid<'a>,
+    opts: &'a SearchOptions,
+) -> [DatumWithOid<'a>; 4] {
+    [
+        first,
+        second,
+        opts.filter.clone().map(JsonB).into(),
+        opts.user_id.as_deref().into(),
+    ]
+}
+
 /// `AND ...` for the filter (`$3`) and user scope (`$4`) of both legs.
 fn scope_sql(func: &str, t: &Target, opts: &SearchOptions) -> String {
     let name = &t.name;
@@ -308,12 +323,11 @@ fn vector_leg(
     if !scope.is_empty() || opts.min_similarity.is_some() {
         settings.set("hnsw.iterative_scan", "relaxed_order");
     }
-    let args = [
+    let args = with_scope(
         unsafe { DatumWithOid::new(embedding, t.vector_type) },
         (pool as i64).into(),
-        opts.filter.clone().map(JsonB).into(),
-        opts.user_id.as_deref().into(),
-    ];
+        opts,
+    );
     let mut hits: Vec<LegHit> = client
         .select(&*p, None, &args)
         .unwrap_or_else(|e| error!("{func}: vector leg: {e}"))
@@ -655,12 +669,11 @@ fn text_leg(
             break;
         }
         // rows the first pass found may come again: room for them besides `budget` new ones
-        let args = [
+        let args = with_scope(
             tsquery.as_str().into(),
             ((budget + hits.len()) as i64).into(),
-            opts.filter.clone().map(JsonB).into(),
-            opts.user_id.as_deref().into(),
-        ];
+            opts,
+        );
         for_each_tsvector(client, func, &p, &args, |id, b| {
             if let (Some(id), Ok(v)) = (id, hy::TsVector::new(b)) {
                 if seen.insert(id.clone()) {
@@ -903,18 +916,13 @@ fn rows_in_scope(
         table = t.table,
         id_type = t.id_type
     );
-    // $2 is unused: the scope's parameters are $3 and $4 in every statement of a search
     let p = plan(client, &sql, &[TEXT_ARRAY, INT8, JSONB, TEXT], false);
+    // $2 is unused here
     client
         .select(
             &*p,
             None,
-            &[
-                ids.to_vec().into(),
-                0i64.into(),
-                opts.filter.clone().map(JsonB).into(),
-                opts.user_id.as_deref().into(),
-            ],
+            &with_scope(ids.to_vec().into(), 0i64.into(), opts),
         )
         .unwrap_or_else(|e| error!("hybrid_search: graph neighbours: {e}"))
         .filter_map(|r| r.get::<String>(1).ok().flatten())

@@ -6,6 +6,7 @@
 //! Built (and rebuilt) by `qortex_refresh_text_index`. A statement trigger on the
 //! collection's table marks it stale on any change; a stale index is not used (the text
 //! leg falls back to the GIN index, exact and slower) until the next refresh.
+use crate::collections::run;
 use crate::search::Target;
 use crate::settings;
 use crate::spi_util::{plan, required, INT4, TEXT, TEXT_ARRAY};
@@ -48,15 +49,11 @@ fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
         let t = crate::search::target(client, F, &name);
         let postings = table_name(&name);
         let (k1, b) = (settings::BM25_K1.get(), settings::BM25_B.get());
-        let run = |client: &mut SpiClient<'_>, sql: &str| {
-            client
-                .update(sql, None, &[])
-                .unwrap_or_else(|e| error!("{F}: {e}"));
-        };
-        run(client, &format!("DROP TABLE IF EXISTS {postings}"));
+        run(client, F, &format!("DROP TABLE IF EXISTS {postings}"));
         // Rows up to 8 kB stay inline and uncompressed: a search reads them as they are.
         run(
             client,
+            F,
             &format!(
                 "CREATE TABLE {postings} (lexeme TEXT NOT NULL, block INT NOT NULL,
                                           df INT NOT NULL, ids TEXT[] NOT NULL,
@@ -120,9 +117,10 @@ fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
             .unwrap_or((1.0, 0, 0));
         run(
             client,
+            F,
             &format!("CREATE UNIQUE INDEX ON {postings} (lexeme, block)"),
         );
-        run(client, &format!("ANALYZE {postings}"));
+        run(client, F, &format!("ANALYZE {postings}"));
         let stats = json!({"k1": k1, "b": b, "avgdl": avgdl, "documents": documents,
                            "postings": rows, "block": POSTING_BLOCK});
         let exists = client
@@ -135,7 +133,7 @@ fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
             .next()
             .is_some();
         if !exists {
-            run(client, &trigger_sql(&name, &t.table));
+            run(client, F, &trigger_sql(&name, &t.table));
         }
         let p = plan(
             client,

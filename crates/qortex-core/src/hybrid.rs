@@ -401,11 +401,7 @@ pub fn score_blocks<'a>(
         }
     }
     let mut best: Vec<(&str, f64)> = scores.into_iter().collect();
-    let order = |a: &(&str, f64), b: &(&str, f64)| {
-        b.1.partial_cmp(&a.1)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.0.cmp(b.0))
-    };
+    let order = |a: &(&str, f64), b: &(&str, f64)| best_first((a.1, a.0), (b.1, b.0));
     if best.len() > pool && pool > 0 {
         best.select_nth_unstable_by(pool - 1, order);
     }
@@ -504,12 +500,7 @@ pub fn fuse(
             f.score *= w;
         }
     }
-    order.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    order.sort_by(|a, b| best_first((a.score, &a.id), (b.score, &b.id)));
     order
 }
 
@@ -578,22 +569,20 @@ pub fn graph_boost(
             factor,
         });
     }
-    fused.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    fused.sort_by(|a, b| best_first((a.score, &a.id), (b.score, &b.id)));
+}
+
+/// The order of every ranking here: score descending, then id ascending (a total order, so
+/// pages never repeat or skip).
+fn best_first(a: (f64, &str), b: (f64, &str)) -> Ordering {
+    b.0.partial_cmp(&a.0)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| a.1.cmp(b.1))
 }
 
 /// Order one leg's hits: score descending, then id ascending.
 pub fn rank_leg(hits: &mut [LegHit]) {
-    hits.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    hits.sort_by(|a, b| best_first((a.score, &a.id), (b.score, &b.id)));
 }
 
 #[cfg(test)]
