@@ -1,0 +1,9 @@
+//! `hybrid_search` (API.md §3) without a server, one concern per module: the `options`
+//! argument, the text leg (`text`: tsvectors, BM25, postings, the read plan) and the
+//! fusion of the two legs with factors and the graph boost.
+pub mod fusion;
+pub mod options;
+pub mod text;
+
+pub use fusion::{castable_id, fuse, graph_boost, rank_leg, Fused, LegHit, GRAPH_FANOUT};
+pub use options::{Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MIN_CANDIDATES};

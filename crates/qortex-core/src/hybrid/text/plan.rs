@@ -1,0 +1,311 @@
+//! The plan of the text leg: which query terms to read rows for, in how many passes, and
+//! when a page is full. It is generic over where rows come from (`TextSource`, which the
+//! extension implements over SPI), so it is proven here without a server.
+use super::{idf, score_blocks, Bm25, Postings, TsVector, POSTING_BLOCK};
+use crate::hybrid::fusion::{rank_leg, LegHit};
+use crate::hybrid::options::TextMode;
+use std::collections::HashSet;
+
+/// One read of matching rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pass {
+    /// Rows holding any of these lexemes.
+    AnyOf(Vec<String>),
+    /// Rows matching the query text as the text mode parses it (`and`, `websearch`).
+    Parsed,
+}
+
+/// Where the text leg's statistics and rows come from: a collection's table and indexes,
+/// within one search's filter and user scope.
+pub trait TextSource {
+    /// The number of rows and their average length (in positions).
+    fn corpus(&mut self) -> (f64, f64);
+    /// Document frequencies of the lexemes, in their order.
+    fn doc_freqs(&mut self, lexemes: &[String]) -> Vec<f64>;
+    /// Visit at most `limit` rows matching `pass`, each as its id and the bytes of its
+    /// tsvector.
+    fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8]));
+    /// The lexemes' best postings from an impact-ordered index, at most `blocks` blocks per
+    /// lexeme; `None` where no index may serve this search.
+    fn postings(&mut self, lexemes: &[String], blocks: usize) -> Option<Postings<'_>>;
+}
+
+/// One search's text leg.
+#[derive(Debug, Clone)]
+pub struct TextLeg {
+    pub mode: TextMode,
+    pub bm25: Bm25,
+    /// Rows one pass reads at most to find candidates (raised to `pool` if smaller).
+    pub budget: usize,
+    /// Hits the leg returns at most.
+    pub pool: usize,
+    /// Hits the page needs from this leg (see `rows_needed`): a second pass is read only
+    /// when the first found fewer.
+    pub need: usize,
+}
+
+/// Hits the text leg must find where it can for a page ending at `page_end` (`k + offset`):
+/// none if the vector leg already returned that many, else all of them.
+pub fn rows_needed(vector_hits: usize, page_end: usize) -> usize {
+    if vector_hits >= page_end {
+        0
+    } else {
+        page_end
+    }
+}
+
+/// Which of the query terms, sorted rarest first, to read rows for: rarer terms first while
+/// their document frequencies fit in `budget` rows. Terms left out are too common to
+/// enumerate; they still count in every candidate's score. At least the rarest term is used.
+pub fn essential_terms(dfs: &[f64], budget: f64) -> usize {
+    let mut used = 0.0;
+    let mut n = 0;
+    for &df in dfs {
+        if n > 0 && used + df > budget {
+            break;
+        }
+        used += df;
+        n += 1;
+    }
+    n
+}
+
+impl TextLeg {
+    /// Postings each term contributes from an impact-ordered index.
+    fn per_term(&self) -> usize {
+        2 * self.pool
+    }
+
+    /// The reads, in order, for terms `(lexeme, df)` sorted rarest first. OR: the rarest
+    /// terms whose matches fit the budget together, then the other terms (read only if the
+    /// first pass left the page short). AND and websearch: the parsed query, once.
+    pub fn passes(&self, terms: &[(String, f64)]) -> Vec<Pass> {
+        match self.mode {
+            TextMode::Or => {
+                let dfs: Vec<f64> = terms.iter().map(|t| t.1).collect();
+                let n = essential_terms(&dfs, self.budget as f64);
+                let (rare, common) = terms.split_at(n);
+                [rare, common]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Pass::AnyOf(t.iter().map(|(l, _)| l.clone()).collect()))
+                    .collect()
+            }
+            TextMode::And | TextMode::Websearch => vec![Pass::Parsed],
+        }
+    }
+
+    /// Run the leg for the query's distinct lexemes: the best `pool` rows by BM25, best
+    /// first (ties by id).
+    pub fn run<S: TextSource>(&self, src: &mut S, lexemes: &[String]) -> Vec<LegHit> {
+        if lexemes.is_empty() {
+            return Vec::new();
+        }
+        if self.mode == TextMode::Or {
+            let per_term = self.per_term();
+            if let Some(p) = src.postings(lexemes, per_term.div_ceil(POSTING_BLOCK)) {
+                return score_blocks(p, per_term, self.pool);
+            }
+        }
+        let (n, avgdl) = src.corpus();
+        let dfs = src.doc_freqs(lexemes);
+        let mut terms: Vec<(String, f64)> = lexemes.iter().cloned().zip(dfs).collect();
+        terms.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let scored: Vec<(String, f64)> =
+            terms.iter().map(|(l, d)| (l.clone(), idf(n, *d))).collect();
+        let budget = self.budget.max(self.pool);
+        let mut hits = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, pass) in self.passes(&terms).iter().enumerate() {
+            if i > 0 && hits.len() >= self.need {
+                break;
+            }
+            // rows an earlier pass found may come again: room for them besides `budget` new
+            src.matches(pass, budget + hits.len(), &mut |id, bytes| {
+                if let Ok(v) = TsVector::new(bytes) {
+                    if seen.insert(id.clone()) {
+                        let score = self.bm25.score_tsvector(&scored, &v, avgdl);
+                        hits.push(LegHit { id, score });
+                    }
+                }
+            });
+        }
+        rank_leg(&mut hits);
+        hits.truncate(self.pool);
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tsvector::testing::memory_image;
+    use super::*;
+    use crate::hybrid::text::PostingBlock;
+
+    /// A lexeme's one block of postings: ids and impacts.
+    type Block = (String, Vec<&'static str>, Vec<f32>);
+
+    /// Rows as (id, tsvector, lexemes); the reads made; an index, if it may serve.
+    struct Rows {
+        rows: Vec<(String, Vec<u8>, Vec<String>)>,
+        reads: Vec<(Pass, usize)>,
+        index: Option<Vec<Block>>,
+    }
+
+    impl Rows {
+        fn new(rows: &[(&str, &[(&str, u16)])]) -> Rows {
+            let rows = rows
+                .iter()
+                .map(|(id, lex)| {
+                    let positions: Vec<Vec<u16>> =
+                        lex.iter().map(|(_, tf)| (1..=*tf).collect()).collect();
+                    let entries: Vec<(&str, &[u16])> = lex
+                        .iter()
+                        .zip(&positions)
+                        .map(|((l, _), p)| (*l, p.as_slice()))
+                        .collect();
+                    let words = lex.iter().map(|(l, _)| l.to_string()).collect();
+                    (id.to_string(), memory_image(&entries), words)
+                })
+                .collect();
+            Rows {
+                rows,
+                reads: Vec::new(),
+                index: None,
+            }
+        }
+    }
+
+    impl TextSource for Rows {
+        fn corpus(&mut self) -> (f64, f64) {
+            (100.0, 3.0)
+        }
+        fn doc_freqs(&mut self, lexemes: &[String]) -> Vec<f64> {
+            lexemes
+                .iter()
+                .map(|l| self.rows.iter().filter(|r| r.2.contains(l)).count() as f64)
+                .collect()
+        }
+        fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8])) {
+            self.reads.push((pass.clone(), limit));
+            let Pass::AnyOf(terms) = pass else {
+                panic!("only OR here")
+            };
+            for (id, bytes, _) in self
+                .rows
+                .iter()
+                .filter(|r| r.2.iter().any(|w| terms.contains(w)))
+                .take(limit)
+            {
+                visit(id.clone(), bytes);
+            }
+        }
+        fn postings(&mut self, lexemes: &[String], _blocks: usize) -> Option<Postings<'_>> {
+            let index = self.index.as_ref()?;
+            Some(Postings {
+                documents: 100.0,
+                blocks: index
+                    .iter()
+                    .filter(|(l, _, _)| lexemes.contains(l))
+                    .map(|(_, ids, impacts)| PostingBlock {
+                        df: ids.len() as f64,
+                        first: 0,
+                        ids: ids.clone(),
+                        impacts: impacts.clone(),
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    fn leg(need: usize) -> TextLeg {
+        TextLeg {
+            mode: TextMode::Or,
+            bm25: Bm25::default(),
+            budget: 2,
+            pool: 3,
+            need,
+        }
+    }
+
+    fn lexemes(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn essential_terms_fit_the_budget_but_keep_the_rarest() {
+        assert_eq!(essential_terms(&[3.0, 10.0, 500.0, 4000.0], 1000.0), 3);
+        assert_eq!(essential_terms(&[3000.0, 4000.0], 1000.0), 1);
+        assert_eq!(essential_terms(&[], 1000.0), 0);
+    }
+
+    #[test]
+    fn rows_needed_fills_the_page_unless_the_vector_leg_did() {
+        assert_eq!(rows_needed(100, 10), 0);
+        assert_eq!(rows_needed(4, 10), 10);
+        assert_eq!(rows_needed(0, 1), 1);
+    }
+
+    #[test]
+    fn or_reads_the_rare_terms_first_and_the_common_ones_only_for_a_short_page() {
+        // "rare" in 1 row, "common" in 4: the rare term fits the budget of 3 rows (pool 3)
+        let mut src = Rows::new(&[
+            ("a", &[("common", 1)]),
+            ("b", &[("common", 2), ("rare", 1)]),
+            ("c", &[("common", 1)]),
+            ("d", &[("common", 1)]),
+        ]);
+        let hits = leg(1).run(&mut src, &lexemes(&["common", "rare"]));
+        assert_eq!(src.reads, vec![(Pass::AnyOf(lexemes(&["rare"])), 3)]);
+        assert_eq!(
+            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+
+        // the page needs 3: the common term is read too, with room for the row seen before
+        let mut src = Rows::new(&[
+            ("a", &[("common", 1)]),
+            ("b", &[("common", 2), ("rare", 1)]),
+            ("c", &[("common", 1)]),
+            ("d", &[("common", 1)]),
+        ]);
+        let hits = leg(3).run(&mut src, &lexemes(&["rare", "common"]));
+        assert_eq!(
+            src.reads,
+            vec![
+                (Pass::AnyOf(lexemes(&["rare"])), 3),
+                (Pass::AnyOf(lexemes(&["common"])), 4)
+            ]
+        );
+        // b holds both terms; a, c, d tie on the common one and are cut at the pool by id
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+        assert!(hits[0].score > hits[1].score && hits[1].score == hits[2].score);
+    }
+
+    #[test]
+    fn an_index_that_may_serve_the_search_answers_without_reading_rows() {
+        let mut src = Rows::new(&[("a", &[("x", 1)])]);
+        src.index = Some(vec![("x".into(), vec!["z", "y"], vec![2.0, 1.0])]);
+        let hits = leg(3).run(&mut src, &lexemes(&["x"]));
+        assert!(src.reads.is_empty());
+        assert_eq!(
+            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["z", "y"]
+        );
+        assert!((hits[0].score - 2.0 * idf(100.0, 2.0)).abs() < 1e-12);
+        // AND never reads the index
+        let and = TextLeg {
+            mode: TextMode::And,
+            ..leg(3)
+        };
+        assert_eq!(and.passes(&[("x".into(), 1.0)]), vec![Pass::Parsed]);
+    }
+
+    #[test]
+    fn no_lexemes_no_reads() {
+        let mut src = Rows::new(&[("a", &[("x", 1)])]);
+        assert!(leg(3).run(&mut src, &[]).is_empty());
+        assert!(src.reads.is_empty());
+    }
+}
