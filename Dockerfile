@@ -21,7 +21,7 @@ RUN scripts/setup.sh
 COPY . .
 RUN cargo pgrx package --pg-config /usr/lib/postgresql/17/bin/pg_config \
         --no-default-features --features pg17 --out-dir /pkg && \
-    scripts/install-archive.sh /pkg/usr/share/postgresql/17/extension
+    scripts/install-sql.sh /pkg/usr/share/postgresql/17/extension
 
 FROM pgvector/pgvector:pg17
 COPY --from=build /pkg/usr/lib/postgresql/17/lib/qortex.so /usr/lib/postgresql/17/lib/

@@ -24,7 +24,7 @@ fi
 # `--move-old-only`: just that, before something else installs (cargo pgrx test does).
 [ "${1:-}" = --move-old-only ] && exit 0
 cargo pgrx install --pg-config "$PG_CONFIG" "${pgrx_sudo[@]}" "$@"
-scripts/install-archive.sh
+scripts/install-sql.sh
 
 BIN=$("$PG_CONFIG" --bindir)
 as_owner() { if [ "$(id -u)" -eq 0 ]; then sudo -u postgres -- "$@"; else "$@"; fi; }

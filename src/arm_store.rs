@@ -15,6 +15,7 @@
 //!
 //! The table's column layout is checked on every call, so a changed table is an error
 //! rather than misread.
+use crate::errors::error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum};
@@ -44,6 +45,20 @@ unsafe fn allowed(oid: pg_sys::Oid, privilege: u32) -> bool {
     }
 }
 
+/// 55000: someone changed qortex's state table so that qortex can no longer read it.
+fn altered(func: &str, what: &str) -> ! {
+    error(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("{func}: qortex.learning_arm_states {what}"),
+    )
+    .detail(
+        "qortex reads it as (learner_name, context_hash, arm_id, alpha, beta, pulls, \
+         total_reward, last_updated) with that primary key on the first three.",
+    )
+    .hint("restore the table as the extension created it (DROP EXTENSION and CREATE EXTENSION start over)")
+    .raise()
+}
+
 /// The primary key index, opened, after checking the table's and the key's layout.
 unsafe fn open_key(
     func: &str,
@@ -55,11 +70,11 @@ unsafe fn open_key(
         check_layout(func, rel, columns);
         let index_oid = pg_sys::RelationGetPrimaryKeyIndex(rel);
         if index_oid == pg_sys::InvalidOid {
-            error!("{func}: qortex.learning_arm_states has no primary key");
+            altered(func, "has no primary key");
         }
         let index = pg_sys::index_open(index_oid, lock);
         if (*(*index).rd_index).indnatts != 3 {
-            error!("{func}: the primary key of qortex.learning_arm_states changed");
+            altered(func, "has a primary key other than qortex created");
         }
         index
     }
@@ -202,11 +217,7 @@ unsafe fn check_layout(func: &str, rel: pg_sys::Relation, columns: usize) {
                         && CStr::from_ptr((*att).attname.data.as_ptr()) == *name
                 });
         if !ok {
-            error!(
-                "{func}: qortex.learning_arm_states does not have the column layout qortex \
-                 created (learner_name, context_hash, arm_id, alpha, beta, pulls, total_reward, \
-                 last_updated)"
-            );
+            altered(func, "does not have the columns qortex created");
         }
     }
 }

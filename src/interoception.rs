@@ -1,11 +1,10 @@
 //! API.md §4: feedback factors that `hybrid_search` multiplies scores by, and an edge
 //! buffer that promotes co-retrieved, similar pairs.
+use crate::catalog::{self, Layout};
 use crate::counters::{self, GlobalEvent};
-use crate::search;
+use crate::errors::{invalid_param, required};
 use crate::settings;
-use crate::spi_util::{
-    invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4, TEXT, TEXT_ARRAY,
-};
+use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT4, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -53,7 +52,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         );
         client
             .update(&*ins, None, &[ids.clone().into()])
-            .unwrap_or_else(|e| error!("{func}: {e}"));
+            .unwrap_or_else(spi_failed(func));
         let lock = plan(
             client,
             "SELECT node_id, weight FROM qortex.interoception_factors
@@ -63,7 +62,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         );
         let mut current: HashMap<String, f64> = client
             .update(&*lock, None, &[ids.clone().into()])
-            .unwrap_or_else(|e| error!("{func}: {e}"))
+            .unwrap_or_else(spi_failed(func))
             .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<f64>(2).ok()??)))
             .collect();
         // Per query, what each node was told before (and now is).
@@ -99,7 +98,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                 .unzip();
             for r in client
                 .update(&*fb, None, &[q.into(), nodes.into(), outs.into()])
-                .unwrap_or_else(|e| error!("{func}: {e}"))
+                .unwrap_or_else(spi_failed(func))
             {
                 if let (Some(n), Some(o)) = (
                     r.get::<String>(1).ok().flatten(),
@@ -137,7 +136,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         );
         client
             .update(&*upd, None, &[ids.clone().into(), weights.into()])
-            .unwrap_or_else(|e| error!("{func}: {e}"));
+            .unwrap_or_else(spi_failed(func));
         out
     });
     counters::count_global(GlobalEvent::FactorUpdate, rows.len() as u64);
@@ -226,7 +225,7 @@ fn interoception_decay(factor: Option<f64>) -> i64 {
         );
         client
             .update(&*p, None, &[f.into()])
-            .unwrap_or_else(|e| error!("{F}: {e}"))
+            .unwrap_or_else(spi_failed(F))
             .len() as i64
     })
 }
@@ -266,7 +265,7 @@ fn interoception_record_edges(
     ids.sort();
     ids.dedup();
     let n = Spi::connect_mut(|client| {
-        let t = search::target(client, F, &name);
+        let t = catalog::layout(client, F, &name);
         check_nodes_exist(client, F, &t, &ids);
         let sql = format!(
             "WITH n AS (SELECT {id}::text COLLATE \"C\" AS id, {emb} AS e FROM {table}
@@ -294,14 +293,14 @@ fn interoception_record_edges(
         let p = plan(client, &sql, &[TEXT_ARRAY, FLOAT8], true);
         client
             .update(&*p, None, &[ids.into(), threshold.into()])
-            .unwrap_or_else(|e| error!("{F}: {e}"))
+            .unwrap_or_else(spi_failed(F))
             .len() as i32
     });
     counters::count_global(GlobalEvent::EdgeHit, n as u64);
     n
 }
 
-fn check_nodes_exist(client: &SpiClient<'_>, func: &str, t: &search::Target, ids: &[String]) {
+fn check_nodes_exist(client: &SpiClient<'_>, func: &str, t: &Layout, ids: &[String]) {
     let sql = format!(
         "SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest($1::text[]) i
           WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {id}::text = i)",
@@ -311,7 +310,7 @@ fn check_nodes_exist(client: &SpiClient<'_>, func: &str, t: &search::Target, ids
     let p = plan(client, &sql, &[TEXT_ARRAY], false);
     let missing: Option<Vec<Option<String>>> = client
         .select(&*p, Some(1), &[ids.to_vec().into()])
-        .unwrap_or_else(|e| error!("{func}: {e}"))
+        .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get(1).ok().flatten());
     if let Some(m) = missing.filter(|m| !m.is_empty()) {
@@ -381,7 +380,7 @@ fn interoception_flush(
         );
         client
             .update(&*p, None, &[min_hits.into(), min_avg.into()])
-            .unwrap_or_else(|e| error!("{F}: {e}"))
+            .unwrap_or_else(spi_failed(F))
             .filter_map(|r| {
                 Some((
                     r.get::<String>(1).ok()??,
@@ -406,7 +405,7 @@ pub fn summary(func: &str) -> serde_json::Value {
     Spi::connect(|client| {
         let weights: Vec<f64> = client
             .select("SELECT weight FROM qortex.interoception_factors", None, &[])
-            .unwrap_or_else(|e| error!("{func}: {e}"))
+            .unwrap_or_else(spi_failed(func))
             .filter_map(|r| r.get::<f64>(1).ok().flatten())
             .collect();
         let n = weights.len();
@@ -431,7 +430,7 @@ pub fn summary(func: &str) -> serde_json::Value {
                 Some(1),
                 &[],
             )
-            .unwrap_or_else(|e| error!("{func}: {e}"))
+            .unwrap_or_else(spi_failed(func))
             .next()
             .and_then(|r| r.get::<JsonB>(1).ok().flatten())
             .map(|j| j.0)

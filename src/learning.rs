@@ -5,10 +5,8 @@
 use crate::arm_store;
 use crate::cache::Cache;
 use crate::counters::{self, Event};
-use crate::spi_util::{
-    data_error, invalid_param, plan, required, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT,
-    TEXT_ARRAY,
-};
+use crate::errors::{data_error, internal, invalid_param, required};
+use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiHeapTupleData};
 use pgrx::JsonB;
@@ -48,9 +46,9 @@ fn load_config(client: &SpiClient<'_>, func: &str, learner: &str) -> LearnerConf
             let p = plan(client, CONFIG_SQL, &[TEXT], false);
             let row = client
                 .select(&*p, Some(1), &[learner.into()])
-                .unwrap_or_else(|e| error!("{func}: reading the learner config failed: {e}"))
+                .unwrap_or_else(spi_failed(func))
                 .next()
-                .unwrap_or_else(|| error!("{func}: the learner config query returned no row"));
+                .unwrap_or_else(|| internal(func, "the learner config query returned no row"));
             let config = match row.get::<JsonB>(1).ok().flatten() {
                 None => LearnerConfig::default(),
                 Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
@@ -139,7 +137,7 @@ fn qortex_learner_configure(learner: Option<String>, config: Option<JsonB>) -> J
                 None,
                 &[learner.as_str().into(), JsonB(json.clone()).into()],
             )
-            .unwrap_or_else(|e| error!("{F}: {e}"));
+            .unwrap_or_else(spi_failed(F));
         JsonB(json)
     })
 }
@@ -384,10 +382,10 @@ fn qortex_observe(
                         r.into(),
                     ],
                 )
-                .unwrap_or_else(|e| error!("{F}: {e}"))
+                .unwrap_or_else(spi_failed(F))
                 .map(|row| arm_state(&row))
                 .next()
-                .unwrap_or_else(|| error!("{F}: the upsert returned no row"))
+                .unwrap_or_else(|| internal(F, "the upsert returned no row"))
         })
     });
     counters::count(&learner, Event::Observation, 1);
@@ -533,7 +531,7 @@ fn qortex_observe_batch(learner: Option<String>, outcomes: Option<JsonB>) -> i32
                     pbs.into(),
                 ],
             )
-            .unwrap_or_else(|e| error!("{F}: {e}"));
+            .unwrap_or_else(spi_failed(F));
         counters::count(&learner, Event::Observation, items.len() as u64);
         items.len() as i32
     })
@@ -564,7 +562,7 @@ fn posteriors(func: &str, learner: &str, ctx: &str) -> Vec<PosteriorRow> {
         );
         client
             .select(&*p, None, &[learner.into(), ctx.into()])
-            .unwrap_or_else(|e| error!("{func}: {e}"))
+            .unwrap_or_else(spi_failed(func))
             .map(|row| {
                 (
                     row.get::<String>(1).ok().flatten().unwrap_or_default(),
@@ -665,8 +663,8 @@ fn qortex_metrics(learner: Option<String>) -> JsonB {
         let JsonB(mut m) = client
             .select(&*p, Some(1), &[learner.as_str().into()])
             .and_then(|t| t.first().get_one::<JsonB>())
-            .unwrap_or_else(|e| error!("{F}: {e}"))
-            .unwrap_or_else(|| error!("{F}: the metrics query returned no row"));
+            .unwrap_or_else(spi_failed(F))
+            .unwrap_or_else(|| internal(F, "the metrics query returned no row"));
         let pulls = m["total_pulls"].as_f64().unwrap_or(0.0);
         let reward = m["total_reward"].as_f64().unwrap_or(0.0);
         let obj = m
@@ -740,7 +738,7 @@ fn decay(func: &str, learner: &str, ctx: Option<&str>, arm: Option<&str>, f: f64
                     c.seed_boost.into(),
                 ],
             )
-            .unwrap_or_else(|e| error!("{func}: {e}"))
+            .unwrap_or_else(spi_failed(func))
             .map(|row| arm_state(&row))
             .collect()
     })
@@ -820,7 +818,7 @@ fn qortex_reset(
                 None,
                 &[learner.as_str().into(), ctx.into(), arms.into()],
             )
-            .unwrap_or_else(|e| error!("{F}: {e}"))
+            .unwrap_or_else(spi_failed(F))
             .len() as i32
     })
 }

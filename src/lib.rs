@@ -4,43 +4,53 @@
 //! Everything computable without a server lives in the `qortex-core` crate.
 ::pgrx::pg_module_magic!(name, version);
 
-mod arm_store;
+// Infrastructure every capability uses: errors, SPI, caches, settings, counters.
 mod cache;
-mod collections;
 mod counters;
+mod errors;
+mod settings;
+mod spi;
+
+// The catalog of collections, read by everything that works on a collection.
+mod catalog;
+
+// Capabilities, one concern each; none imports another (status reads the registry's and
+// interoception's summaries).
+mod arm_store;
+mod ingest;
 mod interoception;
 mod learning;
+mod memories;
+mod registry;
 mod search;
-mod settings;
-mod spi_util;
 mod status;
 mod text_index;
 
 // The state tables come first in the generated install script; every function refers to
 // them schema-qualified (`qortex.*`), so it works under any search_path.
-pgrx::extension_sql_file!("../sql/schema-0.1.0.sql", name = "schema_0_1_0", bootstrap);
+pgrx::extension_sql_file!("../sql/install/schema-0.1.0.sql", name = "schema_0_1_0", bootstrap);
 pgrx::extension_sql_file!(
-    "../sql/schema-0.2.0.sql",
+    "../sql/install/schema-0.2.0.sql",
     name = "schema_0_2_0",
     requires = ["schema_0_1_0"]
 );
 pgrx::extension_sql_file!(
-    "../sql/learning-result-types.sql",
+    "../sql/install/learning-result-types.sql",
     name = "learning_result_types",
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(
-    "../sql/collections.sql",
+    "../sql/install/collections.sql",
     name = "collections",
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(
-    "../sql/interoception.sql",
+    "../sql/install/interoception.sql",
     name = "interoception",
     requires = ["schema_0_2_0"]
 );
 pgrx::extension_sql_file!(
-    "../sql/state-triggers.sql",
+    "../sql/install/state-triggers.sql",
     name = "state_triggers",
     requires = ["schema_0_2_0", "collections", cache::qortex_state_changed]
 );

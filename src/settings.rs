@@ -1,5 +1,8 @@
-//! Settings (API.md §5): GUCs under `qortex.*`, documented in the README.
+//! Settings (API.md §5): GUCs under `qortex.*`, documented in docs/settings.md; and
+//! settings of other extensions changed for the length of one call.
+use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// Rows the text leg of `hybrid_search` reads at most to find its candidates.
 pub static TEXT_ROW_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(500);
@@ -106,4 +109,37 @@ pub fn init() {
         0.0,
         1.0,
     );
+}
+
+/// Settings changed for the length of one call (`hnsw.ef_search` for the vector leg, say),
+/// put back when it returns; an error puts them back by aborting the (sub)transaction.
+pub struct ForCall(i32);
+
+impl ForCall {
+    pub fn new() -> Self {
+        ForCall(unsafe { pg_sys::NewGUCNestLevel() })
+    }
+
+    pub fn set(&self, name: &str, value: &str) {
+        let (n, v) = (
+            CString::new(name).expect("a setting's name has no NUL"),
+            CString::new(value).expect("a setting's value has no NUL"),
+        );
+        unsafe {
+            pg_sys::set_config_option(
+                n.as_ptr(),
+                v.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+
+    pub fn restore(self) {
+        unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+    }
 }

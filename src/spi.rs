@@ -1,8 +1,7 @@
-//! SPI helpers shared by every capability: cached plans and error raising.
-use pgrx::prelude::*;
+//! SPI helpers shared by every capability: plans prepared once per backend, type OIDs.
+use crate::errors::internal;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{PgBuiltInOids, PgOid};
-use qortex_core::ParamError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -42,44 +41,20 @@ pub fn plan(
     } else {
         client.prepare(sql, args)
     }
-    .unwrap_or_else(|e| error!("qortex: preparing an internal statement failed: {e}"));
+    .unwrap_or_else(|e| internal("qortex", format!("preparing a statement failed: {e}")));
     let p = Rc::new(prepared.keep());
     PLANS.with(|m| m.borrow_mut().insert(sql.to_owned(), p.clone()));
     p
 }
 
-/// Raise a bad argument as SQLSTATE 22023, naming the function and the argument.
-pub fn invalid_param(func: &str, e: ParamError) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("{func}: {e}")
-    );
+/// The error of a failed SPI call, as an internal error of `func` (see `errors::internal`).
+pub fn spi_failed<T>(func: &str) -> impl Fn(pgrx::spi::SpiError) -> T + '_ {
+    move |e| internal(func, e)
 }
 
-/// `Option<T>` → `T`, or 22023 "`arg` must not be NULL".
-pub fn required<T>(func: &str, arg: &str, v: Option<T>) -> T {
-    v.unwrap_or_else(|| invalid_param(func, ParamError::new(arg, "must not be NULL")))
-}
-
-/// Raise a problem with stored data as SQLSTATE 22000 (data_exception).
-pub fn data_error(message: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message);
-}
-
-/// Raise `message` with the given SQLSTATE.
-pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
-    ereport!(ERROR, code, message);
-}
-
-/// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
-pub fn object_arg(func: &str, arg: &str, v: Option<pgrx::JsonB>) -> serde_json::Value {
-    match v.map(|j| j.0) {
-        None | Some(serde_json::Value::Null) => serde_json::json!({}),
-        Some(v @ serde_json::Value::Object(_)) => v,
-        Some(v) => invalid_param(
-            func,
-            ParamError::new(arg, format!("must be a JSON object, got {v}")),
-        ),
-    }
+/// Run a statement without parameters (DDL qortex generates).
+pub fn run(client: &mut SpiClient<'_>, func: &str, sql: &str) {
+    client
+        .update(sql, None, &[])
+        .unwrap_or_else(spi_failed(func));
 }

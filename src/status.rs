@@ -1,6 +1,9 @@
 //! `qortex_status()`: what is installed and how much state it holds.
-use crate::collections;
+use crate::catalog;
 use crate::counters::{self, GlobalEvent};
+use crate::errors::internal;
+use crate::registry;
+use crate::spi::spi_failed;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -45,8 +48,8 @@ fn qortex_status() -> JsonB {
             .first()
             .get_one::<JsonB>()
     })
-    .unwrap_or_else(|e| error!("qortex_status: {e}"))
-    .unwrap_or_else(|| error!("qortex_status: the status query returned no row"));
+    .unwrap_or_else(spi_failed("qortex_status"))
+    .unwrap_or_else(|| internal("qortex_status", "the status query returned no row"));
     // Benchmarks refuse a debug build (what `make test` installs).
     status["versions"]["build"] = json!(if cfg!(debug_assertions) {
         "debug"
@@ -56,19 +59,11 @@ fn qortex_status() -> JsonB {
     status["counters"] = counters_json();
     status["interoception"] = crate::interoception::summary("qortex_status");
     status["collections"] = Spi::connect(|client| {
-        let names: Vec<String> = client
-            .select(
-                "SELECT name FROM qortex.collections ORDER BY name",
-                None,
-                &[],
-            )
-            .unwrap_or_else(|e| error!("qortex_status: {e}"))
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect();
+        let names = catalog::names(client, "qortex_status");
         Value::Array(
             names
                 .iter()
-                .map(|n| collections::describe(client, "qortex_status", n))
+                .map(|n| registry::describe(client, "qortex_status", n))
                 .collect(),
         )
     });

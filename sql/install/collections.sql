@@ -1,3 +1,6 @@
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION qortex" to load this file. \quit
+
 -- Collections (API.md §2): where hybrid search looks, ingestion jobs, user memories.
 
 -- One row per collection. `source` is the chunks table of a managed collection or the

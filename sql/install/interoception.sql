@@ -1,3 +1,6 @@
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION qortex" to load this file. \quit
+
 -- Interoception (API.md §4): edges promoted from the buffer.
 CREATE TABLE qortex.interoception_edges (
     src_id      TEXT NOT NULL,

@@ -1,3 +1,6 @@
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION qortex" to load this file. \quit
+
 -- Row types of the two hot learning calls. `qortex_select_arms` and `qortex_observe` return
 -- SETOF these rather than RETURNS TABLE(...): the columns are the same, but PostgreSQL
 -- then takes the row shape from its type cache instead of rebuilding it from the

@@ -1,8 +1,11 @@
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION qortex" to load this file. \quit
+
 -- qortex schema 0.1.0: the state tables, created once by CREATE EXTENSION.
 --
 -- Layout follows the Python qortex stores column for column (names, types, defaults, keys),
 -- so rows written by either side are readable by the other. Later schema changes never edit
--- this file's effect: they ship as upgrade scripts sql/qortex--A--B.sql.
+-- this file's effect: they ship as upgrade scripts sql/upgrade/qortex--A--B.sql.
 
 CREATE SCHEMA qortex;
 COMMENT ON SCHEMA qortex IS 'State owned by the qortex extension; dropped with it';

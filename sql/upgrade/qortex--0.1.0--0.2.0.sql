@@ -1,3 +1,6 @@
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION qortex UPDATE TO '0.2.0'" to load this file. \quit
+
 -- qortex 0.1.0 -> 0.2.0: learner configurations (qortex_learner_configure).
 CREATE TABLE qortex.learners (
     learner_name TEXT PRIMARY KEY,

@@ -1,3 +1,6 @@
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION qortex UPDATE TO '0.3.0'" to load this file. \quit
+
 -- qortex 0.2.0 -> 0.3.0
 -- (the CREATE FUNCTION statements are what `cargo pgrx schema` generates for 0.3.0)
 

@@ -194,13 +194,24 @@ def catalog(conn):
 
 
 ARCHIVED = sorted(p.name.removeprefix("qortex--").removesuffix(".sql")
-                  for p in (ROOT / "sql" / "archive").glob("qortex--*.sql"))
+                  for p in (ROOT / "sql" / "released").glob("qortex--*.sql"))
 
 
 def test_every_earlier_version_is_archived():
-    """Each release's install script is frozen in sql/archive before the version moves on."""
+    """Each release's install script is frozen in sql/released before the version moves on."""
     assert ARCHIVED and VERSION not in ARCHIVED
-    assert (ROOT / "sql" / f"qortex--{ARCHIVED[-1]}--{VERSION}.sql").exists()
+    assert (ROOT / "sql" / "upgrade" / f"qortex--{ARCHIVED[-1]}--{VERSION}.sql").exists()
+
+
+def test_every_sql_script_refuses_to_run_in_psql():
+    """Each script starts with pgvector's guard: sourced in psql it stops at once."""
+    scripts = sorted((ROOT / "sql").glob("*/*.sql"))
+    assert {p.parent.name for p in scripts} == {"install", "upgrade", "released"}
+    for p in scripts:
+        guard = [l for l in p.read_text().splitlines() if l.startswith("\\echo")]
+        assert guard and guard[0].startswith("\\echo Use ") and guard[0].endswith("\\quit"), p
+        first = next(l for l in p.read_text().splitlines() if l and not l.startswith("--"))
+        assert first == guard[0], p
 
 
 @pytest.mark.parametrize("old_version", ARCHIVED)

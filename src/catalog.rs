@@ -1,0 +1,493 @@
+//! The catalog of collections: what `qortex.collections` says about a collection and how
+//! to query its table (its `Layout`), read once per backend and cached as freshly as
+//! PostgreSQL's own catalog caches; names of relations, columns and indexes; the names of
+//! a collection's text index and of the trigger that keeps it honest.
+//!
+//! Registration, ingestion, search, the text index and interoception all read collections
+//! through this module, and none of them through another.
+//!
+//! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
+//! values are bound parameters.
+use crate::cache::Cache;
+use crate::errors::{data_error, error};
+use crate::spi::{plan, spi_failed, INT2, OID, TEXT};
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
+use pgrx::JsonB;
+use qortex_core::collections::Distance;
+use qortex_core::hybrid::text::POSTING_BLOCK;
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A collection as stored in `qortex.collections`.
+pub struct Collection {
+    pub name: String,
+    pub managed: bool,
+    pub source: pg_sys::Oid,
+    pub documents: Option<pg_sys::Oid>,
+    pub dimensions: i32,
+    pub distance: Distance,
+    pub text_config: String,
+    /// role → attribute number of `source`
+    pub columns: Map<String, Value>,
+    /// The text index's table and build statistics.
+    pub text_index: Option<(String, Value)>,
+    /// Whether rows changed since the text index was built.
+    pub text_index_stale: bool,
+}
+
+impl Collection {
+    pub fn attnum(&self, role: &str) -> Option<i16> {
+        self.columns
+            .get(role)
+            .and_then(Value::as_i64)
+            .map(|n| n as i16)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        if self.managed {
+            "managed"
+        } else {
+            "registered"
+        }
+    }
+}
+
+/// 42704 for a collection that does not exist.
+pub fn no_such_collection(func: &str, name: &str) -> ! {
+    error(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("{func}: collection \"{name}\" does not exist"),
+    )
+    .hint("SELECT name FROM qortex_collections() lists the collections")
+    .raise()
+}
+
+/// The collection `name`, or 42704.
+pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
+    let p = plan(
+        client,
+        "SELECT kind, source::oid, documents::oid, dimensions, distance, text_config::text,
+                columns, text_index::text, text_index_stats, text_index_stale
+           FROM qortex.collections WHERE name = $1",
+        &[TEXT],
+        false,
+    );
+    let row = client
+        .select(&*p, Some(1), &[name.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next();
+    let Some(row) = row else {
+        no_such_collection(func, name)
+    };
+    let get_text = |i: usize| row.get::<String>(i).ok().flatten().unwrap_or_default();
+    Collection {
+        name: name.to_owned(),
+        managed: get_text(1) == "managed",
+        source: row.get::<pg_sys::Oid>(2).ok().flatten().unwrap_or_default(),
+        documents: row.get::<pg_sys::Oid>(3).ok().flatten(),
+        dimensions: row.get::<i32>(4).ok().flatten().unwrap_or_default(),
+        distance: Distance::parse(&get_text(5)).unwrap_or(Distance::Cosine),
+        text_config: get_text(6),
+        columns: match row.get::<JsonB>(7).ok().flatten() {
+            Some(JsonB(Value::Object(m))) => m,
+            _ => Map::new(),
+        },
+        text_index: row
+            .get::<String>(8)
+            .ok()
+            .flatten()
+            .zip(row.get::<JsonB>(9).ok().flatten().map(|j| j.0)),
+        text_index_stale: row.get::<bool>(10).ok().flatten().unwrap_or(true),
+    }
+}
+
+/// The names of every collection, in order.
+pub fn names(client: &SpiClient<'_>, func: &str) -> Vec<String> {
+    client
+        .select(
+            "SELECT name FROM qortex.collections ORDER BY name",
+            None,
+            &[],
+        )
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect()
+}
+
+/// `schema.name`, both quoted.
+pub fn quoted(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_identifier(schema), quote_identifier(name))
+}
+
+/// `schema.table`, quoted, of a relation; `None` if it no longer exists.
+pub fn relation_name(client: &SpiClient<'_>, oid: pg_sys::Oid) -> Option<String> {
+    let p = plan(
+        client,
+        "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[OID],
+        false,
+    );
+    let row = client
+        .select(&*p, Some(1), &[oid.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()?;
+    Some(quoted(
+        &row.get::<String>(1).ok().flatten()?,
+        &row.get::<String>(2).ok().flatten()?,
+    ))
+}
+
+/// The source table's quoted name, or 42P01 if it was dropped behind qortex's back.
+pub fn source_name(client: &SpiClient<'_>, func: &str, c: &Collection) -> String {
+    relation_name(client, c.source).unwrap_or_else(|| {
+        error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "{func}: the table of collection \"{}\" no longer exists",
+                c.name
+            ),
+        )
+        .hint(format!(
+            "remove the collection with SELECT qortex_drop_collection({})",
+            quote_literal(&c.name)
+        ))
+        .raise()
+    })
+}
+
+/// The quoted name of a column of `rel`, by attribute number.
+pub fn column_name(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> Option<String> {
+    let p = plan(
+        client,
+        "SELECT attname::text FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum = $2 AND NOT attisdropped",
+        &[OID, INT2],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten())
+        .map(quote_identifier)
+}
+
+/// pgvector's schema (quoted) and its `vector` type, for names in generated SQL and the
+/// type of bound query vectors.
+pub fn vector_type(client: &SpiClient<'_>, func: &str) -> (String, pg_sys::Oid) {
+    let p = plan(
+        client,
+        "SELECT n.nspname::text, t.oid FROM pg_catalog.pg_extension e
+           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+           JOIN pg_catalog.pg_type t ON t.typnamespace = e.extnamespace AND t.typname = 'vector'
+          WHERE e.extname = 'vector'",
+        &[],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| {
+            Some((
+                quote_identifier(r.get::<String>(1).ok().flatten()?),
+                r.get::<pg_sys::Oid>(2).ok().flatten()?,
+            ))
+        })
+        .unwrap_or_else(|| {
+            error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("{func}: the vector extension (pgvector) is not installed"),
+            )
+            .hint("CREATE EXTENSION vector")
+            .raise()
+        })
+}
+
+/// An index of a table whose first key is a plain column.
+pub struct TableIndex {
+    pub name: String,
+    pub method: String,
+    pub attnum: i16,
+    pub opclass: String,
+    pub size_bytes: i64,
+}
+
+/// The indexes of `rel` whose first key is a plain column, by name.
+pub fn indexes(client: &SpiClient<'_>, rel: pg_sys::Oid) -> Vec<TableIndex> {
+    let p = plan(
+        client,
+        "SELECT ic.relname::text, am.amname::text, i.indkey[0], opc.opcname::text,
+                pg_catalog.pg_relation_size(i.indexrelid)
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+           JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+           JOIN pg_catalog.pg_opclass opc ON opc.oid = i.indclass[0]
+          WHERE i.indrelid = $1 AND i.indkey[0] <> 0
+          ORDER BY 1",
+        &[OID],
+        false,
+    );
+    client
+        .select(&*p, None, &[rel.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .filter_map(|r| {
+            Some(TableIndex {
+                name: r.get::<String>(1).ok().flatten()?,
+                method: r.get::<String>(2).ok().flatten()?,
+                attnum: r.get::<i16>(3).ok().flatten()?,
+                opclass: r.get::<String>(4).ok().flatten()?,
+                size_bytes: r.get::<i64>(5).ok().flatten().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The quoted name of a collection's text index table.
+pub fn postings_table(collection: &str) -> String {
+    quoted("qortex", &format!("{collection}_postings"))
+}
+
+/// The quoted name of the trigger that marks a collection's text index stale.
+pub fn stale_trigger(collection: &str) -> String {
+    quote_identifier(format!("qortex_stale_{collection}"))
+}
+
+/// The statement creating that trigger on the collection's table `source` (quoted).
+pub fn stale_trigger_sql(collection: &str, source: &str) -> String {
+    format!(
+        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {source}
+           FOR EACH STATEMENT EXECUTE FUNCTION qortex.text_index_stale({})",
+        stale_trigger(collection),
+        quote_literal(collection)
+    )
+}
+
+/// What a search needs to know of a collection's text index.
+#[derive(Clone)]
+pub struct TextIndexMeta {
+    pub table: String,
+    pub k1: f64,
+    pub b: f64,
+    /// Rows in the collection when the index was built.
+    pub documents: f64,
+}
+
+impl TextIndexMeta {
+    /// From the stats `qortex_refresh_text_index` stored; `None` for an index built in an
+    /// earlier layout (rows of single postings), which is not used until rebuilt.
+    pub fn from_stats(table: &str, stats: &Value) -> Option<TextIndexMeta> {
+        if stats["block"].as_u64() != Some(POSTING_BLOCK as u64) {
+            return None;
+        }
+        Some(TextIndexMeta {
+            table: table.to_owned(),
+            k1: stats["k1"].as_f64()?,
+            b: stats["b"].as_f64()?,
+            documents: stats["documents"].as_f64()?,
+        })
+    }
+}
+
+/// How to query one collection: its table, and each role's column as a quoted expression.
+#[derive(Clone)]
+pub struct Layout {
+    pub name: String,
+    /// The collection's table, quoted.
+    pub table: String,
+    pub source: pg_sys::Oid,
+    pub managed: bool,
+    /// Managed collections: the documents table (quoted), if it still exists.
+    pub documents: Option<String>,
+    pub dims: i32,
+    pub distance: Distance,
+    pub id: String,
+    /// The id column's type as `format_type` writes it.
+    pub id_type: String,
+    /// pg_type's name of the id column's type.
+    pub id_typname: String,
+    pub embedding: String,
+    pub content: Option<String>,
+    /// The tsvector: a stored column, or `to_tsvector(config, content)`.
+    pub tsv: String,
+    /// (schema, table, column) of a stored tsvector column, for ANALYZE's statistics.
+    pub tsv_column: Option<(String, String, String)>,
+    /// The text search configuration's name.
+    pub text_config: String,
+    pub metadata: Option<String>,
+    pub user_id: Option<String>,
+    pub is_global: Option<String>,
+    pub document_id: Option<String>,
+    pub text_index: Option<TextIndexMeta>,
+    pub text_index_stale: bool,
+    /// pgvector's schema (quoted) and vector type.
+    pub vector_schema: String,
+    pub vector_type: pg_sys::Oid,
+}
+
+thread_local! {
+    static LAYOUTS: RefCell<Cache<Rc<Layout>>> = RefCell::new(Cache::new(256));
+}
+
+/// How to query collection `name` (cached per backend, dropped when the catalog or the
+/// table changes).
+pub fn layout(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Layout> {
+    LAYOUTS.with(|t| {
+        let mut cache = t.borrow_mut();
+        if let Some(t) = cache.get(name) {
+            return t;
+        }
+        cache.fill(name, || read_layout(client, func, name))
+    })
+}
+
+/// A managed collection's layout and its documents table (quoted); 0A000 for a registered
+/// collection.
+pub fn managed(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, String) {
+    let t = layout(client, func, name);
+    if !t.managed {
+        error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{func}: collection \"{name}\" is registered, not managed"),
+        )
+        .detail("A registered collection's table belongs to your application, which writes it.")
+        .hint("write the table itself; qortex writes managed collections only")
+        .raise();
+    }
+    let docs = t.documents.clone().unwrap_or_else(|| {
+        error(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("{func}: the documents table of collection \"{name}\" no longer exists"),
+        )
+        .hint(format!(
+            "remove the collection with SELECT qortex_drop_collection({})",
+            quote_literal(name)
+        ))
+        .raise()
+    });
+    (t, docs)
+}
+
+fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, Vec<pg_sys::Oid>) {
+    let c = load(client, func, name);
+    let table = source_name(client, func, &c);
+    let p = plan(
+        client,
+        "SELECT a.attnum, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                t.typname::text, n.nspname::text, cl.relname::text,
+                'qortex.collections'::regclass::oid
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_class cl ON cl.oid = a.attrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[OID],
+        false,
+    );
+    let mut cols: HashMap<i16, (String, String, String)> = HashMap::new();
+    let mut rel = (String::new(), String::new());
+    let mut collections_oid = pg_sys::InvalidOid;
+    for r in client
+        .select(&*p, None, &[c.source.into()])
+        .unwrap_or_else(spi_failed(func))
+    {
+        let get = |i: usize| r.get::<String>(i).ok().flatten().unwrap_or_default();
+        let attnum = r.get::<i16>(1).ok().flatten().unwrap_or_default();
+        cols.insert(attnum, (get(2), get(3), get(4)));
+        rel = (get(5), get(6));
+        collections_oid = r.get::<pg_sys::Oid>(7).ok().flatten().unwrap_or_default();
+    }
+    let col = |role: &str| -> Option<(String, String, String)> {
+        let attnum = c.attnum(role)?;
+        Some(cols.get(&attnum).cloned().unwrap_or_else(|| {
+            error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("{func}: collection \"{name}\": the column mapped as {role} was dropped"),
+            )
+            .hint("register the collection again")
+            .raise()
+        }))
+    };
+    let q = |(n, _, _): &(String, String, String)| quote_identifier(n);
+    let (id, embedding) = match (col("id"), col("embedding")) {
+        (Some(i), Some(e)) => (i, e),
+        _ => data_error(format!(
+            "{func}: collection \"{name}\" maps no id or embedding"
+        )),
+    };
+    let content = col("content");
+    let text_config = quote_literal(&c.text_config) + "::pg_catalog.regconfig";
+    let (tsv, tsv_column) = match col("tsvector") {
+        Some(t) => (q(&t), Some((rel.0.clone(), rel.1.clone(), t.0.clone()))),
+        None => (
+            format!(
+                "pg_catalog.to_tsvector({text_config}, {})",
+                content.as_ref().map(q).unwrap_or_else(|| "''".into())
+            ),
+            None,
+        ),
+    };
+    let metadata = col("metadata").map(|m| {
+        if m.2 == "json" {
+            format!("{}::jsonb", q(&m))
+        } else {
+            q(&m)
+        }
+    });
+    let user_id = col("user_id").map(|u| {
+        if u.2 == "text" {
+            q(&u)
+        } else {
+            format!("{}::text", q(&u))
+        }
+    });
+    let (vector_schema, vector_type) = vector_type(client, func);
+    let t = Layout {
+        name: name.to_owned(),
+        table,
+        source: c.source,
+        managed: c.managed,
+        documents: c.documents.and_then(|o| relation_name(client, o)),
+        dims: c.dimensions,
+        distance: c.distance,
+        id: q(&id),
+        id_type: id.1.clone(),
+        id_typname: id.2.clone(),
+        embedding: q(&embedding),
+        content: content.as_ref().map(q),
+        tsv,
+        tsv_column,
+        text_config: c.text_config.clone(),
+        metadata,
+        user_id,
+        is_global: col("is_global").map(|g| q(&g)),
+        document_id: col("document_id").map(|d| q(&d)),
+        text_index: c
+            .text_index
+            .as_ref()
+            .and_then(|(table, stats)| TextIndexMeta::from_stats(table, stats)),
+        text_index_stale: c.text_index_stale,
+        vector_schema,
+        vector_type,
+    };
+    let mut relations = vec![c.source, collections_oid];
+    relations.extend(c.documents);
+    (Rc::new(t), relations)
+}
+
+/// The row count of a table (quoted name), for describing collections.
+pub fn count_rows(client: &SpiClient<'_>, table: &str) -> i64 {
+    client
+        .select(
+            &format!("SELECT pg_catalog.count(*) FROM {table}"),
+            Some(1),
+            &[],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<i64>().ok().flatten())
+        .unwrap_or(0)
+}

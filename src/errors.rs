@@ -1,0 +1,109 @@
+//! Raising errors: every error a caller can cause carries a specific SQLSTATE, its message
+//! names the function and the argument, and what to do about it goes into the HINT (facts
+//! about the data into the DETAIL), as PostgreSQL's own errors do.
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use qortex_core::ParamError;
+
+/// An error about to be raised; add a hint or detail, then `raise()`.
+#[must_use]
+pub struct Raise {
+    code: PgSqlErrorCode,
+    message: String,
+    hint: Option<String>,
+    detail: Option<String>,
+}
+
+/// An error with SQLSTATE `code`.
+pub fn error(code: PgSqlErrorCode, message: impl Into<String>) -> Raise {
+    Raise {
+        code,
+        message: message.into(),
+        hint: None,
+        detail: None,
+    }
+}
+
+impl Raise {
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    fn report(self, level: PgLogLevel) {
+        let mut r = ErrorReport::new(self.code, self.message, "qortex");
+        if let Some(h) = self.hint {
+            r = r.set_hint(h);
+        }
+        if let Some(d) = self.detail {
+            r = r.set_detail(d);
+        }
+        r.report(level);
+    }
+
+    pub fn raise(self) -> ! {
+        self.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+
+    /// Report it as a WARNING instead, and go on.
+    pub fn warn(self) {
+        self.report(PgLogLevel::WARNING);
+    }
+}
+
+/// Raise `message` with the given SQLSTATE.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    error(code, message).raise()
+}
+
+/// A bad argument: SQLSTATE 22023, naming the function and the argument.
+pub fn bad_arg(func: &str, e: ParamError) -> Raise {
+    error(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("{func}: {e}"),
+    )
+}
+
+/// Raise a bad argument (see `bad_arg`).
+pub fn invalid_param(func: &str, e: ParamError) -> ! {
+    bad_arg(func, e).raise()
+}
+
+/// `Option<T>` → `T`, or 22023 "`arg` must not be NULL".
+pub fn required<T>(func: &str, arg: &str, v: Option<T>) -> T {
+    v.unwrap_or_else(|| invalid_param(func, ParamError::new(arg, "must not be NULL")))
+}
+
+/// A problem with stored or given data: SQLSTATE 22000 (data_exception).
+pub fn data_error(message: impl Into<String>) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message)
+}
+
+/// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
+pub fn object_arg(func: &str, arg: &str, v: Option<pgrx::JsonB>) -> serde_json::Value {
+    match v.map(|j| j.0) {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(v @ serde_json::Value::Object(_)) => v,
+        Some(v) => invalid_param(
+            func,
+            ParamError::new(arg, format!("must be a JSON object, got {v}")),
+        ),
+    }
+}
+
+/// qortex's own statement failed in a way no argument can cause (SPI refused a prepared
+/// plan, a statement returned no row where it always returns one): SQLSTATE XX000, the
+/// one error that is a bug to report. Errors PostgreSQL raises inside a statement (a
+/// constraint, a privilege, a cancel) pass through with their own SQLSTATE, never here.
+pub fn internal(func: &str, what: impl std::fmt::Display) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("{func}: internal error: {what}"),
+    )
+}

@@ -1,0 +1,742 @@
+//! The registry of collections (API.md §2): managed collections created with their tables
+//! and indexes, users' own tables registered in place, dropping, and the description
+//! `qortex_collections()` and `qortex_status()` give of each.
+//!
+//! Checks happen in `qortex_core::collections` and here before anything is written.
+//! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
+//! values are bound parameters (DDL takes none: its only values are checked integers and
+//! a quoted literal).
+use crate::catalog::{
+    self, column_name, count_rows, indexes, load, quoted, relation_name, TextIndexMeta,
+};
+use crate::errors::{bad_arg, error, internal, invalid_param, raise, required};
+use crate::spi::{plan, run, spi_failed, INT2, INT4, JSONB, OID, TEXT};
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
+use pgrx::JsonB;
+use qortex_core::collections::{self as spec, CollectionOptions, Distance};
+use qortex_core::ParamError;
+use serde_json::{json, Map, Value};
+
+fn check_new_name(client: &SpiClient<'_>, func: &str, name: &str) {
+    spec::check_name("name", name).unwrap_or_else(|e| invalid_param(func, e));
+    let p = plan(
+        client,
+        "SELECT 1 FROM qortex.collections WHERE name = $1",
+        &[TEXT],
+        false,
+    );
+    let exists = client
+        .select(&*p, Some(1), &[name.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .is_some();
+    if exists {
+        error(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("{func}: collection \"{name}\" already exists"),
+        )
+        .hint("choose another name, or drop it first with qortex_drop_collection")
+        .raise();
+    }
+}
+
+/// The canonical name of a text search configuration, or 22023 naming `arg`.
+fn text_config(client: &SpiClient<'_>, func: &str, arg: &str, name: &str) -> String {
+    let p = plan(
+        client,
+        "SELECT c.oid::pg_catalog.regconfig::text
+           FROM pg_catalog.pg_ts_config c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+          WHERE (n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.cfgname = $1)
+             OR (c.cfgname = $1 AND pg_catalog.pg_ts_config_is_visible(c.oid))
+          LIMIT 1",
+        &[TEXT],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[name.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten())
+        .unwrap_or_else(|| {
+            invalid_param(
+                func,
+                ParamError::new(
+                    arg,
+                    format!("there is no text search configuration named {name:?}"),
+                ),
+            )
+        })
+}
+
+/// Create a qortex-managed collection: documents and chunks tables in schema `qortex`,
+/// an HNSW index on the embeddings and a GIN index on the chunks' full text.
+#[pg_extern(volatile)]
+fn qortex_create_collection(
+    name: Option<String>,
+    dimensions: Option<i32>,
+    options: default!(Option<JsonB>, "'{}'"),
+) -> JsonB {
+    const F: &str = "qortex_create_collection";
+    let name = required(F, "name", name);
+    let dims = required(F, "dimensions", dimensions);
+    if !(1..=spec::MAX_DIMENSIONS).contains(&dims) {
+        invalid_param(
+            F,
+            ParamError::new(
+                "dimensions",
+                format!(
+                    "must be within [1, {}] (pgvector's HNSW limit), got {dims}",
+                    spec::MAX_DIMENSIONS
+                ),
+            ),
+        );
+    }
+    let opts = CollectionOptions::parse(options.as_ref().map(|j| &j.0))
+        .unwrap_or_else(|e| invalid_param(F, e));
+    Spi::connect_mut(|client| {
+        check_new_name(client, F, &name);
+        let cfg = text_config(client, F, "options.text_config", &opts.text_config);
+        let (vec, _) = catalog::vector_type(client, F);
+        let docs = quoted("qortex", &format!("{name}_documents"));
+        let chunks = quoted("qortex", &format!("{name}_chunks"));
+        let ix = |suffix: &str| quote_identifier(format!("{name}_{suffix}"));
+        let ddl = [
+            format!(
+                "CREATE TABLE {docs} (
+                    id            BIGINT PRIMARY KEY
+                                  DEFAULT pg_catalog.nextval('qortex.document_ids'),
+                    user_id       TEXT,
+                    document_type TEXT NOT NULL DEFAULT 'text' CHECK (document_type IN
+                                  ('text', 'markdown', 'html', 'pdf', 'code')),
+                    is_global     BOOLEAN NOT NULL DEFAULT false,
+                    content       TEXT,
+                    metadata      JSONB NOT NULL DEFAULT '{{}}',
+                    external_id   TEXT,
+                    created_at    TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now())"
+            ),
+            format!("CREATE INDEX {} ON {docs} (user_id)", ix("documents_user")),
+            format!(
+                "CREATE INDEX {} ON {docs} (is_global)",
+                ix("documents_global")
+            ),
+            format!(
+                "CREATE INDEX {} ON {docs} (created_at DESC)",
+                ix("documents_created")
+            ),
+            format!(
+                "CREATE TABLE {chunks} (
+                    id          BIGINT PRIMARY KEY
+                                DEFAULT pg_catalog.nextval('qortex.chunk_ids'),
+                    document_id BIGINT NOT NULL REFERENCES {docs} (id) ON DELETE CASCADE,
+                    chunk_index INT NOT NULL,
+                    content     TEXT NOT NULL,
+                    embedding   {vec}.vector({dims}) NOT NULL,
+                    metadata    JSONB NOT NULL DEFAULT '{{}}',
+                    user_id     TEXT,
+                    is_global   BOOLEAN NOT NULL DEFAULT false,
+                    fts         TSVECTOR GENERATED ALWAYS AS
+                                (pg_catalog.to_tsvector({}::regconfig, content)) STORED,
+                    UNIQUE (document_id, chunk_index))",
+                quote_literal(&cfg)
+            ),
+            format!(
+                "CREATE INDEX {} ON {chunks} USING hnsw (embedding {vec}.{})
+                   WITH (m = {}, ef_construction = {})",
+                ix("chunks_hnsw"),
+                opts.distance.opclass(),
+                opts.m,
+                opts.ef_construction
+            ),
+            format!(
+                "CREATE INDEX {} ON {chunks} USING gin (fts)",
+                ix("chunks_fts")
+            ),
+            format!(
+                "CREATE INDEX {} ON {chunks} (user_id, is_global)",
+                ix("chunks_user")
+            ),
+        ];
+        for sql in &ddl {
+            run(client, F, sql);
+        }
+        run(client, F, &catalog::stale_trigger_sql(&name, &chunks));
+        let mut columns = attnums(client, &chunks);
+        if let Some(fts) = columns.remove("fts") {
+            columns.insert("tsvector".into(), fts);
+        }
+        columns.remove("chunk_index");
+        let mut stored_opts = opts.to_json();
+        stored_opts["text_config"] = json!(cfg);
+        insert_collection(
+            client,
+            F,
+            &name,
+            "managed",
+            &chunks,
+            Some(&docs),
+            dims,
+            opts.distance,
+            &cfg,
+            columns,
+            stored_opts,
+        );
+        JsonB(describe(client, F, &name))
+    })
+}
+
+/// Column name → attribute number of a table.
+fn attnums(client: &SpiClient<'_>, table: &str) -> Map<String, Value> {
+    let p = plan(
+        client,
+        "SELECT attname::text, attnum FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+        &[TEXT],
+        false,
+    );
+    client
+        .select(&*p, None, &[table.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok().flatten()?,
+                json!(r.get::<i16>(2).ok().flatten()?),
+            ))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_collection(
+    client: &mut SpiClient<'_>,
+    func: &str,
+    name: &str,
+    kind: &str,
+    source: &str,
+    documents: Option<&str>,
+    dims: i32,
+    distance: Distance,
+    cfg: &str,
+    columns: Map<String, Value>,
+    options: Value,
+) {
+    let p = plan(
+        client,
+        "INSERT INTO qortex.collections
+                (name, kind, source, documents, dimensions, distance, text_config, columns, options)
+         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7::regconfig, $8, $9)",
+        &[TEXT, TEXT, TEXT, TEXT, INT4, TEXT, TEXT, JSONB, JSONB],
+        true,
+    );
+    client
+        .update(
+            &*p,
+            None,
+            &[
+                name.into(),
+                kind.into(),
+                source.into(),
+                documents.into(),
+                dims.into(),
+                distance.name().into(),
+                cfg.into(),
+                JsonB(Value::Object(columns)).into(),
+                JsonB(options).into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed(func));
+}
+
+/// The roles `columns` may map, and the column types each accepts.
+const ROLES: [(&str, &[&str]); 8] = [
+    ("id", &[]),
+    ("embedding", &["vector"]),
+    ("content", &["text", "varchar", "bpchar"]),
+    ("tsvector", &["tsvector"]),
+    ("metadata", &["jsonb", "json"]),
+    (
+        "user_id",
+        &["text", "varchar", "bpchar", "uuid", "int4", "int8"],
+    ),
+    ("is_global", &["bool"]),
+    ("document_id", &[]),
+];
+
+/// Use an existing table in place as a collection.
+#[pg_extern(
+    volatile,
+    sql = r#"
+CREATE FUNCTION qortex_register_collection(name TEXT, source regclass, columns jsonb)
+RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
+fn qortex_register_collection(
+    name: Option<String>,
+    source: Option<pg_sys::Oid>,
+    columns: Option<JsonB>,
+) -> JsonB {
+    const F: &str = "qortex_register_collection";
+    let name = required(F, "name", name);
+    let source = required(F, "source", source);
+    let spec = match required(F, "columns", columns).0 {
+        Value::Object(m) => m,
+        other => invalid_param(
+            F,
+            ParamError::new("columns", format!("must be a JSON object, got {other}")),
+        ),
+    };
+    let allowed: Vec<&str> = ROLES
+        .iter()
+        .map(|r| r.0)
+        .chain(["distance", "text_config"])
+        .collect();
+    if let Some(k) = spec.keys().find(|k| !allowed.contains(&k.as_str())) {
+        invalid_param(
+            F,
+            ParamError::new(
+                format!("columns.{k}"),
+                format!("unknown key (allowed: {})", allowed.join(", ")),
+            ),
+        );
+    }
+    for role in ["id", "embedding"] {
+        if !spec.contains_key(role) {
+            invalid_param(F, ParamError::new(format!("columns.{role}"), "is required"));
+        }
+    }
+    if !spec.contains_key("content") && !spec.contains_key("tsvector") {
+        invalid_param(
+            F,
+            ParamError::new(
+                "columns.content",
+                "is required unless columns.tsvector is given",
+            ),
+        );
+    }
+    Spi::connect_mut(|client| {
+        check_new_name(client, F, &name);
+        let table = relation_name(client, source).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("{F}: source: no relation with oid {}", source.to_u32()),
+            )
+        });
+        check_source(client, F, source, &table);
+        let mut mapped = Map::new();
+        let mut dims = 0;
+        for (role, types) in ROLES {
+            let Some(v) = spec.get(role) else { continue };
+            let arg = format!("columns.{role}");
+            let col = v.as_str().unwrap_or_else(|| {
+                invalid_param(
+                    F,
+                    ParamError::new(&arg, format!("must be a column name, got {v}")),
+                )
+            });
+            let (attnum, typname, typmod) = column_info(client, source, col).unwrap_or_else(|| {
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!("{F}: {arg}: table {table} has no column {col:?}"),
+                )
+            });
+            if !types.is_empty() && !types.contains(&typname.as_str()) {
+                invalid_param(
+                    F,
+                    ParamError::new(
+                        &arg,
+                        format!(
+                            "column {col:?} is of type {typname}; it must be one of {}",
+                            types.join(", ")
+                        ),
+                    ),
+                );
+            }
+            if role == "embedding" {
+                if typmod <= 0 {
+                    bad_arg(
+                        F,
+                        ParamError::new(
+                            &arg,
+                            format!("column {col:?} is a vector without a fixed dimension"),
+                        ),
+                    )
+                    .detail("Only a vector column of a fixed dimension can have an HNSW index.")
+                    .hint(format!(
+                        "give it one: ALTER TABLE {table} ALTER COLUMN {} TYPE vector(<n>)",
+                        quote_identifier(col)
+                    ))
+                    .raise();
+                }
+                dims = typmod;
+            }
+            mapped.insert(role.into(), json!(attnum));
+        }
+        let cfg_name = match spec.get("text_config") {
+            None => "english".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => invalid_param(
+                F,
+                ParamError::new("columns.text_config", format!("must be text, got {v}")),
+            ),
+        };
+        let cfg = text_config(client, F, "columns.text_config", &cfg_name);
+        let emb = mapped["embedding"].as_i64().unwrap_or_default() as i16;
+        let from_index = indexes(client, source)
+            .into_iter()
+            .find(|i| i.attnum == emb && (i.method == "hnsw" || i.method == "ivfflat"))
+            .and_then(|i| opclass_distance(&i.opclass));
+        let distance = match spec.get("distance") {
+            None => from_index.unwrap_or(Distance::Cosine),
+            Some(v) => {
+                let d = v.as_str().and_then(Distance::parse).unwrap_or_else(|| {
+                    invalid_param(
+                        F,
+                        ParamError::new(
+                            "columns.distance",
+                            format!("must be 'cosine', 'l2' or 'ip', got {v}"),
+                        ),
+                    )
+                });
+                if let Some(ix) = from_index.filter(|ix| *ix != d) {
+                    invalid_param(
+                        F,
+                        ParamError::new(
+                            "columns.distance",
+                            format!(
+                                "is {:?} but the embedding's vector index uses {:?}",
+                                d.name(),
+                                ix.name()
+                            ),
+                        ),
+                    );
+                }
+                d
+            }
+        };
+        let id = mapped["id"].as_i64().unwrap_or_default() as i16;
+        if !unique_on(client, source, id) {
+            error(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!("{F}: no unique index covers only columns.id of {table}"),
+            )
+            .detail("hybrid_search pages by id, so ids should be unique.")
+            .hint(format!(
+                "CREATE UNIQUE INDEX ON {table} ({})",
+                spec["id"]
+                    .as_str()
+                    .map(quote_identifier)
+                    .unwrap_or_default()
+            ))
+            .warn();
+        }
+        insert_collection(
+            client,
+            F,
+            &name,
+            "registered",
+            &table,
+            None,
+            dims,
+            distance,
+            &cfg,
+            mapped,
+            json!({"distance": distance.name(), "text_config": cfg}),
+        );
+        JsonB(describe(client, F, &name))
+    })
+}
+
+fn check_source(client: &SpiClient<'_>, func: &str, oid: pg_sys::Oid, table: &str) {
+    let p = plan(
+        client,
+        "SELECT c.relkind::text, pg_catalog.has_table_privilege(c.oid, 'SELECT')
+           FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[OID],
+        false,
+    );
+    let row = client
+        .select(&*p, Some(1), &[oid.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .unwrap_or_else(|| internal(func, format!("{table} vanished")));
+    let kind = row.get::<String>(1).ok().flatten().unwrap_or_default();
+    if !["r", "p", "m", "v", "f"].contains(&kind.as_str()) {
+        invalid_param(
+            func,
+            ParamError::new(
+                "source",
+                format!("{table} is not a table, view or materialized view"),
+            ),
+        );
+    }
+    if row.get::<bool>(2).ok().flatten() != Some(true) {
+        error(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{func}: permission denied for table {table}"),
+        )
+        .detail("Registering a table needs the SELECT privilege on it.")
+        .raise();
+    }
+}
+
+/// (attnum, type name, typmod) of a column, by its name.
+fn column_info(client: &SpiClient<'_>, rel: pg_sys::Oid, col: &str) -> Option<(i16, String, i32)> {
+    let p = plan(
+        client,
+        "SELECT a.attnum, t.typname::text, a.atttypmod FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+          WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[OID, TEXT],
+        false,
+    );
+    let r = client
+        .select(&*p, Some(1), &[rel.into(), col.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()?;
+    Some((
+        r.get::<i16>(1).ok().flatten()?,
+        r.get::<String>(2).ok().flatten()?,
+        r.get::<i32>(3).ok().flatten()?,
+    ))
+}
+
+fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool {
+    let p = plan(
+        client,
+        "SELECT 1 FROM pg_catalog.pg_index
+          WHERE indrelid = $1 AND indisunique AND indnkeyatts = 1 AND indkey[0] = $2
+            AND indpred IS NULL",
+        &[OID, INT2],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()
+        .is_some()
+}
+
+fn opclass_distance(opclass: &str) -> Option<Distance> {
+    [Distance::Cosine, Distance::L2, Distance::Ip]
+        .into_iter()
+        .find(|d| d.opclass() == opclass)
+}
+
+/// Everything about one collection, as `qortex_collections().details` and the return value
+/// of create/register show it.
+pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
+    let c = load(client, func, name);
+    let Some(table) = relation_name(client, c.source) else {
+        return json!({
+            "name": c.name, "kind": c.kind(),
+            "source": null, "dimensions": c.dimensions,
+            "problem": "its table no longer exists; remove it with qortex_drop_collection",
+        });
+    };
+    let mut columns = Map::new();
+    for (role, attnum) in &c.columns {
+        if let Some(n) = attnum
+            .as_i64()
+            .and_then(|a| column_name(client, c.source, a as i16))
+        {
+            columns.insert(role.clone(), json!(n));
+        }
+    }
+    let idx = indexes(client, c.source);
+    let role_of = |attnum: i16| {
+        c.columns
+            .iter()
+            .find(|(_, v)| v.as_i64() == Some(attnum as i64))
+            .map(|(k, _)| k.clone())
+    };
+    let index_json: Vec<Value> = idx
+        .iter()
+        .map(|i| {
+            json!({"name": i.name, "method": i.method, "column": role_of(i.attnum),
+                   "opclass": i.opclass, "size_bytes": i.size_bytes})
+        })
+        .collect();
+    let on = |role: &str, methods: &[&str]| {
+        c.attnum(role).and_then(|a| {
+            idx.iter()
+                .find(|i| i.attnum == a && methods.contains(&i.method.as_str()))
+        })
+    };
+    let vector_index = on("embedding", &["hnsw", "ivfflat"]);
+    let text_index = on("tsvector", &["gin", "gist"]);
+    let mut vector_leg = json!({"indexed": vector_index.is_some(),
+                                "index": vector_index.map(|i| &i.name)});
+    if vector_index.is_none() {
+        vector_leg["hint"] = json!(format!(
+            "no HNSW index on the embedding: the vector leg scans every row; add one with \
+             CREATE INDEX ON {table} USING hnsw ({} {})",
+            columns
+                .get("embedding")
+                .and_then(Value::as_str)
+                .unwrap_or("embedding"),
+            c.distance.opclass()
+        ));
+    }
+    let mut text_leg = json!({"indexed": text_index.is_some(),
+                              "index": text_index.map(|i| &i.name)});
+    if text_index.is_none() {
+        let content = columns
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("content");
+        text_leg["hint"] = json!(match columns.get("tsvector") {
+            Some(ts) => format!(
+                "no GIN index on {ts}: add one with CREATE INDEX ON {table} USING gin ({ts})"
+            ),
+            None => format!(
+                "the text leg has no index: it computes to_tsvector on every row. Add a \
+                 column and an index, then register the collection again with \
+                 \"tsvector\": \"fts\": ALTER TABLE {table} ADD COLUMN fts tsvector GENERATED \
+                 ALWAYS AS (to_tsvector({}, {content})) STORED; CREATE INDEX ON {table} \
+                 USING gin (fts)",
+                quote_literal(&c.text_config)
+            ),
+        });
+    }
+    text_leg["text_index"] = match &c.text_index {
+        None => json!({"built": false, "hint": format!(
+            "the text leg scores every GIN match; SELECT qortex_refresh_text_index({}) builds \
+             the impact-ordered index that reads only each term's best rows",
+            quote_literal(&c.name))}),
+        Some((postings, stats)) => {
+            let current = TextIndexMeta::from_stats(postings, stats).is_some();
+            let mut i = json!({"built": true, "table": postings, "stale": c.text_index_stale,
+                               "stats": stats});
+            if !current {
+                i["hint"] = json!(format!(
+                    "built by an earlier qortex in another layout and not used; rebuild it \
+                     with SELECT qortex_refresh_text_index({})",
+                    quote_literal(&c.name)
+                ));
+            } else if c.text_index_stale {
+                i["hint"] = json!(format!(
+                    "the table changed since the build: the text leg scores GIN matches \
+                     until SELECT qortex_refresh_text_index({})",
+                    quote_literal(&c.name)
+                ));
+            }
+            i
+        }
+    };
+    let mut d = json!({
+        "name": c.name,
+        "kind": c.kind(),
+        "source": table,
+        "dimensions": c.dimensions,
+        "distance": c.distance.name(),
+        "text_config": c.text_config,
+        "columns": columns,
+        "rows": count_rows(client, &table),
+        "indexes": index_json,
+        "vector_leg": vector_leg,
+        "text_leg": text_leg,
+    });
+    if let Some(docs) = c.documents.and_then(|o| relation_name(client, o)) {
+        d["documents"] = json!(count_rows(client, &docs));
+        d["documents_table"] = json!(docs);
+    }
+    d
+}
+
+/// Every collection, with row counts and indexes.
+#[allow(clippy::type_complexity)]
+#[pg_extern(stable)]
+fn qortex_collections() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(kind, String),
+        name!(source, Option<String>),
+        name!(dimensions, i32),
+        name!(rows, Option<i64>),
+        name!(distance, Option<String>),
+        name!(vector_index, Option<String>),
+        name!(text_index, Option<String>),
+        name!(details, JsonB),
+    ),
+> {
+    const F: &str = "qortex_collections";
+    let rows: Vec<_> = Spi::connect(|client| {
+        let names = catalog::names(client, F);
+        names
+            .iter()
+            .map(|n| {
+                let d = describe(client, F, n);
+                let s = |v: &Value| v.as_str().map(str::to_owned);
+                (
+                    n.clone(),
+                    s(&d["kind"]).unwrap_or_default(),
+                    s(&d["source"]),
+                    d["dimensions"].as_i64().unwrap_or(0) as i32,
+                    d["rows"].as_i64(),
+                    s(&d["distance"]),
+                    s(&d["vector_leg"]["index"]),
+                    s(&d["text_leg"]["index"]),
+                    JsonB(d),
+                )
+            })
+            .collect()
+    });
+    TableIterator::new(rows)
+}
+
+/// Forget a collection. Registered: the table is the user's and stays. Managed: its
+/// tables are dropped; if they hold documents, only with `drop_data => true`.
+#[pg_extern(volatile)]
+fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>, false)) {
+    const F: &str = "qortex_drop_collection";
+    let name = required(F, "name", name);
+    let drop_data = drop_data.unwrap_or(false);
+    Spi::connect_mut(|client| {
+        let c = load(client, F, &name);
+        if c.managed {
+            let docs = c.documents.and_then(|o| relation_name(client, o));
+            let chunks = relation_name(client, c.source);
+            let held = docs.as_deref().map_or(0, |d| count_rows(client, d));
+            if held > 0 && !drop_data {
+                error(
+                    PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!("{F}: collection \"{name}\" holds {held} documents"),
+                )
+                .hint(format!(
+                    "SELECT qortex_drop_collection({}, drop_data => true) deletes them with \
+                     the collection",
+                    quote_literal(&name)
+                ))
+                .raise();
+            }
+            for t in [chunks, docs].into_iter().flatten() {
+                run(client, F, &format!("DROP TABLE {t}"));
+            }
+        } else if let Some(table) = relation_name(client, c.source) {
+            run(
+                client,
+                F,
+                &format!(
+                    "DROP TRIGGER IF EXISTS {} ON {table}",
+                    catalog::stale_trigger(&name)
+                ),
+            );
+        }
+        run(
+            client,
+            F,
+            &format!("DROP TABLE IF EXISTS {}", catalog::postings_table(&name)),
+        );
+        let p = plan(
+            client,
+            "DELETE FROM qortex.collections WHERE name = $1",
+            &[TEXT],
+            true,
+        );
+        client
+            .update(&*p, None, &[name.as_str().into()])
+            .unwrap_or_else(spi_failed(F));
+    })
+}

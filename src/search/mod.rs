@@ -1,0 +1,246 @@
+//! API.md §3: `hybrid_search`, a BM25 text leg and an HNSW vector leg fused in one call,
+//! one file per phase: `vector_leg`, `text_leg`, then fusion (`qortex_core::hybrid`) and
+//! `rows` (factors, graph neighbours, the returned rows' columns).
+//!
+//! Text leg: the query's lexemes (the collection's text search configuration, stop words
+//! removed) are ranked by BM25 over the whole collection. Candidates come from the GIN
+//! index, for the rarest query terms whose document frequencies fit a row budget; more
+//! common terms still count in every candidate's score but are not enumerated, so the cost
+//! does not grow with the rows that merely contain a common word (the plan is
+//! `qortex_core::hybrid::text::TextLeg`).
+mod rows;
+mod text_leg;
+mod vector_leg;
+
+use crate::catalog::{self, Layout};
+use crate::counters;
+use crate::errors::{data_error, invalid_param, required};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use qortex_core::hybrid::{castable_id, fuse, graph_boost, text, SearchOptions};
+use qortex_core::ParamError;
+use std::collections::{HashMap, HashSet};
+
+/// The filter (`$3`, jsonb) and user scope (`$4`, text) of a search, as SQL both legs and
+/// the neighbour lookup append to their `WHERE`.
+pub struct Scope<'a> {
+    /// `AND ...`, or empty without filter and user scope.
+    pub sql: String,
+    opts: &'a SearchOptions,
+}
+
+impl<'a> Scope<'a> {
+    fn new(func: &str, t: &Layout, opts: &'a SearchOptions) -> Scope<'a> {
+        let name = &t.name;
+        let mut sql = String::new();
+        if opts.filter.is_some() {
+            let m = t.metadata.as_deref().unwrap_or_else(|| {
+                invalid_param(
+                    func,
+                    ParamError::new(
+                        "options.filter",
+                        format!("collection \"{name}\" has no metadata column"),
+                    ),
+                )
+            });
+            sql += &format!(" AND {m} OPERATOR(pg_catalog.@>) $3");
+        }
+        if opts.user_id.is_some() {
+            let u = t.user_id.as_deref().unwrap_or_else(|| {
+                invalid_param(
+                    func,
+                    ParamError::new(
+                        "options.user_id",
+                        format!("collection \"{name}\" has no user_id column"),
+                    ),
+                )
+            });
+            sql += &match &t.is_global {
+                Some(g) => format!(" AND ({u} = $4 OR {g})"),
+                None => format!(" AND {u} = $4"),
+            };
+        }
+        Scope { sql, opts }
+    }
+
+    /// The parameters of a statement with this scope: two of its own, then the filter and
+    /// the user id.
+    fn args<'b>(
+        &'b self,
+        first: DatumWithOid<'b>,
+        second: DatumWithOid<'b>,
+    ) -> [DatumWithOid<'b>; 4] {
+        [
+            first,
+            second,
+            self.opts.filter.clone().map(JsonB).into(),
+            self.opts.user_id.as_deref().into(),
+        ]
+    }
+}
+
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<JsonB>,
+    f64,
+    Option<i32>,
+    Option<f64>,
+    Option<i32>,
+    Option<f64>,
+    f64,
+);
+
+/// Search a collection with a query embedding and/or query text; best first.
+#[allow(clippy::type_complexity)]
+#[pg_extern(
+    stable,
+    sql = r#"
+CREATE FUNCTION hybrid_search(
+    collection TEXT, query_embedding vector, query_text TEXT, k INT DEFAULT 10,
+    options jsonb DEFAULT '{}'
+) RETURNS TABLE (
+    id TEXT, document_id TEXT, content TEXT, metadata jsonb, score double precision,
+    vector_rank INT, vector_similarity double precision, text_rank INT,
+    text_score double precision, factor double precision
+)
+STABLE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
+fn hybrid_search(
+    collection: Option<String>,
+    query_embedding: Option<&[u8]>,
+    query_text: Option<String>,
+    k: default!(Option<i32>, 10),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, String),
+        name!(document_id, Option<String>),
+        name!(content, Option<String>),
+        name!(metadata, Option<JsonB>),
+        name!(score, f64),
+        name!(vector_rank, Option<i32>),
+        name!(vector_similarity, Option<f64>),
+        name!(text_rank, Option<i32>),
+        name!(text_score, Option<f64>),
+        name!(factor, f64),
+    ),
+> {
+    const F: &str = "hybrid_search";
+    let name = required(F, "collection", collection);
+    let query_text = query_text.filter(|q| !q.trim().is_empty());
+    if query_embedding.is_none() && query_text.is_none() {
+        invalid_param(
+            F,
+            ParamError::new(
+                "query_embedding",
+                "and query_text are both NULL (or empty); give at least one",
+            ),
+        );
+    }
+    let k = match k {
+        Some(k) if k >= 1 => k as usize,
+        other => invalid_param(
+            F,
+            ParamError::new("k", format!("must be >= 1, got {other:?}")),
+        ),
+    };
+    let opts = SearchOptions::parse(options.as_ref().map(|j| &j.0))
+        .unwrap_or_else(|e| invalid_param(F, e));
+    let pool = opts.pool(k);
+    let rows: Vec<Row> = Spi::connect(|client| {
+        let t = catalog::layout(client, F, &name);
+        let scope = Scope::new(F, &t, &opts);
+        let vector = match query_embedding {
+            None => Vec::new(),
+            Some(bytes) => {
+                let dims = bytes
+                    .get(..2)
+                    .map(|d| i16::from_ne_bytes([d[0], d[1]]) as i32)
+                    .unwrap_or(-1);
+                if dims != t.dims {
+                    data_error(format!(
+                        "{F}: query_embedding has {dims} dimensions; collection \"{name}\" has {}",
+                        t.dims
+                    ));
+                }
+                vector_leg::run(client, F, &t, &scope, bytes, &opts, pool)
+            }
+        };
+        let need = text::rows_needed(vector.len(), k + opts.offset);
+        let text = match &query_text {
+            None => Vec::new(),
+            Some(q) => text_leg::run(client, F, &t, &scope, q, &opts, pool, need),
+        };
+        let ids: Vec<String> = vector
+            .iter()
+            .chain(&text)
+            .map(|h| h.id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let factors = if opts.feedback && !ids.is_empty() {
+            rows::factors(client, F, &ids)
+        } else {
+            HashMap::new()
+        };
+        let mut fused = fuse(&vector, &text, &opts, &factors);
+        if let Some(weight) = opts.graph {
+            let seeds: Vec<String> = fused.iter().take(pool).map(|f| f.id.clone()).collect();
+            let mut edges = rows::edges(client, F, &seeds);
+            let known: HashSet<String> = fused.iter().map(|f| f.id.clone()).collect();
+            // A neighbour that is not yet a result joins only if it is a row of this
+            // collection that the filter and user scope admit.
+            let new: Vec<String> = edges
+                .iter()
+                .map(|(_, neighbour, _)| neighbour)
+                .filter(|n| !known.contains(*n) && castable_id(&t.id_typname, n))
+                .cloned()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let admitted = rows::in_scope(client, &t, &scope, &new);
+            edges.retain(|(_, n, _)| known.contains(n) || admitted.contains(n));
+            let mut factors = factors;
+            let unweighed: Vec<String> = admitted
+                .into_iter()
+                .filter(|n| !factors.contains_key(n))
+                .collect();
+            if opts.feedback && !unweighed.is_empty() {
+                factors.extend(rows::factors(client, F, &unweighed));
+            }
+            graph_boost(&mut fused, &edges, weight, pool, &factors);
+        }
+        let page: Vec<_> = fused.into_iter().skip(opts.offset).take(k).collect();
+        let details = rows::details(
+            client,
+            F,
+            &t,
+            &page.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+        );
+        page.into_iter()
+            .map(|f| {
+                let (doc, content, meta) = details.get(&f.id).cloned().unwrap_or_default();
+                (
+                    f.id,
+                    doc,
+                    content,
+                    meta.map(JsonB),
+                    f.score,
+                    f.vector_rank,
+                    f.vector_similarity,
+                    f.text_rank,
+                    f.text_score,
+                    f.factor,
+                )
+            })
+            .collect()
+    });
+    counters::count_global(counters::GlobalEvent::Search, 1);
+    TableIterator::new(rows)
+}

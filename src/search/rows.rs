@@ -1,0 +1,138 @@
+//! What a search reads besides its two legs: interoception factors, promoted edges, which
+//! graph neighbours the scope admits, and the returned rows' document id, content and
+//! metadata. One query each, by id.
+use super::Scope;
+use crate::catalog::Layout;
+use crate::spi::{plan, spi_failed, INT8, JSONB, TEXT, TEXT_ARRAY};
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use qortex_core::hybrid::GRAPH_FANOUT;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// Each seed's strongest promoted edges, at most `GRAPH_FANOUT` of them: `(seed,
+/// neighbour, confidence)`. An edge stored one way round serves both of its ends.
+pub fn edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(String, String, f64)> {
+    if seeds.is_empty() {
+        return Vec::new();
+    }
+    let p = plan(
+        client,
+        "SELECT s.id, e.other, e.confidence
+           FROM pg_catalog.unnest($1::text[]) AS s(id)
+          CROSS JOIN LATERAL (
+                SELECT other, confidence FROM (
+                    SELECT tgt_id AS other, confidence FROM qortex.interoception_edges
+                     WHERE src_id = s.id AND relation = 'SIMILAR_TO'
+                    UNION ALL
+                    SELECT src_id, confidence FROM qortex.interoception_edges
+                     WHERE tgt_id = s.id AND relation = 'SIMILAR_TO') n
+                 ORDER BY confidence DESC, other LIMIT $2) e",
+        &[TEXT_ARRAY, INT8],
+        false,
+    );
+    client
+        .select(
+            &*p,
+            None,
+            &[seeds.to_vec().into(), (GRAPH_FANOUT as i64).into()],
+        )
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok()??,
+                r.get::<String>(2).ok()??,
+                r.get::<f64>(3).ok()??,
+            ))
+        })
+        .collect()
+}
+
+/// Which of `ids` are rows of the collection within the search's filter and user scope.
+pub fn in_scope(
+    client: &SpiClient<'_>,
+    t: &Layout,
+    scope: &Scope<'_>,
+    ids: &[String],
+) -> HashSet<String> {
+    if ids.is_empty() {
+        return HashSet::new();
+    }
+    let sql = format!(
+        "SELECT {id}::text FROM {table} WHERE {id} = ANY($1::text[]::{id_type}[]){scope}",
+        id = t.id,
+        table = t.table,
+        id_type = t.id_type,
+        scope = scope.sql
+    );
+    let p = plan(client, &sql, &[TEXT_ARRAY, INT8, JSONB, TEXT], false);
+    // $2 is unused here
+    client
+        .select(&*p, None, &scope.args(ids.to_vec().into(), 0i64.into()))
+        .unwrap_or_else(spi_failed("hybrid_search"))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect()
+}
+
+pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<String, f64> {
+    let p = plan(
+        client,
+        "SELECT node_id, weight FROM qortex.interoception_factors WHERE node_id = ANY($1)",
+        &[TEXT_ARRAY],
+        false,
+    );
+    client
+        .select(&*p, None, &[ids.to_vec().into()])
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok().flatten()?,
+                r.get::<f64>(2).ok().flatten()?,
+            ))
+        })
+        .collect()
+}
+
+pub type Details = (Option<String>, Option<String>, Option<Value>);
+
+pub fn details(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Layout,
+    ids: &[String],
+) -> HashMap<String, Details> {
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let sql = format!(
+        "SELECT {id}::text, {doc}, {content}, {meta} FROM {table}
+          WHERE {id} = ANY($1::text[]::{id_type}[])",
+        id = t.id,
+        doc = t
+            .document_id
+            .as_ref()
+            .map_or("NULL::text".into(), |d| format!("{d}::text")),
+        content = t
+            .content
+            .as_ref()
+            .map_or("NULL::text".into(), |c| format!("{c}::text")),
+        meta = t.metadata.as_deref().unwrap_or("NULL::jsonb"),
+        table = t.table,
+        id_type = t.id_type
+    );
+    let p = plan(client, &sql, &[TEXT_ARRAY], false);
+    client
+        .select(&*p, None, &[ids.to_vec().into()])
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok().flatten()?,
+                (
+                    r.get::<String>(2).ok().flatten(),
+                    r.get::<String>(3).ok().flatten(),
+                    r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
+                ),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,452 @@
+//! The text leg over SPI: `qortex_core`'s plan (`TextLeg`) decides what to read; this is
+//! where it reads from (`TextSource`): statistics kept per backend for a minute, rows
+//! through the GIN index within the search's scope, and postings from a fresh text index.
+//!
+//! Statistics: N from `pg_class.reltuples`, document frequencies from ANALYZE's
+//! most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count on the GIN
+//! index or the text index, and the average document length from a sample.
+use super::Scope;
+use crate::cache::Cache;
+use crate::catalog::Layout;
+use crate::settings;
+use crate::spi::{plan, spi_failed, FLOAT8, INT4, INT8, JSONB, OID, TEXT, TEXT_ARRAY};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::Array;
+use qortex_core::hybrid::text::{
+    Bm25, Pass, PostingBlock, Postings, TextLeg, TextSource, TsVector, POSTING_BLOCK,
+};
+use qortex_core::hybrid::{LegHit, SearchOptions, TextMode};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a backend trusts its text statistics of a collection.
+const STATS_TTL: Duration = Duration::from_secs(60);
+/// Documents sampled for the average document length.
+const LENGTH_SAMPLE: f64 = 2000.0;
+
+#[derive(Clone)]
+struct TextStats {
+    n: f64,
+    avgdl: f64,
+    /// Document frequencies: ANALYZE's most common lexemes, and exact counts made so far.
+    df: Rc<RefCell<HashMap<String, f64>>>,
+    /// Below this frequency a lexeme is not among the most common ones (0: no statistics).
+    mce_floor: f64,
+    at: Instant,
+}
+
+thread_local! {
+    static STATS: RefCell<Cache<TextStats>> = RefCell::new(Cache::new(256));
+}
+
+/// The text leg of one search for `query`: its best `pool` rows by BM25, best first.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Layout,
+    scope: &Scope<'_>,
+    query: &str,
+    opts: &SearchOptions,
+    pool: usize,
+    need: usize,
+) -> Vec<LegHit> {
+    let lp = plan(
+        client,
+        "SELECT DISTINCT lexeme FROM pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2))",
+        &[TEXT, TEXT],
+        false,
+    );
+    let lexemes: Vec<String> = client
+        .select(&*lp, None, &[t.text_config.as_str().into(), query.into()])
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect();
+    let leg = TextLeg {
+        mode: opts.text_mode,
+        bm25: Bm25 {
+            k1: settings::BM25_K1.get(),
+            b: settings::BM25_B.get(),
+        },
+        budget: settings::TEXT_ROW_BUDGET.get() as usize,
+        pool,
+        need,
+    };
+    let mut source = SpiText {
+        client,
+        func,
+        t,
+        scope,
+        query,
+        mode: opts.text_mode,
+        stats: None,
+        read: Vec::new(),
+    };
+    leg.run(&mut source, &lexemes)
+}
+
+/// The rows and statistics of one collection, within one search's scope.
+struct SpiText<'a, 'c> {
+    client: &'a SpiClient<'c>,
+    func: &'a str,
+    t: &'a Layout,
+    scope: &'a Scope<'a>,
+    query: &'a str,
+    mode: TextMode,
+    stats: Option<TextStats>,
+    /// Postings rows read from the text index: (df, block, ids, impacts).
+    read: Vec<(i32, i32, Array<'c, &'c str>, Array<'c, f32>)>,
+}
+
+impl SpiText<'_, '_> {
+    fn stats(&mut self) -> &TextStats {
+        let (client, func, t) = (self.client, self.func, self.t);
+        self.stats.get_or_insert_with(|| {
+            STATS.with(|s| {
+                let mut cache = s.borrow_mut();
+                if let Some(st) = cache.get(&t.name).filter(|st| st.at.elapsed() < STATS_TTL) {
+                    return st;
+                }
+                cache.fill(&t.name, || (read_stats(client, func, t), vec![t.source]))
+            })
+        })
+    }
+
+    /// The query parsed as the text mode says (`and`: plainto_tsquery, `websearch`:
+    /// websearch_to_tsquery); `None` if it is empty.
+    fn parsed(&self) -> Option<String> {
+        let f = match self.mode {
+            TextMode::And => "plainto_tsquery",
+            TextMode::Websearch => "websearch_to_tsquery",
+            TextMode::Or => return None,
+        };
+        let p = plan(
+            self.client,
+            &format!("SELECT pg_catalog.{f}($1::regconfig, $2)::text"),
+            &[TEXT, TEXT],
+            false,
+        );
+        self.client
+            .select(
+                &*p,
+                Some(1),
+                &[self.t.text_config.as_str().into(), self.query.into()],
+            )
+            .unwrap_or_else(spi_failed(self.func))
+            .next()
+            .and_then(|r| r.get::<String>(1).ok().flatten())
+            .filter(|q| !q.is_empty())
+    }
+}
+
+impl<'c> TextSource for SpiText<'_, 'c> {
+    fn corpus(&mut self) -> (f64, f64) {
+        let st = self.stats();
+        (st.n, st.avgdl)
+    }
+
+    fn doc_freqs(&mut self, lexemes: &[String]) -> Vec<f64> {
+        let st = self.stats().clone();
+        doc_freqs(self.client, self.func, self.t, &st, lexemes)
+    }
+
+    fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8])) {
+        let tsquery = match pass {
+            Pass::AnyOf(terms) => tsquery_any(terms),
+            Pass::Parsed => match self.parsed() {
+                Some(q) => q,
+                None => return,
+            },
+        };
+        let t = self.t;
+        let sql = format!(
+            "SELECT {id}::text, {tsv} FROM {table} WHERE {tsv} @@ $1::tsquery{scope} LIMIT $2",
+            id = t.id,
+            tsv = t.tsv,
+            table = t.table,
+            scope = self.scope.sql
+        );
+        let p = plan(self.client, &sql, &[TEXT, INT8, JSONB, TEXT], false);
+        let args = self
+            .scope
+            .args(tsquery.as_str().into(), (limit as i64).into());
+        for_each_tsvector(self.client, self.func, &p, &args, &mut |id, bytes| {
+            if let Some(id) = id {
+                visit(id, bytes)
+            }
+        });
+    }
+
+    fn postings(&mut self, lexemes: &[String], blocks: usize) -> Option<Postings<'_>> {
+        if !self.scope.sql.is_empty() {
+            return None;
+        }
+        let index = usable(self.t)?;
+        let sql = format!(
+            "SELECT df, block, ids, impacts FROM {}
+              WHERE lexeme = ANY($1::text[]) AND block < $2",
+            index.table
+        );
+        let p = plan(self.client, &sql, &[TEXT_ARRAY, INT4], false);
+        let rows = self
+            .client
+            .select(
+                &*p,
+                None,
+                &[lexemes.to_vec().into(), (blocks as i32).into()],
+            )
+            .unwrap_or_else(spi_failed(self.func));
+        self.read.clear();
+        for r in rows {
+            if let (Some(df), Some(block), Some(ids), Some(impacts)) = (
+                r.get::<i32>(1).ok().flatten(),
+                r.get::<i32>(2).ok().flatten(),
+                r.get::<Array<&str>>(3).ok().flatten(),
+                r.get::<Array<f32>>(4).ok().flatten(),
+            ) {
+                self.read.push((df, block, ids, impacts));
+            }
+        }
+        Some(Postings {
+            documents: index.documents,
+            blocks: self
+                .read
+                .iter()
+                .map(|(df, block, ids, impacts)| PostingBlock {
+                    df: *df as f64,
+                    first: *block as usize * POSTING_BLOCK,
+                    ids: ids.iter().flatten().collect(),
+                    impacts: impacts.iter().flatten().collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The collection's text index, if it may serve a search now: switched on, fresh, built in
+/// this layout with the BM25 parameters in force, and the table has no row-level security
+/// in force for this user (the index was built from every row).
+fn usable(t: &Layout) -> Option<&crate::catalog::TextIndexMeta> {
+    let idx = t.text_index.as_ref()?;
+    let ok = settings::USE_TEXT_INDEX.get()
+        && !t.text_index_stale
+        && idx.k1 == settings::BM25_K1.get()
+        && idx.b == settings::BM25_B.get()
+        && unsafe { pg_sys::check_enable_rls(t.source, pg_sys::InvalidOid, false) }
+            != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+    ok.then_some(idx)
+}
+
+/// Run a query whose rows are `(id text, tsvector)` and visit each row's id and the
+/// tsvector's bytes as they lie in memory (no send/receive conversion).
+fn for_each_tsvector(
+    client: &SpiClient<'_>,
+    func: &str,
+    p: &OwnedPreparedStatement,
+    args: &[DatumWithOid<'_>],
+    visit: &mut dyn FnMut(Option<String>, &[u8]),
+) {
+    let mut t = client
+        .select(p, None, args)
+        .unwrap_or_else(spi_failed(func));
+    if t.is_empty() {
+        return;
+    }
+    t = t.first();
+    loop {
+        let id = t.get::<String>(1).ok().flatten();
+        if let Ok(Some(d)) = t.get_datum_by_ordinal(2) {
+            unsafe {
+                let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                let bytes = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(v),
+                );
+                visit(id, bytes);
+            }
+        }
+        if t.next().is_none() {
+            break;
+        }
+    }
+}
+
+fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
+    let rp = plan(
+        client,
+        "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = $1",
+        &[OID],
+        false,
+    );
+    let mut n = client
+        .select(&*rp, Some(1), &[t.source.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<f64>(1).ok().flatten())
+        .unwrap_or(-1.0);
+    if n < 0.0 {
+        // Never analyzed: count.
+        n = client
+            .select(
+                &format!("SELECT pg_catalog.count(*)::float8 FROM {}", t.table),
+                Some(1),
+                &[],
+            )
+            .unwrap_or_else(spi_failed(func))
+            .next()
+            .and_then(|r| r.get::<f64>(1).ok().flatten())
+            .unwrap_or(0.0);
+    }
+    let mut df = HashMap::new();
+    let mut mce_floor = 0.0;
+    if let Some((schema, table, column)) = &t.tsv_column {
+        let sp = plan(
+            client,
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs
+               FROM pg_catalog.pg_stats
+              WHERE schemaname = $1 AND tablename = $2 AND attname = $3",
+            &[TEXT, TEXT, TEXT],
+            false,
+        );
+        if let Some(r) = client
+            .select(
+                &*sp,
+                Some(1),
+                &[
+                    schema.as_str().into(),
+                    table.as_str().into(),
+                    column.as_str().into(),
+                ],
+            )
+            .unwrap_or_else(spi_failed(func))
+            .next()
+        {
+            let elems: Vec<Option<String>> = r.get(1).ok().flatten().unwrap_or_default();
+            let freqs: Vec<Option<f32>> = r.get(2).ok().flatten().unwrap_or_default();
+            for (e, f) in elems.iter().zip(&freqs) {
+                if let (Some(e), Some(f)) = (e, f) {
+                    df.insert(e.clone(), (*f as f64 * n).round().max(1.0));
+                }
+            }
+            // After the per-element frequencies: minimum, maximum, null fraction.
+            mce_floor = freqs
+                .get(elems.len())
+                .copied()
+                .flatten()
+                .map_or(0.0, |f| f as f64 * n);
+        }
+    }
+    let pct = (100.0 * LENGTH_SAMPLE / n.max(1.0)).min(100.0);
+    let lp = plan(
+        client,
+        &format!(
+            "SELECT NULL::text, {} FROM {} TABLESAMPLE SYSTEM ($1) LIMIT $2",
+            t.tsv, t.table
+        ),
+        &[FLOAT8, INT8],
+        false,
+    );
+    let (mut total, mut docs) = (0.0, 0.0);
+    for_each_tsvector(
+        client,
+        func,
+        &lp,
+        &[pct.into(), (LENGTH_SAMPLE as i64).into()],
+        &mut |_, b| {
+            if let Ok(v) = TsVector::new(b) {
+                total += v.length();
+                docs += 1.0;
+            }
+        },
+    );
+    TextStats {
+        n,
+        avgdl: if docs > 0.0 { total / docs } else { 1.0 },
+        df: Rc::new(RefCell::new(df)),
+        mce_floor,
+        at: Instant::now(),
+    }
+}
+
+/// A tsquery matching any of the lexemes, each quoted as a literal lexeme.
+fn tsquery_any(lexemes: &[String]) -> String {
+    lexemes
+        .iter()
+        .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Document frequencies of lexemes: from the statistics, or counted (bounded by what the
+/// statistics say a rarer lexeme can have), all missing ones in one query: on the text
+/// index when it is usable (index-only), else on the GIN index.
+fn doc_freqs(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Layout,
+    st: &TextStats,
+    lexemes: &[String],
+) -> Vec<f64> {
+    let missing: Vec<String> = {
+        let known = st.df.borrow();
+        lexemes
+            .iter()
+            .filter(|l| !known.contains_key(*l))
+            .cloned()
+            .collect()
+    };
+    if !missing.is_empty() {
+        let cap = if st.mce_floor > 0.0 {
+            st.mce_floor.ceil() as i64 + 1
+        } else {
+            settings::TEXT_ROW_BUDGET.get() as i64 * 4
+        };
+        let counted = match usable(t) {
+            Some(index) => format!(
+                "SELECT q.l, COALESCE((SELECT df::float8 FROM {} WHERE lexeme = q.l AND block = 0),
+                                      0)
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)",
+                index.table
+            ),
+            None => format!(
+                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
+                                WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)",
+                table = t.table,
+                tsv = t.tsv
+            ),
+        };
+        let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
+        let queries: Vec<String> = missing
+            .iter()
+            .map(|l| tsquery_any(std::slice::from_ref(l)))
+            .collect();
+        let mut df = st.df.borrow_mut();
+        for r in client
+            .select(
+                &*p,
+                None,
+                &[missing.clone().into(), queries.into(), cap.into()],
+            )
+            .unwrap_or_else(spi_failed(func))
+        {
+            if let (Some(l), Some(d)) = (
+                r.get::<String>(1).ok().flatten(),
+                r.get::<f64>(2).ok().flatten(),
+            ) {
+                df.insert(l, d);
+            }
+        }
+    }
+    let df = st.df.borrow();
+    lexemes
+        .iter()
+        .map(|l| df.get(l).copied().unwrap_or(0.0))
+        .collect()
+}
