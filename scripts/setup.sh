@@ -11,6 +11,7 @@
 #   - Rust via rustup if cargo is missing (only the Docker image needs that)
 #   - cargo-pgrx $PGRX_VERSION, and `cargo pgrx init` pointed at the system pg_config
 #   - a Python virtualenv in .venv with the integration-test packages (QORTEX_SETUP_PYTHON=0: skip)
+#   - Node.js and the examples' npm packages in examples/node_modules (skipped with Python)
 # Elsewhere it checks the same things and says what to install by hand.
 # A second run with everything present takes a few seconds.
 set -euo pipefail
@@ -145,6 +146,20 @@ if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$REQS" ] && { [ ! -f "$STAMP" ]
     python3 -m venv "$ROOT/.venv"
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r "$REQS"
     sha256sum "$REQS" >"$STAMP"
+fi
+
+# --- 5. Node.js for the examples (the test suite runs examples/agent_loop.js) ---------------
+EXAMPLES="$ROOT/examples"
+NODE_STAMP="$EXAMPLES/node_modules/.package-lock.sha256"
+if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$EXAMPLES/package-lock.json" ] &&
+    { [ ! -f "$NODE_STAMP" ] || ! (cd "$EXAMPLES" && sha256sum -c --status "$NODE_STAMP" 2>/dev/null); }; then
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        have_apt && is_root || die "Node.js and npm are missing (the examples' test runs node)"
+        apt_install nodejs npm
+    fi
+    say "npm ci in examples/"
+    (cd "$EXAMPLES" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd "$EXAMPLES" && sha256sum package-lock.json >"$NODE_STAMP")
 fi
 
 say "ready: PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), pgvector $(pgvector_version), cargo-pgrx $PGRX_VERSION"

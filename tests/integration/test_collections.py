@@ -438,3 +438,34 @@ def test_drop_extension_keeps_collections_unless_cascade(db):
         db.execute("DROP EXTENSION qortex")
     db.execute("DROP EXTENSION qortex CASCADE")
     assert one(db, "SELECT to_regnamespace('qortex')") is None
+
+
+def test_errors_carry_a_specific_sqlstate_and_their_advice_as_a_hint(db):
+    """What to do about an error is its HINT (facts go into the DETAIL), not message text."""
+    def caught(sql, params=()):
+        with pytest.raises(psycopg.Error) as e:
+            db.execute(sql, params)
+        return e.value.sqlstate, e.value.diag.message_primary, e.value.diag.message_hint, \
+            e.value.diag.message_detail
+
+    code, msg, hint, _ = caught("SELECT * FROM hybrid_search('nope', NULL, 'x')")
+    assert (code, msg) == ("42704", 'hybrid_search: collection "nope" does not exist')
+    assert "qortex_collections()" in hint
+    db.execute("SELECT qortex_create_collection('kb', 3)")
+    ingest(db, "kb", {}, [chunk("a", [1, 0, 0])])
+    code, msg, hint, _ = caught("SELECT qortex_drop_collection('kb')")
+    assert code == "2BP01" and msg.endswith("holds 1 documents")
+    assert hint.startswith("SELECT qortex_drop_collection('kb', drop_data => true)")
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, emb vector, body text)")
+    code, msg, hint, detail = caught(
+        "SELECT qortex_register_collection('t', 't', %s)",
+        (Jsonb({"id": "id", "embedding": "emb", "content": "body"}),))
+    assert code == "22023" and "without a fixed dimension" in msg
+    assert hint == 'give it one: ALTER TABLE public.t ALTER COLUMN emb TYPE vector(<n>)'
+    assert "HNSW" in detail
+    db.execute("ALTER TABLE t ALTER COLUMN emb TYPE vector(3)")
+    db.execute("SELECT qortex_register_collection('t', 't', %s)",
+               (Jsonb({"id": "id", "embedding": "emb", "content": "body"}),))
+    code, msg, hint, _ = caught(
+        "SELECT qortex_ingest('t', '{}', %s)", (Jsonb([chunk("a", [1, 0, 0])]),))
+    assert code == "0A000" and msg.endswith("is registered, not managed") and hint
