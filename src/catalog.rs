@@ -324,6 +324,8 @@ pub struct Layout {
     pub document_id: Option<String>,
     pub text_index: Option<TextIndexMeta>,
     pub text_index_stale: bool,
+    /// The HNSW (or IVFFlat) index on the embedding, if there is one.
+    pub vector_index: Option<String>,
     /// pgvector's schema (quoted) and vector type.
     pub vector_schema: String,
     pub vector_type: pg_sys::Oid,
@@ -446,6 +448,12 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         }
     });
     let (vector_schema, vector_type) = vector_type(client, func);
+    let vector_index = c.attnum("embedding").and_then(|a| {
+        indexes(client, c.source)
+            .into_iter()
+            .find(|i| i.attnum == a && (i.method == "hnsw" || i.method == "ivfflat"))
+            .map(|i| i.name)
+    });
     let t = Layout {
         name: name.to_owned(),
         table,
@@ -471,6 +479,7 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
             .as_ref()
             .and_then(|(table, stats)| TextIndexMeta::from_stats(table, stats)),
         text_index_stale: c.text_index_stale,
+        vector_index,
         vector_schema,
         vector_type,
     };

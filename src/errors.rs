@@ -55,6 +55,11 @@ impl Raise {
     pub fn warn(self) {
         self.report(PgLogLevel::WARNING);
     }
+
+    /// Report it as a NOTICE, and go on.
+    pub fn notice(self) {
+        self.report(PgLogLevel::NOTICE);
+    }
 }
 
 /// Raise `message` with the given SQLSTATE.

@@ -28,7 +28,11 @@ mod text_index;
 
 // The state tables come first in the generated install script; every function refers to
 // them schema-qualified (`qortex.*`), so it works under any search_path.
-pgrx::extension_sql_file!("../sql/install/schema-0.1.0.sql", name = "schema_0_1_0", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/install/schema-0.1.0.sql",
+    name = "schema_0_1_0",
+    bootstrap
+);
 pgrx::extension_sql_file!(
     "../sql/install/schema-0.2.0.sql",
     name = "schema_0_2_0",

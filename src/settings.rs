@@ -8,6 +8,8 @@ use std::ffi::CString;
 pub static TEXT_ROW_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(500);
 /// Whether hybrid_search may use a collection's impact-ordered text index.
 pub static USE_TEXT_INDEX: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Whether hybrid_search reports how it read each leg (a NOTICE per call).
+pub static DEBUG_PLANS: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// BM25's term-frequency saturation.
 pub static BM25_K1: GucSetting<f64> = GucSetting::<f64>::new(1.2);
 /// BM25's document-length normalisation.
@@ -46,6 +48,15 @@ pub fn init() {
         c"Let hybrid_search read a collection's impact-ordered text index when it is fresh.",
         c"Off: the text leg always scores the rows the GIN index finds (exact BM25).",
         &USE_TEXT_INDEX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"qortex.debug_plans",
+        c"Report how hybrid_search read each leg, as a NOTICE per call.",
+        c"The vector leg's path (index or exact) with the estimates it was chosen on; the \
+          text leg's reads.",
+        &DEBUG_PLANS,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -8,13 +8,15 @@
 //! common terms still count in every candidate's score but are not enumerated, so the cost
 //! does not grow with the rows that merely contain a common word (the plan is
 //! `qortex_core::hybrid::text::TextLeg`).
+mod estimate;
 mod rows;
 mod text_leg;
 mod vector_leg;
 
 use crate::catalog::{self, Layout};
 use crate::counters;
-use crate::errors::{data_error, invalid_param, required};
+use crate::errors::{data_error, error, invalid_param, required};
+use crate::settings;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -62,6 +64,18 @@ impl<'a> Scope<'a> {
             };
         }
         Scope { sql, opts }
+    }
+
+    /// What identifies the scope: the filter and the user.
+    fn key(&self) -> String {
+        format!(
+            "{}\u{1}{}",
+            self.opts
+                .filter
+                .as_ref()
+                .map_or(String::new(), |f| f.to_string()),
+            self.opts.user_id.as_deref().unwrap_or("\u{2}")
+        )
     }
 
     /// The parameters of a statement with this scope: two of its own, then the filter and
@@ -155,6 +169,7 @@ fn hybrid_search(
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = catalog::layout(client, F, &name);
         let scope = Scope::new(F, &t, &opts);
+        let mut explain = Vec::new();
         let vector = match query_embedding {
             None => Vec::new(),
             Some(bytes) => {
@@ -168,14 +183,29 @@ fn hybrid_search(
                         t.dims
                     ));
                 }
-                vector_leg::run(client, F, &t, &scope, bytes, &opts, pool)
+                let (hits, how) =
+                    vector_leg::run(client, F, &t, &scope, bytes, &opts, pool, k + opts.offset);
+                explain.push(format!("vector leg: {how}"));
+                hits
             }
         };
         let need = text::rows_needed(vector.len(), k + opts.offset);
         let text = match &query_text {
             None => Vec::new(),
-            Some(q) => text_leg::run(client, F, &t, &scope, q, &opts, pool, need),
+            Some(q) => {
+                let (hits, how) = text_leg::run(client, F, &t, &scope, q, &opts, pool, need);
+                explain.push(format!("text leg: {how}"));
+                hits
+            }
         };
+        if settings::DEBUG_PLANS.get() {
+            error(
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                format!("{F}: plan"),
+            )
+            .detail(explain.join("\n"))
+            .notice();
+        }
         let ids: Vec<String> = vector
             .iter()
             .chain(&text)
@@ -217,23 +247,35 @@ fn hybrid_search(
             graph_boost(&mut fused, &edges, weight, pool, &factors);
         }
         let page: Vec<_> = fused.into_iter().skip(opts.offset).take(k).collect();
+        // Similarities the vector leg left unread (it read ranks only) are read for the page.
+        let unread = page
+            .iter()
+            .any(|f| f.vector_similarity.is_some_and(f64::is_nan));
         let details = rows::details(
             client,
             F,
             &t,
             &page.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+            query_embedding.filter(|_| unread),
         );
         page.into_iter()
             .map(|f| {
-                let (doc, content, meta) = details.get(&f.id).cloned().unwrap_or_default();
+                let d = details.get(&f.id).cloned().unwrap_or_default();
+                let similarity = f.vector_similarity.map(|s| {
+                    if s.is_nan() {
+                        d.similarity.unwrap_or(s)
+                    } else {
+                        s
+                    }
+                });
                 (
                     f.id,
-                    doc,
-                    content,
-                    meta.map(JsonB),
+                    d.document_id,
+                    d.content,
+                    d.metadata.map(JsonB),
                     f.score,
                     f.vector_rank,
-                    f.vector_similarity,
+                    similarity,
                     f.text_rank,
                     f.text_score,
                     f.factor,

@@ -1,9 +1,11 @@
 //! What a search reads besides its two legs: interoception factors, promoted edges, which
 //! graph neighbours the scope admits, and the returned rows' document id, content and
 //! metadata. One query each, by id.
+use super::vector_leg::{distance_sql, similarity};
 use super::Scope;
 use crate::catalog::Layout;
 use crate::spi::{plan, spi_failed, INT8, JSONB, TEXT, TEXT_ARRAY};
+use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use qortex_core::hybrid::GRAPH_FANOUT;
@@ -93,19 +95,34 @@ pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<St
         .collect()
 }
 
-pub type Details = (Option<String>, Option<String>, Option<Value>);
+/// What a search returns of a row besides its scores.
+#[derive(Clone, Default)]
+pub struct Details {
+    pub document_id: Option<String>,
+    pub content: Option<String>,
+    pub metadata: Option<Value>,
+    /// The row's similarity to the query vector, where it was asked for.
+    pub similarity: Option<f64>,
+}
 
+/// The rows of a page by id: their document id, content, metadata and, given the query
+/// vector, their similarity to it (one embedding read per row of the page).
 pub fn details(
     client: &SpiClient<'_>,
     func: &str,
     t: &Layout,
     ids: &[String],
+    embedding: Option<&[u8]>,
 ) -> HashMap<String, Details> {
     if ids.is_empty() {
         return HashMap::new();
     }
+    let distance = match embedding {
+        Some(_) => format!(", {}", distance_sql(t, "$2")),
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT {id}::text, {doc}, {content}, {meta} FROM {table}
+        "SELECT {id}::text, {doc}, {content}, {meta}{distance} FROM {table}
           WHERE {id} = ANY($1::text[]::{id_type}[])",
         id = t.id,
         doc = t
@@ -120,18 +137,27 @@ pub fn details(
         table = t.table,
         id_type = t.id_type
     );
-    let p = plan(client, &sql, &[TEXT_ARRAY], false);
+    let mut args = vec![ids.to_vec().into()];
+    let mut types = vec![TEXT_ARRAY];
+    if let Some(e) = embedding {
+        args.push(unsafe { DatumWithOid::new(e, t.vector_type) });
+        types.push(pgrx::PgOid::from(t.vector_type));
+    }
+    let p = plan(client, &sql, &types, false);
     client
-        .select(&*p, None, &[ids.to_vec().into()])
+        .select(&*p, None, &args)
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| {
             Some((
                 r.get::<String>(1).ok().flatten()?,
-                (
-                    r.get::<String>(2).ok().flatten(),
-                    r.get::<String>(3).ok().flatten(),
-                    r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
-                ),
+                Details {
+                    document_id: r.get::<String>(2).ok().flatten(),
+                    content: r.get::<String>(3).ok().flatten(),
+                    metadata: r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
+                    similarity: embedding
+                        .and_then(|_| r.get::<f64>(5).ok().flatten())
+                        .map(|d| similarity(t.distance, d)),
+                },
             ))
         })
         .collect()

@@ -8,7 +8,7 @@
 use super::Scope;
 use crate::cache::Cache;
 use crate::catalog::Layout;
-use crate::settings;
+use crate::settings::{self, ForCall};
 use crate::spi::{plan, spi_failed, FLOAT8, INT4, INT8, JSONB, OID, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -54,7 +54,7 @@ pub fn run(
     opts: &SearchOptions,
     pool: usize,
     need: usize,
-) -> Vec<LegHit> {
+) -> (Vec<LegHit>, String) {
     let lp = plan(
         client,
         "SELECT DISTINCT lexeme FROM pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2))",
@@ -85,8 +85,14 @@ pub fn run(
         mode: opts.text_mode,
         stats: None,
         read: Vec::new(),
+        trace: Vec::new(),
     };
-    leg.run(&mut source, &lexemes)
+    let hits = leg.run(&mut source, &lexemes);
+    let how = match source.trace.is_empty() {
+        true => format!("{} lexemes, nothing to read", lexemes.len()),
+        false => format!("{} lexemes; {}", lexemes.len(), source.trace.join("; ")),
+    };
+    (hits, how)
 }
 
 /// The rows and statistics of one collection, within one search's scope.
@@ -100,6 +106,8 @@ struct SpiText<'a, 'c> {
     stats: Option<TextStats>,
     /// Postings rows read from the text index: (df, block, ids, impacts).
     read: Vec<(i32, i32, Array<'c, &'c str>, Array<'c, f32>)>,
+    /// What was read, for `qortex.debug_plans`.
+    trace: Vec<String>,
 }
 
 impl SpiText<'_, '_> {
@@ -174,11 +182,22 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         let args = self
             .scope
             .args(tsquery.as_str().into(), (limit as i64).into());
+        let mut rows = 0;
+        let settings = no_full_scans(t);
         for_each_tsvector(self.client, self.func, &p, &args, &mut |id, bytes| {
             if let Some(id) = id {
+                rows += 1;
                 visit(id, bytes)
             }
         });
+        settings.restore();
+        self.trace.push(format!(
+            "{} pass: {rows} rows (at most {limit})",
+            match pass {
+                Pass::AnyOf(terms) => format!("GIN, {} terms", terms.len()),
+                Pass::Parsed => "GIN, parsed query".into(),
+            }
+        ));
     }
 
     fn postings(&mut self, lexemes: &[String], blocks: usize) -> Option<Postings<'_>> {
@@ -201,6 +220,10 @@ impl<'c> TextSource for SpiText<'_, 'c> {
             )
             .unwrap_or_else(spi_failed(self.func));
         self.read.clear();
+        self.trace.push(format!(
+            "text index {} ({} blocks a term)",
+            index.table, blocks
+        ));
         for r in rows {
             if let (Some(df), Some(block), Some(ids), Some(impacts)) = (
                 r.get::<i32>(1).ok().flatten(),
@@ -225,6 +248,18 @@ impl<'c> TextSource for SpiText<'_, 'c> {
                 .collect(),
         })
     }
+}
+
+/// For a statement that finds rows by the tsvector: sequential scans off while it runs, so
+/// the GIN index (not a scan of a table whose tsvectors live in TOAST, which the planner
+/// does not price) finds the rows. Without a stored tsvector column there is no index and
+/// the setting changes nothing.
+fn no_full_scans(t: &Layout) -> ForCall {
+    let settings = ForCall::new();
+    if t.tsv_column.is_some() {
+        settings.set("enable_seqscan", "off");
+    }
+    settings
 }
 
 /// The collection's text index, if it may serve a search now: switched on, fresh, built in
@@ -428,6 +463,7 @@ fn doc_freqs(
             .map(|l| tsquery_any(std::slice::from_ref(l)))
             .collect();
         let mut df = st.df.borrow_mut();
+        let settings = no_full_scans(t);
         for r in client
             .select(
                 &*p,
@@ -443,6 +479,7 @@ fn doc_freqs(
                 df.insert(l, d);
             }
         }
+        settings.restore();
     }
     let df = st.df.borrow();
     lexemes

@@ -201,6 +201,8 @@ def test_settings_are_restored_and_search_is_read_only(kb):
         assert len(search(db, [1, 0, 0], "cats", filter={"kind": "pet"}, ef_search=300)) == 3
         assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "17"
         assert db.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "off"
+        assert db.execute("SHOW enable_seqscan").fetchone()[0] == "on"
+        assert db.execute("SHOW enable_sort").fetchone()[0] == "on"
 
 
 def test_feedback_factors_multiply_scores_unless_disabled(kb):
@@ -367,3 +369,62 @@ def test_text_index_on_a_registered_table(db):
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass "
                       "AND NOT tgisinternal").fetchone()[0] == 0
     assert db.execute("SELECT to_regclass('qortex.docs_postings')").fetchone()[0] is None
+
+
+def test_toasted_embeddings_are_searched_through_the_hnsw_index(db):
+    """A registered table as LangChain and LlamaIndex keep one: 1536-d embeddings, default
+    storage, so they live in TOAST. The planner alone reads it with a sequential scan (it
+    does not price detoasting); hybrid_search uses the HNSW index, and an exact scan only
+    where the scope admits few rows, with the exact answer there."""
+    db.execute("CREATE TABLE lc (id text PRIMARY KEY, content text, metadata jsonb, "
+               "embedding vector(1536))")
+    db.execute("SELECT setseed(0.42)")
+    # 3,000 rows around 30 centres, as embeddings of real text cluster
+    db.execute("""CREATE TEMP TABLE centres AS
+                  SELECT c, (SELECT array_agg(random() - 0.5) FROM generate_series(1, 1536)
+                              WHERE c >= 0) AS v
+                    FROM generate_series(0, 29) c""")
+    db.execute("""INSERT INTO lc SELECT i::text, 'row ' || i, jsonb_build_object('few', i % 300 = 0),
+                         (SELECT array_agg(x + 0.4 * (random() - 0.5)) FROM unnest(v) x)::vector
+                    FROM generate_series(1, 3000) i JOIN centres ON c = i % 30""")
+    db.execute("CREATE INDEX lc_hnsw ON lc USING hnsw (embedding vector_cosine_ops)")
+    db.execute("CREATE INDEX ON lc USING gin (metadata jsonb_path_ops)")
+    db.execute("ANALYZE lc")
+    heap, toast = db.execute("SELECT pg_relation_size(oid), pg_relation_size(reltoastrelid) "
+                             "FROM pg_class WHERE oid = 'lc'::regclass").fetchone()
+    assert toast > 10 * heap, (heap, toast)  # the embeddings are in TOAST
+    db.execute("""SELECT qortex_register_collection('lc', 'lc', '{"id": "id", "embedding":
+                  "embedding", "content": "content", "metadata": "metadata"}')""")
+    q = db.execute("""SELECT (SELECT array_agg(x + 0.2 * (random() - 0.5)) FROM unnest(v) x)
+                        FROM centres WHERE c = 3""").fetchone()[0]
+    plan = "\n".join(r[0] for r in db.execute(
+        "EXPLAIN SELECT id FROM lc ORDER BY embedding <=> %s::vector LIMIT 100", (vec(q),)))
+    assert "Seq Scan" in plan, plan  # what the planner would do on its own
+
+    def exact(where=""):
+        with db.transaction():
+            db.execute("SET LOCAL enable_indexscan = off")
+            return [r[0] for r in db.execute(
+                f"SELECT id FROM lc {where} ORDER BY embedding <=> %s::vector LIMIT 10",
+                (vec(q),))]
+
+    def index_scans():
+        db.execute("SELECT pg_stat_force_next_flush()")
+        return db.execute("SELECT idx_scan FROM pg_stat_user_indexes "
+                          "WHERE indexrelname = 'lc_hnsw'").fetchone()[0]
+
+    notices = []
+    db.add_notice_handler(lambda d: notices.append(d.message_detail or ""))
+    db.execute("SET qortex.debug_plans = on")
+    before = index_scans()
+    rows = search(db, q, None, k=10, coll="lc")
+    assert index_scans() > before
+    assert notices[-1].startswith("vector leg: index lc_hnsw (ef_search 100)"), notices
+    recall = len({r[0] for r in rows} & set(exact())) / 10
+    assert recall >= 0.8, recall
+    assert db.execute("SHOW enable_seqscan").fetchone()[0] == "on"  # put back after the call
+    # a filter admitting 10 of 3,000 rows: read exactly, through the metadata index
+    rows = search(db, q, None, k=10, coll="lc", filter={"few": True})
+    assert notices[-1].startswith("vector leg: exact;"), notices
+    assert [r[0] for r in rows] == exact("WHERE metadata @> '{\"few\": true}'")
+    assert all(r[3]["few"] for r in rows)

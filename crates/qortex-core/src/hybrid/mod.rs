@@ -4,6 +4,7 @@
 pub mod fusion;
 pub mod options;
 pub mod text;
+pub mod vector;
 
 pub use fusion::{castable_id, fuse, graph_boost, rank_leg, Fused, LegHit, GRAPH_FANOUT};
 pub use options::{Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MIN_CANDIDATES};
