@@ -108,14 +108,12 @@ def ensure_corpus(conn):
 
 
 def refresh(conn, coll):
-    """Build the collection's text index if it is missing, stale or in an older layout
-    (qortex_collections() then gives a hint)."""
+    """Build the collection's BM25 index if it has none (it is built when a collection is
+    registered, and kept current; an index of an earlier qortex is rebuilt)."""
     index = conn.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections() "
                          "WHERE name = %s", (coll,)).fetchone()[0]
-    if not index["built"] or "hint" in index:
+    if not index["built"]:
         conn.execute("SELECT qortex_refresh_text_index(%s)", (coll,))
-        if conn.autocommit:
-            conn.execute(f'VACUUM ANALYZE qortex."{coll}_postings"')
     conn.commit()
 
 
@@ -171,7 +169,7 @@ def main():
         methods.update({
             "qortex vector only": (
                 "SELECT id FROM hybrid_search(%(coll)s, %(emb)s::vector, NULL, 100)", {}),
-            "qortex text only (BM25, text index)": (
+            "qortex text only (BM25 index)": (
                 "SELECT id FROM hybrid_search(%(coll)s, NULL, %(text)s, 100)", {}),
             "qortex text only (BM25, GIN, exact)": (
                 "SELECT id FROM hybrid_search(%(coll)s, NULL, %(text)s, 100)", {}),

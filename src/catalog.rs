@@ -15,7 +15,6 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
 use qortex_core::collections::Distance;
-use qortex_core::hybrid::text::POSTING_BLOCK;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,10 +31,8 @@ pub struct Collection {
     pub text_config: String,
     /// role → attribute number of `source`
     pub columns: Map<String, Value>,
-    /// The text index's table and build statistics.
+    /// The BM25 index's docs table and what its build recorded.
     pub text_index: Option<(String, Value)>,
-    /// Whether rows changed since the text index was built.
-    pub text_index_stale: bool,
 }
 
 impl Collection {
@@ -70,7 +67,7 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
     let p = plan(
         client,
         "SELECT kind, source::oid, documents::oid, dimensions, distance, text_config::text,
-                columns, text_index::text, text_index_stats, text_index_stale
+                columns, text_index::text, text_index_stats
            FROM qortex.collections WHERE name = $1",
         &[TEXT],
         false,
@@ -100,7 +97,6 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
             .ok()
             .flatten()
             .zip(row.get::<JsonB>(9).ok().flatten().map(|j| j.0)),
-        text_index_stale: row.get::<bool>(10).ok().flatten().unwrap_or(true),
     }
 }
 
@@ -247,49 +243,72 @@ pub fn indexes(client: &SpiClient<'_>, rel: pg_sys::Oid) -> Vec<TableIndex> {
         .collect()
 }
 
-/// The quoted name of a collection's text index table.
-pub fn postings_table(collection: &str) -> String {
-    quoted("qortex", &format!("{collection}_postings"))
+/// The layout version of the BM25 index this build writes and reads; an index of another
+/// version (0.3.0's impact-ordered table) is rebuilt, not read.
+pub const TEXT_INDEX_VERSION: i64 = 2;
+
+/// The tables of a collection's BM25 index, in schema `qortex_internal` (read and written
+/// as the extension's owner only), quoted; and the triggers that maintain it.
+#[derive(Clone, Debug)]
+pub struct IndexTables {
+    /// Every indexed row: docno, id, owner (user), global, length, merged.
+    pub docs: String,
+    /// Postings of rows not merged into blocks yet.
+    pub delta: String,
+    /// Posting blocks by (lexeme, slot); slot 0 carries the lexeme's df and block headers.
+    pub blocks: String,
+    /// Merged rows deleted since the last merge, with their lexemes.
+    pub dead: String,
+    /// Row count and total length, in shards written by concurrent writers.
+    pub stats: String,
+    /// The docno sequence.
+    pub docno: String,
 }
 
-/// The quoted name of the trigger that marks a collection's text index stale.
-pub fn stale_trigger(collection: &str) -> String {
-    quote_identifier(format!("qortex_stale_{collection}"))
-}
-
-/// The statement creating that trigger on the collection's table `source` (quoted).
-pub fn stale_trigger_sql(collection: &str, source: &str) -> String {
-    format!(
-        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {source}
-           FOR EACH STATEMENT EXECUTE FUNCTION qortex.text_index_stale({})",
-        stale_trigger(collection),
-        quote_literal(collection)
-    )
-}
-
-/// What a search needs to know of a collection's text index.
-#[derive(Clone)]
-pub struct TextIndexMeta {
-    pub table: String,
-    pub k1: f64,
-    pub b: f64,
-    /// Rows in the collection when the index was built.
-    pub documents: f64,
-}
-
-impl TextIndexMeta {
-    /// From the stats `qortex_refresh_text_index` stored; `None` for an index built in an
-    /// earlier layout (rows of single postings), which is not used until rebuilt.
-    pub fn from_stats(table: &str, stats: &Value) -> Option<TextIndexMeta> {
-        if stats["block"].as_u64() != Some(POSTING_BLOCK as u64) {
-            return None;
+impl IndexTables {
+    pub fn of(collection: &str) -> IndexTables {
+        let t = |suffix: &str| quoted("qortex_internal", &format!("{collection}__{suffix}"));
+        IndexTables {
+            docs: t("docs"),
+            delta: t("delta"),
+            blocks: t("blocks"),
+            dead: t("dead"),
+            stats: t("stats"),
+            docno: t("docno"),
         }
-        Some(TextIndexMeta {
-            table: table.to_owned(),
-            k1: stats["k1"].as_f64()?,
-            b: stats["b"].as_f64()?,
-            documents: stats["documents"].as_f64()?,
-        })
+    }
+
+    /// 22000 for an index whose stored bytes do not decode.
+    pub fn damaged(&self, func: &str, what: &str) -> ! {
+        error(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("{func}: the BM25 index {} is damaged {what}", self.docs),
+        )
+        .hint("qortex_check_text_index(collection) says more; qortex_refresh_text_index(collection) rebuilds it")
+        .raise()
+    }
+
+    /// The maintenance triggers on the collection's table: (name, event, transition tables).
+    pub fn triggers(collection: &str) -> [(String, &'static str, &'static str); 4] {
+        let name = |e: &str| quote_identifier(format!("qortex_index_{collection}_{e}"));
+        [
+            (
+                name("insert"),
+                "INSERT",
+                "REFERENCING NEW TABLE AS qortex_new",
+            ),
+            (
+                name("update"),
+                "UPDATE",
+                "REFERENCING OLD TABLE AS qortex_old NEW TABLE AS qortex_new",
+            ),
+            (
+                name("delete"),
+                "DELETE",
+                "REFERENCING OLD TABLE AS qortex_old",
+            ),
+            (name("truncate"), "TRUNCATE", ""),
+        ]
     }
 }
 
@@ -322,8 +341,13 @@ pub struct Layout {
     pub user_id: Option<String>,
     pub is_global: Option<String>,
     pub document_id: Option<String>,
-    pub text_index: Option<TextIndexMeta>,
-    pub text_index_stale: bool,
+    /// The BM25 index's tables, if it is built (in this version's layout).
+    pub text_index: Option<IndexTables>,
+    /// The columns (quoted) whose change reindexes a row: id, the stored tsvector or the
+    /// content, user id, global flag.
+    pub watch: Vec<String>,
+    /// Whether a unique index covers the id alone (the BM25 index needs it).
+    pub unique_id: bool,
     /// The HNSW (or IVFFlat) index on the embedding, if there is one.
     pub vector_index: Option<String>,
     /// pgvector's schema (quoted) and vector type.
@@ -448,12 +472,25 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         }
     });
     let (vector_schema, vector_type) = vector_type(client, func);
+    let idx = indexes(client, c.source);
     let vector_index = c.attnum("embedding").and_then(|a| {
-        indexes(client, c.source)
-            .into_iter()
+        idx.iter()
             .find(|i| i.attnum == a && (i.method == "hnsw" || i.method == "ivfflat"))
-            .map(|i| i.name)
+            .map(|i| i.name.clone())
     });
+    let unique_id = c
+        .attnum("id")
+        .is_some_and(|a| unique_on(client, c.source, a));
+    let watch: Vec<String> = [
+        col("id"),
+        col("tsvector").or_else(|| content.clone()),
+        col("user_id"),
+        col("is_global"),
+    ]
+    .iter()
+    .flatten()
+    .map(q)
+    .collect();
     let t = Layout {
         name: name.to_owned(),
         table,
@@ -477,8 +514,10 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         text_index: c
             .text_index
             .as_ref()
-            .and_then(|(table, stats)| TextIndexMeta::from_stats(table, stats)),
-        text_index_stale: c.text_index_stale,
+            .filter(|(_, stats)| stats["version"].as_i64() == Some(TEXT_INDEX_VERSION))
+            .map(|_| IndexTables::of(name)),
+        watch,
+        unique_id,
         vector_index,
         vector_schema,
         vector_type,
@@ -486,6 +525,23 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
     let mut relations = vec![c.source, collections_oid];
     relations.extend(c.documents);
     (Rc::new(t), relations)
+}
+
+/// Whether a unique index (without predicate) covers column `attnum` of `rel` alone.
+pub fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool {
+    let p = plan(
+        client,
+        "SELECT 1 FROM pg_catalog.pg_index
+          WHERE indrelid = $1 AND indisunique AND indnkeyatts = 1 AND indkey[0] = $2
+            AND indpred IS NULL",
+        &[OID, INT2],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()
+        .is_some()
 }
 
 /// The row count of a table (quoted name), for describing collections.

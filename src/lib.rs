@@ -8,6 +8,7 @@
 mod cache;
 mod counters;
 mod errors;
+mod owner;
 mod settings;
 mod spi;
 
@@ -47,6 +48,11 @@ pgrx::extension_sql_file!(
     "../sql/install/collections.sql",
     name = "collections",
     requires = ["schema_0_2_0"]
+);
+pgrx::extension_sql_file!(
+    "../sql/install/text-index.sql",
+    name = "text_index",
+    requires = ["schema_0_1_0"]
 );
 pgrx::extension_sql_file!(
     "../sql/install/interoception.sql",

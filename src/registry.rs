@@ -6,11 +6,10 @@
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal).
-use crate::catalog::{
-    self, column_name, count_rows, indexes, load, quoted, relation_name, TextIndexMeta,
-};
+use crate::catalog::{self, column_name, count_rows, indexes, load, quoted, relation_name};
 use crate::errors::{bad_arg, error, internal, invalid_param, raise, required};
-use crate::spi::{plan, run, spi_failed, INT2, INT4, JSONB, OID, TEXT};
+use crate::spi::{plan, run, spi_failed, INT4, JSONB, OID, TEXT};
+use crate::text_index;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -161,7 +160,6 @@ fn qortex_create_collection(
         for sql in &ddl {
             run(client, F, sql);
         }
-        run(client, F, &catalog::stale_trigger_sql(&name, &chunks));
         let mut columns = attnums(client, &chunks);
         if let Some(fts) = columns.remove("fts") {
             columns.insert("tsvector".into(), fts);
@@ -182,6 +180,7 @@ fn qortex_create_collection(
             columns,
             stored_opts,
         );
+        text_index::create(client, F, &catalog::layout(client, F, &name));
         JsonB(describe(client, F, &name))
     })
 }
@@ -415,12 +414,15 @@ fn qortex_register_collection(
             }
         };
         let id = mapped["id"].as_i64().unwrap_or_default() as i16;
-        if !unique_on(client, source, id) {
+        if !catalog::unique_on(client, source, id) {
             error(
                 PgSqlErrorCode::ERRCODE_WARNING,
                 format!("{F}: no unique index covers only columns.id of {table}"),
             )
-            .detail("hybrid_search pages by id, so ids should be unique.")
+            .detail(
+                "hybrid_search pages by id, so ids should be unique; without such an index the \
+                 collection has no BM25 index and its text leg reads the GIN index.",
+            )
             .hint(format!(
                 "CREATE UNIQUE INDEX ON {table} ({})",
                 spec["id"]
@@ -443,6 +445,7 @@ fn qortex_register_collection(
             mapped,
             json!({"distance": distance.name(), "text_config": cfg}),
         );
+        text_index::create(client, F, &catalog::layout(client, F, &name));
         JsonB(describe(client, F, &name))
     })
 }
@@ -499,22 +502,6 @@ fn column_info(client: &SpiClient<'_>, rel: pg_sys::Oid, col: &str) -> Option<(i
         r.get::<String>(2).ok().flatten()?,
         r.get::<i32>(3).ok().flatten()?,
     ))
-}
-
-fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool {
-    let p = plan(
-        client,
-        "SELECT 1 FROM pg_catalog.pg_index
-          WHERE indrelid = $1 AND indisunique AND indnkeyatts = 1 AND indkey[0] = $2
-            AND indpred IS NULL",
-        &[OID, INT2],
-        false,
-    );
-    client
-        .select(&*p, Some(1), &[rel.into(), attnum.into()])
-        .unwrap_or_else(spi_failed("qortex"))
-        .next()
-        .is_some()
 }
 
 fn opclass_distance(opclass: &str) -> Option<Distance> {
@@ -599,31 +586,8 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             ),
         });
     }
-    text_leg["text_index"] = match &c.text_index {
-        None => json!({"built": false, "hint": format!(
-            "the text leg scores every GIN match; SELECT qortex_refresh_text_index({}) builds \
-             the impact-ordered index that reads only each term's best rows",
-            quote_literal(&c.name))}),
-        Some((postings, stats)) => {
-            let current = TextIndexMeta::from_stats(postings, stats).is_some();
-            let mut i = json!({"built": true, "table": postings, "stale": c.text_index_stale,
-                               "stats": stats});
-            if !current {
-                i["hint"] = json!(format!(
-                    "built by an earlier qortex in another layout and not used; rebuild it \
-                     with SELECT qortex_refresh_text_index({})",
-                    quote_literal(&c.name)
-                ));
-            } else if c.text_index_stale {
-                i["hint"] = json!(format!(
-                    "the table changed since the build: the text leg scores GIN matches \
-                     until SELECT qortex_refresh_text_index({})",
-                    quote_literal(&c.name)
-                ));
-            }
-            i
-        }
-    };
+    text_leg["text_index"] = text_index::describe(client, func, &c);
+
     let mut d = json!({
         "name": c.name,
         "kind": c.kind(),
@@ -711,24 +675,14 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
                 ))
                 .raise();
             }
+            text_index::drop_index(client, F, &name, None);
             for t in [chunks, docs].into_iter().flatten() {
                 run(client, F, &format!("DROP TABLE {t}"));
             }
-        } else if let Some(table) = relation_name(client, c.source) {
-            run(
-                client,
-                F,
-                &format!(
-                    "DROP TRIGGER IF EXISTS {} ON {table}",
-                    catalog::stale_trigger(&name)
-                ),
-            );
+        } else {
+            let table = relation_name(client, c.source);
+            text_index::drop_index(client, F, &name, table.as_deref());
         }
-        run(
-            client,
-            F,
-            &format!("DROP TABLE IF EXISTS {}", catalog::postings_table(&name)),
-        );
         let p = plan(
             client,
             "DELETE FROM qortex.collections WHERE name = $1",

@@ -24,6 +24,7 @@ pub const INT4_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4ARRAYOID);
 pub const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
 pub const JSONB_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBARRAYOID);
 pub const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
+pub const BOOL_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLARRAYOID);
 pub const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
 pub const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 pub const OID: PgOid = PgOid::BuiltIn(PgBuiltInOids::OIDOID);
@@ -72,6 +73,14 @@ thread_local! {
 /// The statement is planned for each call's values (a custom plan), so the statistics of
 /// the values given decide, as they would for a query with literals. Must run inside SPI.
 pub fn planned(func: &str, sql: &str, args: &[DatumWithOid<'_>]) -> (f64, bool) {
+    let custom = crate::settings::ForCall::new();
+    custom.set("plan_cache_mode", "force_custom_plan");
+    let r = planned_custom(func, sql, args);
+    custom.restore();
+    r
+}
+
+fn planned_custom(func: &str, sql: &str, args: &[DatumWithOid<'_>]) -> (f64, bool) {
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
     let mut values: Vec<pg_sys::Datum> = args
         .iter()

@@ -18,29 +18,12 @@ CREATE TABLE qortex.collections (
     columns     JSONB NOT NULL,
     options     JSONB NOT NULL DEFAULT '{}',
     created_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
-    -- The impact-ordered text index (qortex_refresh_text_index): its table, the BM25
-    -- parameters and average length it was built with, and whether rows changed since.
+    -- The collection's BM25 index (0.4.0: tables in qortex_internal, kept current by
+    -- triggers): its docs table, and what its build recorded (layout version, rows).
     text_index       REGCLASS,
-    text_index_stats JSONB,
-    text_index_stale BOOLEAN NOT NULL DEFAULT true
+    text_index_stats JSONB
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.collections', '');
-
--- Marks a collection's text index stale when its table changes. SECURITY DEFINER so that
--- whoever writes the table need not write qortex.collections; it only sets the flag, and
--- only the first time (no row lock once stale, so concurrent writers do not queue).
-CREATE FUNCTION qortex.text_index_stale() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    -- Checked first: an UPDATE that changes nothing would still fire collections_changed
-    -- and flush every backend's caches on each write.
-    IF EXISTS (SELECT 1 FROM qortex.collections
-                WHERE name = TG_ARGV[0] AND NOT text_index_stale) THEN
-        UPDATE qortex.collections SET text_index_stale = true
-         WHERE name = TG_ARGV[0] AND NOT text_index_stale;
-    END IF;
-    RETURN NULL;
-END $$;
 
 -- Ids of managed documents and chunks come from one sequence each, shared by every managed
 -- collection: an id names one chunk across collections (interoception factors key on it).

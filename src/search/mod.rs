@@ -8,6 +8,7 @@
 //! common terms still count in every candidate's score but are not enumerated, so the cost
 //! does not grow with the rows that merely contain a common word (the plan is
 //! `qortex_core::hybrid::text::TextLeg`).
+mod bm25;
 mod estimate;
 mod rows;
 mod text_leg;
@@ -166,6 +167,10 @@ fn hybrid_search(
     let opts = SearchOptions::parse(options.as_ref().map(|j| &j.0))
         .unwrap_or_else(|e| invalid_param(F, e));
     let pool = opts.pool(k);
+    // qortex's statements have the same best plan whatever their values (an estimate that
+    // needs the values asks for its own): planning each call anew cost more than the rest
+    let generic = settings::ForCall::new();
+    generic.set("plan_cache_mode", "force_generic_plan");
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = catalog::layout(client, F, &name);
         let scope = Scope::new(F, &t, &opts);
@@ -283,6 +288,7 @@ fn hybrid_search(
             })
             .collect()
     });
+    generic.restore();
     counters::count_global(counters::GlobalEvent::Search, 1);
     TableIterator::new(rows)
 }

@@ -1,22 +1,20 @@
 //! The text leg over SPI: `qortex_core`'s plan (`TextLeg`) decides what to read; this is
-//! where it reads from (`TextSource`): statistics kept per backend for a minute, rows
-//! through the GIN index within the search's scope, and postings from a fresh text index.
+//! where it reads from (`TextSource`): the collection's BM25 index (`bm25`) where it has
+//! one and the search is an OR of terms; else rows through the GIN index within the
+//! search's scope, with statistics kept per backend for a minute.
 //!
-//! Statistics: N from `pg_class.reltuples`, document frequencies from ANALYZE's
-//! most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count on the GIN
-//! index or the text index, and the average document length from a sample.
-use super::Scope;
+//! Statistics of the GIN path: N from `pg_class.reltuples`, document frequencies from
+//! ANALYZE's most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count
+//! on the GIN index, and the average document length from a sample.
+use super::{bm25, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::settings::{self, ForCall};
-use crate::spi::{plan, spi_failed, FLOAT8, INT4, INT8, JSONB, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, FLOAT8, INT8, JSONB, OID, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::Array;
-use qortex_core::hybrid::text::{
-    Bm25, Pass, PostingBlock, Postings, TextLeg, TextSource, TsVector, POSTING_BLOCK,
-};
+use qortex_core::hybrid::text::{Bm25, Pass, TextLeg, TextSource, TsVector};
 use qortex_core::hybrid::{LegHit, SearchOptions, TextMode};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -84,7 +82,7 @@ pub fn run(
         query,
         mode: opts.text_mode,
         stats: None,
-        read: Vec::new(),
+        opts,
         trace: Vec::new(),
     };
     let hits = leg.run(&mut source, &lexemes);
@@ -104,8 +102,7 @@ struct SpiText<'a, 'c> {
     query: &'a str,
     mode: TextMode,
     stats: Option<TextStats>,
-    /// Postings rows read from the text index: (df, block, ids, impacts).
-    read: Vec<(i32, i32, Array<'c, &'c str>, Array<'c, f32>)>,
+    opts: &'a SearchOptions,
     /// What was read, for `qortex.debug_plans`.
     trace: Vec<String>,
 }
@@ -200,53 +197,18 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         ));
     }
 
-    fn postings(&mut self, lexemes: &[String], blocks: usize) -> Option<Postings<'_>> {
-        if !self.scope.sql.is_empty() {
-            return None;
-        }
-        let index = usable(self.t)?;
-        let sql = format!(
-            "SELECT df, block, ids, impacts FROM {}
-              WHERE lexeme = ANY($1::text[]) AND block < $2",
-            index.table
-        );
-        let p = plan(self.client, &sql, &[TEXT_ARRAY, INT4], false);
-        let rows = self
-            .client
-            .select(
-                &*p,
-                None,
-                &[lexemes.to_vec().into(), (blocks as i32).into()],
-            )
-            .unwrap_or_else(spi_failed(self.func));
-        self.read.clear();
-        self.trace.push(format!(
-            "text index {} ({} blocks a term)",
-            index.table, blocks
-        ));
-        for r in rows {
-            if let (Some(df), Some(block), Some(ids), Some(impacts)) = (
-                r.get::<i32>(1).ok().flatten(),
-                r.get::<i32>(2).ok().flatten(),
-                r.get::<Array<&str>>(3).ok().flatten(),
-                r.get::<Array<f32>>(4).ok().flatten(),
-            ) {
-                self.read.push((df, block, ids, impacts));
-            }
-        }
-        Some(Postings {
-            documents: index.documents,
-            blocks: self
-                .read
-                .iter()
-                .map(|(df, block, ids, impacts)| PostingBlock {
-                    df: *df as f64,
-                    first: *block as usize * POSTING_BLOCK,
-                    ids: ids.iter().flatten().collect(),
-                    impacts: impacts.iter().flatten().collect(),
-                })
-                .collect(),
-        })
+    fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
+        let (hits, how) = bm25::search(
+            self.client,
+            self.func,
+            self.t,
+            self.scope,
+            self.opts,
+            lexemes,
+            k,
+        )?;
+        self.trace.push(how);
+        Some(hits)
     }
 }
 
@@ -260,20 +222,6 @@ fn no_full_scans(t: &Layout) -> ForCall {
         settings.set("enable_seqscan", "off");
     }
     settings
-}
-
-/// The collection's text index, if it may serve a search now: switched on, fresh, built in
-/// this layout with the BM25 parameters in force, and the table has no row-level security
-/// in force for this user (the index was built from every row).
-fn usable(t: &Layout) -> Option<&crate::catalog::TextIndexMeta> {
-    let idx = t.text_index.as_ref()?;
-    let ok = settings::USE_TEXT_INDEX.get()
-        && !t.text_index_stale
-        && idx.k1 == settings::BM25_K1.get()
-        && idx.b == settings::BM25_B.get()
-        && unsafe { pg_sys::check_enable_rls(t.source, pg_sys::InvalidOid, false) }
-            != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
-    ok.then_some(idx)
 }
 
 /// Run a query whose rows are `(id text, tsvector)` and visit each row's id and the
@@ -440,23 +388,14 @@ fn doc_freqs(
         } else {
             settings::TEXT_ROW_BUDGET.get() as i64 * 4
         };
-        let counted = match usable(t) {
-            Some(index) => format!(
-                "SELECT q.l, COALESCE((SELECT df::float8 FROM {} WHERE lexeme = q.l AND block = 0),
-                                      0)
-                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
-                        AS q(l, tq)",
-                index.table
-            ),
-            None => format!(
-                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
-                                WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
-                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
-                        AS q(l, tq)",
-                table = t.table,
-                tsv = t.tsv
-            ),
-        };
+        let counted = format!(
+            "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
+                            WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                    AS q(l, tq)",
+            table = t.table,
+            tsv = t.tsv
+        );
         let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
         let queries: Vec<String> = missing
             .iter()

@@ -1,7 +1,7 @@
 //! The plan of the text leg: which query terms to read rows for, in how many passes, and
 //! when a page is full. It is generic over where rows come from (`TextSource`, which the
 //! extension implements over SPI), so it is proven here without a server.
-use super::{idf, score_blocks, Bm25, Postings, TsVector, POSTING_BLOCK};
+use super::{idf, Bm25, TsVector};
 use crate::hybrid::fusion::{rank_leg, LegHit};
 use crate::hybrid::options::TextMode;
 use std::collections::HashSet;
@@ -25,9 +25,9 @@ pub trait TextSource {
     /// Visit at most `limit` rows matching `pass`, each as its id and the bytes of its
     /// tsvector.
     fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8]));
-    /// The lexemes' best postings from an impact-ordered index, at most `blocks` blocks per
-    /// lexeme; `None` where no index may serve this search.
-    fn postings(&mut self, lexemes: &[String], blocks: usize) -> Option<Postings<'_>>;
+    /// The best `k` rows holding any of the lexemes, by BM25, from the collection's index
+    /// (exact: `index::top_k`), best first; `None` where no index may serve this search.
+    fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>>;
 }
 
 /// One search's text leg.
@@ -71,11 +71,6 @@ pub fn essential_terms(dfs: &[f64], budget: f64) -> usize {
 }
 
 impl TextLeg {
-    /// Postings each term contributes from an impact-ordered index.
-    fn per_term(&self) -> usize {
-        2 * self.pool
-    }
-
     /// The reads, in order, for terms `(lexeme, df)` sorted rarest first. OR: the rarest
     /// terms whose matches fit the budget together, then the other terms (read only if the
     /// first pass left the page short). AND and websearch: the parsed query, once.
@@ -102,9 +97,8 @@ impl TextLeg {
             return Vec::new();
         }
         if self.mode == TextMode::Or {
-            let per_term = self.per_term();
-            if let Some(p) = src.postings(lexemes, per_term.div_ceil(POSTING_BLOCK)) {
-                return score_blocks(p, per_term, self.pool);
+            if let Some(hits) = src.indexed(lexemes, self.pool) {
+                return hits;
             }
         }
         let (n, avgdl) = src.corpus();
@@ -140,16 +134,12 @@ impl TextLeg {
 mod tests {
     use super::super::tsvector::testing::memory_image;
     use super::*;
-    use crate::hybrid::text::PostingBlock;
 
-    /// A lexeme's one block of postings: ids and impacts.
-    type Block = (String, Vec<&'static str>, Vec<f32>);
-
-    /// Rows as (id, tsvector, lexemes); the reads made; an index, if it may serve.
+    /// Rows as (id, tsvector, lexemes); the reads made; an index's answer, if one may serve.
     struct Rows {
         rows: Vec<(String, Vec<u8>, Vec<String>)>,
         reads: Vec<(Pass, usize)>,
-        index: Option<Vec<Block>>,
+        index: Option<Vec<LegHit>>,
     }
 
     impl Rows {
@@ -200,21 +190,10 @@ mod tests {
                 visit(id.clone(), bytes);
             }
         }
-        fn postings(&mut self, lexemes: &[String], _blocks: usize) -> Option<Postings<'_>> {
-            let index = self.index.as_ref()?;
-            Some(Postings {
-                documents: 100.0,
-                blocks: index
-                    .iter()
-                    .filter(|(l, _, _)| lexemes.contains(l))
-                    .map(|(_, ids, impacts)| PostingBlock {
-                        df: ids.len() as f64,
-                        first: 0,
-                        ids: ids.clone(),
-                        impacts: impacts.clone(),
-                    })
-                    .collect(),
-            })
+        fn indexed(&mut self, _lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
+            self.index
+                .as_ref()
+                .map(|hits| hits.iter().take(k).cloned().collect())
         }
     }
 
@@ -286,14 +265,22 @@ mod tests {
     #[test]
     fn an_index_that_may_serve_the_search_answers_without_reading_rows() {
         let mut src = Rows::new(&[("a", &[("x", 1)])]);
-        src.index = Some(vec![("x".into(), vec!["z", "y"], vec![2.0, 1.0])]);
+        let hit = |id: &str, score| LegHit {
+            id: id.into(),
+            score,
+        };
+        src.index = Some(vec![
+            hit("z", 2.0),
+            hit("y", 1.0),
+            hit("w", 0.5),
+            hit("v", 0.1),
+        ]);
         let hits = leg(3).run(&mut src, &lexemes(&["x"]));
         assert!(src.reads.is_empty());
         assert_eq!(
             hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
-            ["z", "y"]
+            ["z", "y", "w"]
         );
-        assert!((hits[0].score - 2.0 * idf(100.0, 2.0)).abs() < 1e-12);
         // AND never reads the index
         let and = TextLeg {
             mode: TextMode::And,

@@ -52,6 +52,12 @@ impl<'a> TsVector<'a> {
             .map_or(1, |b| u16::from_le_bytes([b[0], b[1]]).max(1))
     }
 
+    /// Its lexemes with their term frequencies (a lexeme without positions counts once),
+    /// in the stored (bytewise) order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'a [u8], u16)> + '_ {
+        (0..self.count).map(|i| (self.lexeme(i), self.npos(i)))
+    }
+
     /// The document's length: its number of positions.
     pub fn length(&self) -> f64 {
         (0..self.count).map(|i| self.npos(i) as f64).sum()
@@ -126,6 +132,11 @@ mod tests {
             (0, 0, 0, 0)
         );
         assert_eq!(v.length(), 6.0);
+        let entries: Vec<(&[u8], u16)> = v.entries().collect();
+        assert_eq!(
+            entries,
+            [(&b"a"[..], 1), (b"cat", 3), (b"dogs", 1), (b"zz", 1)]
+        );
         assert!(TsVector::new(&img[..6]).is_err());
     }
 }

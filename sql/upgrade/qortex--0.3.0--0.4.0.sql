@@ -1,0 +1,54 @@
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION qortex UPDATE TO '0.4.0'" to load this file. \quit
+
+-- qortex 0.3.0 -> 0.4.0
+-- (the CREATE FUNCTION statements are what `cargo pgrx schema` generates for 0.4.0)
+
+-- Every collection gets a BM25 index kept current by triggers, in tables of a schema
+-- nobody else can read; it replaces 0.3.0's impact-ordered text index, which had to be
+-- rebuilt by hand and went stale on any write.
+CREATE SCHEMA qortex_internal;
+COMMENT ON SCHEMA qortex_internal IS
+    'qortex''s indexes of collections; read and written by qortex functions only';
+REVOKE ALL ON SCHEMA qortex_internal FROM PUBLIC;
+
+-- The old text index: its tables and the triggers that marked it stale.
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT name, source FROM qortex.collections LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = c.source) THEN
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+                                      'qortex_stale_' || c.name, c.source);
+        END IF;
+        EXECUTE pg_catalog.format('DROP TABLE IF EXISTS qortex.%I', c.name || '_postings');
+    END LOOP;
+END $$;
+DROP FUNCTION qortex.text_index_stale();
+ALTER TABLE qortex.collections DROP COLUMN text_index_stale;
+UPDATE qortex.collections SET text_index = NULL, text_index_stats = NULL;
+
+CREATE FUNCTION qortex.text_index_maintain() RETURNS trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'text_index_maintain_wrapper';
+
+CREATE  FUNCTION "qortex_check_text_index"(
+	"collection" TEXT /* Option < String > */
+) RETURNS jsonb /* JsonB */
+STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_check_text_index_wrapper';
+
+-- Build the index of every collection that can have one (a unique index on its id); the
+-- others keep reading their GIN index, and qortex_collections() says why.
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT name FROM qortex.collections ORDER BY name LOOP
+        BEGIN
+            PERFORM qortex_refresh_text_index(c.name);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'qortex: collection "%" has no BM25 index: %', c.name, SQLERRM;
+        END;
+    END LOOP;
+END $$;
