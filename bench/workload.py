@@ -25,8 +25,8 @@ rotating order: hybrid_search(k 10), the bare `ORDER BY embedding <=> q LIMIT 10
 same predicate as the planner runs it and with its HNSW index forced (iterative scan when
 scoped), and the SQL RRF of bench/latency.py. Meanwhile one writer commits --write-rate rows a
 second: 70% inserts (a SciFact text plus a unique term, its embedding), 20% content updates,
-10% deletes; a prober searches for each inserted row right after its commit, by its unique
-term and its embedding (freshness). Then the writer's rate is measured unthrottled on the
+10% deletes; right after each insert commits, the writer searches for the row on a second
+connection, by its unique term and by its embedding, before it writes again (freshness). Then the writer's rate is measured unthrottled on the
 table and on a copy without qortex's triggers.
 
 Figures: p50/p95 per method, the ratio of hybrid_search's p50 to the bare query's best p50
@@ -45,7 +45,6 @@ import sys
 import threading
 import time
 import itertools
-import queue
 
 import numpy as np
 import psycopg
@@ -228,13 +227,14 @@ def search_phase(dsn, coll, table, tsv, queries, scope, seconds, clients):
 
 class Writer:
     """Commits `rate` rows a second until stopped: 70% inserts, 20% content updates, 10%
-    deletes; hands each inserted row to the prober."""
+    deletes; searches for each row it inserted right after the commit (`probe`)."""
 
     def __init__(self, dsn, coll, table, managed, corpus, rate, matrix):
         self.dsn, self.coll, self.table, self.managed = dsn, coll, table, managed
         self.corpus, self.rate, self.matrix = corpus, rate, matrix
         self.stop = threading.Event()
-        self.inserted = queue.Queue()
+        self.found = []
+        self.prober = None
         self.writes = 0
         self.rng = random.Random(99)
 
@@ -253,10 +253,13 @@ class Writer:
                     self.delete(conn, mine.pop(self.rng.randrange(len(mine))))
                 self.writes += 1
                 time.sleep(max(0.0, 1.0 / self.rate - (time.perf_counter() - t0)))
+        if self.prober is not None:
+            self.prober.close()
 
     def row(self, n):
         c = self.corpus[self.rng.randrange(len(self.corpus))]
-        term = f"zqxw{os.getpid()}t{n}"
+        # a word no text has, all letters (digits would split it into tokens of their own)
+        term = "zq" + "".join(chr(97 + int(d)) for d in f"{os.getpid()}{n:07d}")
         emb = json.loads(c["embedding"])
         noise = [x + self.rng.gauss(0, 0.01) for x in emb]
         norm = math.sqrt(sum(x * x for x in noise))
@@ -280,8 +283,22 @@ class Writer:
                          f"embedding) VALUES (%s, %s, %s, %s, false, %s)",
                          (i, content, Jsonb(meta), user, e))
             key = ("id", i)
-        self.inserted.put((term, e, user, time.perf_counter()))
+        self.probe(term, e, user, key)
         return key
+
+    def probe(self, term, e, user, key):
+        """Search for the row just committed, at once: by its unique term (text only, in its
+        user's scope) and by its embedding (vector only); found means its id came back."""
+        if self.prober is None:
+            self.prober = psycopg.connect(self.dsn, autocommit=True)
+        col = "document_id" if key[0] == "doc" else "id"
+        by_text = self.prober.execute(
+            f"SELECT count(*) FROM hybrid_search(%s, NULL, %s, 10, %s) WHERE {col} = %s",
+            (self.coll, term, Jsonb({"user_id": user}), str(key[1]))).fetchone()[0]
+        by_vector = self.prober.execute(
+            f"SELECT count(*) FROM hybrid_search(%s, %s::vector, NULL, 10) WHERE {col} = %s",
+            (self.coll, e, str(key[1]))).fetchone()[0]
+        self.found.append((by_text > 0, by_vector > 0))
 
     def update(self, conn, key):
         _, content, _ = self.row(self.rng.randrange(10 ** 6))
@@ -296,24 +313,6 @@ class Writer:
             conn.execute("SELECT qortex_delete_document(%s, %s)", (self.coll, key[1]))
         else:
             conn.execute(f"DELETE FROM {self.table} WHERE id = %s", (key[1],))
-
-
-def prober(dsn, coll, writer, found):
-    """Searches for each row the writer inserted, right after its commit: by its unique term
-    (text only, in its user's scope) and by its embedding (vector only)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while not writer.stop.is_set() or not writer.inserted.empty():
-            try:
-                term, e, user, _ = writer.inserted.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            by_text = conn.execute(
-                "SELECT count(*) FROM hybrid_search(%s, NULL, %s, 10, %s) WHERE content LIKE %s",
-                (coll, term, Jsonb({"user_id": user}), f"%{term}")).fetchone()[0]
-            by_vector = conn.execute(
-                "SELECT count(*) FROM hybrid_search(%s, %s::vector, NULL, 10) WHERE content LIKE %s",
-                (coll, e, f"%{term}")).fetchone()[0]
-            found.append((by_text > 0, by_vector > 0))
 
 
 def writer_rate(dsn, table, managed, coll, corpus, matrix, n=400):
@@ -396,9 +395,7 @@ def main():
             for scope in args.scopes.split(","):
                 writer = Writer(dsn, coll, table, layout == "managed", corpus, args.write_rate,
                                 matrix if layout == "lc1536" else None)
-                found = []
-                threads = [threading.Thread(target=writer.run),
-                           threading.Thread(target=prober, args=(dsn, coll, writer, found))]
+                threads = [threading.Thread(target=writer.run)]
                 for t in threads:
                     t.start()
                 times, counts = search_phase(dsn, coll, table,
@@ -418,6 +415,7 @@ def main():
                           f"{p50 / bare50:5.2f}x p50  {p95 / bare95:5.2f}x p95  "
                           f"rows/query {statistics.mean(counts[m]):5.1f}  n {len(times[m])}",
                           flush=True)
+                found = writer.found
                 fresh_t = sum(f[0] for f in found) / max(1, len(found))
                 fresh_v = sum(f[1] for f in found) / max(1, len(found))
                 print(f"  {scope:<11} writer {writer.writes / args.seconds:.1f} rows/s; fresh "
