@@ -24,6 +24,12 @@ use pgrx::JsonB;
 use qortex_core::hybrid::{castable_id, fuse, graph_boost, text, SearchOptions};
 use qortex_core::ParamError;
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// Milliseconds since `t`, for `qortex.debug_plans`.
+fn ms(t: Instant) -> String {
+    format!("{:.2} ms", t.elapsed().as_secs_f64() * 1000.0)
+}
 
 /// The filter (`$3`, jsonb) and user scope (`$4`, text) of a search, as SQL both legs and
 /// the neighbour lookup append to their `WHERE`.
@@ -168,9 +174,12 @@ fn hybrid_search(
         .unwrap_or_else(|e| invalid_param(F, e));
     let pool = opts.pool(k);
     // qortex's statements have the same best plan whatever their values (an estimate that
-    // needs the values asks for its own): planning each call anew cost more than the rest
+    // needs the values asks for its own): planning each call anew cost more than the rest.
+    // No JIT: a plan with sequential scans switched off costs more than jit_above_cost and
+    // would be compiled for ~100 ms, for statements that take well under one.
     let generic = settings::ForCall::new();
     generic.set("plan_cache_mode", "force_generic_plan");
+    generic.set("jit", "off");
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = catalog::layout(client, F, &name);
         let scope = Scope::new(F, &t, &opts);
@@ -188,9 +197,10 @@ fn hybrid_search(
                         t.dims
                     ));
                 }
+                let started = Instant::now();
                 let (hits, how) =
                     vector_leg::run(client, F, &t, &scope, bytes, &opts, pool, k + opts.offset);
-                explain.push(format!("vector leg: {how}"));
+                explain.push(format!("vector leg ({}): {how}", ms(started)));
                 hits
             }
         };
@@ -198,8 +208,9 @@ fn hybrid_search(
         let text = match &query_text {
             None => Vec::new(),
             Some(q) => {
+                let started = Instant::now();
                 let (hits, how) = text_leg::run(client, F, &t, &scope, q, &opts, pool, need);
-                explain.push(format!("text leg: {how}"));
+                explain.push(format!("text leg ({}): {how}", ms(started)));
                 hits
             }
         };

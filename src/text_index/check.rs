@@ -166,7 +166,7 @@ fn check(client: &pgrx::spi::SpiClient<'_>, t: &catalog::Layout, x: &IndexTables
     }
     // the index's postings: blocks, plus delta, minus dead
     let dead: HashSet<u32> = client
-        .select(&format!("SELECT docno FROM {}", x.dead), None, &[])
+        .select(&format!("SELECT DISTINCT docno FROM {}", x.dead), None, &[])
         .unwrap_or_else(spi_failed(F))
         .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
         .collect();

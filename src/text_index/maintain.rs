@@ -4,8 +4,8 @@
 //! multi-row INSERT costs one statement per table, not one per row) run as the extension's
 //! owner (SECURITY DEFINER):
 //! - INSERT: each row gets a docno; its `docs` row and its postings go into `delta`.
-//! - DELETE: its `docs` row goes; unmerged, its delta postings go too; merged, a `dead` row
-//!   records its lexemes so the next merge takes its postings out of their blocks.
+//! - DELETE: its `docs` row goes; unmerged, its delta postings go too; merged, `dead` rows
+//!   (lexeme, docno) record its postings so the next merge takes them out of their blocks.
 //! - UPDATE: rows whose id, tsvector (or content), user or global flag changed are deleted
 //!   and inserted again; other updates touch nothing.
 //! - TRUNCATE: the index is emptied.
@@ -43,6 +43,11 @@ fn text_index_maintain<'a>(
     let name = trigger.extra_args()?.into_iter().next().unwrap_or_default();
     let op = trigger.op()?;
     let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    // the index's statements find rows by key (the trigger's own scans are of the
+    // transition tables, which have no indexes)
+    let by_key = settings::ForCall::new();
+    by_key.set("enable_seqscan", "off");
+    by_key.set("jit", "off"); // (plans with sequential scans off look costly enough for JIT)
     Spi::connect_mut(|client| {
         // the transition tables, by the names CREATE TRIGGER gave them
         unsafe { pg_sys::SPI_register_trigger_data(data) };
@@ -145,9 +150,8 @@ fn delete(client: &mut SpiClient<'_>, t: &Layout, x: &IndexTables, rows: &str) {
          d AS (DELETE FROM {docs} x USING r WHERE x.id = r.id
                RETURNING x.docno, x.merged, x.dl, r.tsv),
          p AS (DELETE FROM {delta} y USING d WHERE y.docno = d.docno AND NOT d.merged),
-         g AS (INSERT INTO {dead} (docno, lexemes)
-               SELECT docno, ARRAY(SELECT l.lexeme FROM pg_catalog.unnest(tsv) l)
-                 FROM d WHERE merged)
+         g AS (INSERT INTO {dead} (lexeme, docno)
+               SELECT l.lexeme, d.docno FROM d, pg_catalog.unnest(d.tsv) l WHERE d.merged)
          INSERT INTO {stats} AS s (shard, docs, length)
          SELECT $1, -pg_catalog.count(*), -COALESCE(pg_catalog.sum(dl), 0) FROM d
          ON CONFLICT (shard) DO UPDATE
@@ -165,11 +169,11 @@ fn delete(client: &mut SpiClient<'_>, t: &Layout, x: &IndexTables, rows: &str) {
         .unwrap_or_else(spi_failed(F));
 }
 
-/// Rows waiting for a merge: unmerged rows and dead rows (counted up to the threshold).
+/// Rows waiting for a merge: unmerged rows and deleted ones (counted up to the threshold).
 fn pending(client: &SpiClient<'_>, x: &IndexTables) -> i64 {
     let sql = format!(
         "SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {} WHERE NOT merged LIMIT $1) a)
-              + (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {} LIMIT $1) b)",
+              + (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT docno FROM {} LIMIT $1) b)",
         x.docs, x.dead
     );
     let p = plan(client, &sql, &[crate::spi::INT8], false);
@@ -231,23 +235,23 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
                 .filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??)))
                 .collect()
         };
-        let dead: Vec<(i32, Vec<String>)> = {
+        // deleted rows' postings: a round takes whole rows (a row has ~100 of them)
+        let dead: Vec<(i32, String)> = {
             let p = plan(
                 client,
                 &format!(
-                    "SELECT docno, lexemes FROM {} ORDER BY docno LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    x.dead
+                    "SELECT docno, lexeme FROM {dead}
+                      WHERE docno IN (SELECT DISTINCT docno FROM {dead} ORDER BY docno LIMIT $1)
+                      FOR UPDATE SKIP LOCKED",
+                    dead = x.dead
                 ),
                 &[crate::spi::INT8],
                 true,
             );
             client
-                .update(&*p, None, &[ROUND.into()])
+                .update(&*p, None, &[(ROUND / 100).max(1).into()])
                 .unwrap_or_else(spi_failed(func))
-                .filter_map(|r| {
-                    let lexemes: Vec<Option<String>> = r.get(2).ok()??;
-                    Some((r.get(1).ok()??, lexemes.into_iter().flatten().collect()))
-                })
+                .filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??)))
                 .collect()
         };
         if docs.is_empty() && dead.is_empty() {
@@ -287,10 +291,8 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
             }
         }
         let mut removes: HashMap<String, HashSet<u32>> = HashMap::new();
-        for (d, lexemes) in &dead {
-            for l in lexemes {
-                removes.entry(l.clone()).or_default().insert(*d as u32);
-            }
+        for (d, l) in &dead {
+            removes.entry(l.clone()).or_default().insert(*d as u32);
         }
         let written = fold(client, func, x, adds, removes);
         let p = plan(
@@ -311,21 +313,28 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
         client
             .update(&*p, None, &[docnos.into()])
             .unwrap_or_else(spi_failed(func));
-        let deadnos: Vec<i32> = dead.iter().map(|d| d.0).collect();
+        let (dead_l, dead_d): (Vec<String>, Vec<i32>) =
+            dead.iter().map(|(d, l)| (l.clone(), *d)).unzip();
         let p = plan(
             client,
-            &format!("DELETE FROM {} WHERE docno = ANY($1)", x.dead),
-            &[INT4_ARRAY],
+            &format!(
+                "DELETE FROM {} g
+                  USING ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::int4[])) r(l, d)
+                  WHERE g.lexeme = r.l AND g.docno = r.d",
+                x.dead
+            ),
+            &[TEXT_ARRAY, INT4_ARRAY],
             true,
         );
         client
-            .update(&*p, None, &[deadnos.into()])
+            .update(&*p, None, &[dead_l.into(), dead_d.into()])
             .unwrap_or_else(spi_failed(func));
+        let dead_rows: HashSet<i32> = dead.iter().map(|d| d.0).collect();
         total.rows += docs.len();
-        total.dead += dead.len();
+        total.dead += dead_rows.len();
         total.lexemes += written.0;
         total.blocks_written += written.1;
-        if (docs.len() as i64) < ROUND && (dead.len() as i64) < ROUND {
+        if (docs.len() as i64) < ROUND && (dead_rows.len() as i64) < (ROUND / 100).max(1) {
             break;
         }
     }

@@ -21,8 +21,9 @@
 //! - `blocks`: each lexeme's merged postings in docno order, in blocks of up to 128 (256
 //!   before a split) keyed by (lexeme, slot); slot 0 also holds the lexeme's document
 //!   frequency and every block's header (range, size, largest tf, smallest length).
-//! - `dead`: merged rows deleted since, with their lexemes (their postings come out at the
-//!   next merge; searches skip them meanwhile).
+//! - `dead`: the postings (lexeme, docno) of merged rows deleted since: they come out of
+//!   their blocks at the next merge; searches skip them, and leave them out of each term's
+//!   document frequency, meanwhile.
 //! - `stats`: row count and total length in shards, so concurrent writers rarely wait for
 //!   each other.
 mod build;
@@ -61,7 +62,7 @@ pub fn describe(client: &SpiClient<'_>, func: &str, c: &Collection) -> Value {
                          'built', true, 'version', {TEXT_INDEX_VERSION},
                          'rows', (SELECT COALESCE(pg_catalog.sum(docs), 0) FROM {stats}),
                          'unmerged', (SELECT pg_catalog.count(*) FROM {docs} WHERE NOT merged),
-                         'deleted', (SELECT pg_catalog.count(*) FROM {dead}),
+                         'deleted', (SELECT pg_catalog.count(DISTINCT docno) FROM {dead}),
                          'size_bytes', (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(r))
                                           FROM pg_catalog.unnest(ARRAY[{d}::regclass, {l}::regclass,
                                                {b}::regclass, {g}::regclass, {s}::regclass]) r))",
