@@ -1,12 +1,14 @@
 # qortex — the two commands are `make run` and `make test` (see README.md).
+# PG_MAJOR=18 make run | test: the same for PostgreSQL 18 (its own cluster and port).
 PG_MAJOR   ?= 15
-PG_CONFIG  ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
-PORT       ?= 28815
+PORT       ?= 288$(PG_MAJOR)
 DB         ?= qortex
-DEV_DIR    := .pg/dev
-export PG_MAJOR PG_CONFIG
+DEV_DIR    := .pg/dev$(if $(filter-out 15,$(PG_MAJOR)),-$(PG_MAJOR))
+export PG_MAJOR
 
-PSQL       := $(shell $(PG_CONFIG) --bindir)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
+# asked when used (after setup has installed it): scripts/pg-config.sh picks the pg_config
+BIN         = $(shell scripts/pg-config.sh | xargs -I{} {} --bindir)
+PSQL        = $(BIN)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
 
 .PHONY: setup install run stop test bench clean
 
@@ -26,7 +28,7 @@ run: setup
 	@echo
 	@echo "qortex is running (data in $(DEV_DIR)/, stop it with 'make stop'). Connect with:"
 	@echo
-	@echo "  $(shell $(PG_CONFIG) --bindir)/psql -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres $(DB)"
+	@echo "  $(BIN)/psql -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres $(DB)"
 	@echo
 
 stop:

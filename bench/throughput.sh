@@ -10,8 +10,9 @@
 set -euo pipefail
 T=${1:-15}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$(/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config --bindir)
-export PGHOST=${PGHOST:-$ROOT/.pg/dev/run} PGPORT=${PGPORT:-28815} PGDATABASE=${PGDATABASE:-qortex} PGUSER=${PGUSER:-postgres}
+BIN=$("$("$ROOT/scripts/pg-config.sh")" --bindir)
+M=${PG_MAJOR:-15}
+export PGHOST=${PGHOST:-$ROOT/.pg/dev$([ "$M" = 15 ] || echo "-$M")/run} PGPORT=${PGPORT:-288$M} PGDATABASE=${PGDATABASE:-qortex} PGUSER=${PGUSER:-postgres}
 export PGOPTIONS="-c synchronous_commit=off"
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 

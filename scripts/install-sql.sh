@@ -6,7 +6,7 @@
 #   scripts/install-sql.sh [DEST]   (default: the extension folder of $PG_CONFIG)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config}
+PG_CONFIG=$("$(dirname "${BASH_SOURCE[0]}")/pg-config.sh")
 dest=${1:-$("$PG_CONFIG" --sharedir)/extension}
 sudo=; [ "$(id -u)" -eq 0 ] || [ -w "$dest" ] || sudo=sudo
 $sudo install -m 644 "$ROOT"/sql/upgrade/qortex--*--*.sql "$ROOT"/sql/released/qortex--*.sql "$dest/"

@@ -7,12 +7,12 @@
 # crash. Renaming the old file away first keeps their copy intact (the file lives on until
 # they exit) and the new build goes into a new file. A server that preloads qortex must
 # restart, though: its new backends would load the new file beside the preloaded old one.
-# The repo's own running clusters (.pg/*) are restarted here; others are listed.
+# The repo's own running clusters (.pg/*) of this major are restarted here; others are listed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config}
+PG_CONFIG=$(scripts/pg-config.sh)
 sudo=(); pgrx_sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); pgrx_sudo=(--sudo); fi
 
@@ -28,8 +28,9 @@ scripts/install-sql.sh
 
 BIN=$("$PG_CONFIG" --bindir)
 as_owner() { if [ "$(id -u)" -eq 0 ]; then sudo -u postgres -- "$@"; else "$@"; fi; }
+MAJOR=$("$PG_CONFIG" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
 for data in "$ROOT"/.pg/*/data; do
-    [ -f "$data/postmaster.pid" ] || continue
+    [ -f "$data/postmaster.pid" ] && [ "$(cat "$data/PG_VERSION")" = "$MAJOR" ] || continue
     if as_owner "$BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_owner "$BIN/pg_ctl" -D "$data" -m fast -w restart -l "$(dirname "$data")/server.log" >/dev/null
         echo "[install] restarted the server in ${data%/data} so it runs the new build"

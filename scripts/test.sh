@@ -6,10 +6,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PG_MAJOR=${PG_MAJOR:-15}
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+PG_CONFIG=$(scripts/pg-config.sh)
 export PG_MAJOR PG_CONFIG
-TEST_PORT=${QORTEX_TEST_PORT:-28816}
-TEST_DIR=.pg/test
+# each major its own cluster and port (15: .pg/test on 28816; 18: .pg/test-18 on 28819)
+TEST_PORT=${QORTEX_TEST_PORT:-$((28801 + PG_MAJOR))}
+TEST_DIR=.pg/test$([ "$PG_MAJOR" = 15 ] || echo "-$PG_MAJOR")
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -21,9 +22,9 @@ step "#[pg_test]s inside PostgreSQL $PG_MAJOR"
 scripts/install.sh --move-old-only  # cargo pgrx test installs over qortex.so in place
 if [ "$(id -u)" -eq 0 ]; then
     # PostgreSQL refuses to run as root: pgrx initdb's and starts its server as `postgres`.
-    mkdir -p target/pgrx-test-data
-    chown postgres: target/pgrx-test-data
-    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$ROOT/target/pgrx-test-data"
+    mkdir -p "target/pgrx-test-data-$PG_MAJOR"
+    chown postgres: "target/pgrx-test-data-$PG_MAJOR"
+    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$ROOT/target/pgrx-test-data-$PG_MAJOR"
 else
     cargo pgrx test "pg$PG_MAJOR"
 fi

@@ -16,6 +16,7 @@
 //! The table's column layout is checked on every call, so a changed table is an error
 //! rather than misread.
 use crate::errors::error;
+use crate::pg_compat;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum};
@@ -68,7 +69,7 @@ unsafe fn open_key(
 ) -> pg_sys::Relation {
     unsafe {
         check_layout(func, rel, columns);
-        let index_oid = pg_sys::RelationGetPrimaryKeyIndex(rel);
+        let index_oid = pg_compat::primary_key_index(rel);
         if index_oid == pg_sys::InvalidOid {
             altered(func, "has no primary key");
         }
@@ -103,7 +104,7 @@ pub fn stored_states(learner: &str, ctx: &str, arms: &[String]) -> Vec<Option<(f
             key_init(&mut keys[i], i + 1, collation(i), v);
         }
         let snapshot = pg_sys::GetActiveSnapshot();
-        let scan = pg_sys::index_beginscan(rel, index, snapshot, 2, 0);
+        let scan = pg_compat::index_beginscan(rel, index, snapshot, 2);
         let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
         let mut out = vec![None; arms.len()];
         let wanted: HashMap<&str, usize> = arms
@@ -131,7 +132,7 @@ pub fn stored_states(learner: &str, ctx: &str, arms: &[String]) -> Vec<Option<(f
         }
         pg_sys::index_endscan(scan);
         if !complete {
-            let scan = pg_sys::index_beginscan(rel, index, snapshot, 3, 0);
+            let scan = pg_compat::index_beginscan(rel, index, snapshot, 3);
             for (i, arm) in arms.iter().enumerate() {
                 if out[i].is_some() {
                     continue;
@@ -211,7 +212,7 @@ unsafe fn check_layout(func: &str, rel: pg_sys::Relation, columns: usize) {
                 .iter()
                 .enumerate()
                 .all(|(i, (name, typ))| {
-                    let att = (*desc).attrs.as_ptr().add(i);
+                    let att = pg_compat::attribute(desc, i);
                     !(*att).attisdropped
                         && (*att).atttypid == *typ
                         && CStr::from_ptr((*att).attname.data.as_ptr()) == *name
@@ -269,7 +270,7 @@ pub fn update_in_place(
         (*rte).relid = oid;
         (*rte).relkind = (*(*rel).rd_rel).relkind;
         (*rte).rellockmode = lock;
-        pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast()));
+        pg_compat::init_range_table(estate, rte);
         let info = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
             as *mut pg_sys::ResultRelInfo;
         (*info).type_ = pg_sys::NodeTag::T_ResultRelInfo;
@@ -282,7 +283,7 @@ pub fn update_in_place(
         for (i, v) in [learner, ctx, arm].iter().enumerate() {
             key_init(&mut keys[i], i + 1, collation(i), v);
         }
-        let scan = pg_sys::index_beginscan(rel, index, snapshot, 3, 0);
+        let scan = pg_compat::index_beginscan(rel, index, snapshot, 3);
         pg_sys::index_rescan(scan, keys.as_mut_ptr(), 3, std::ptr::null_mut(), 0);
         let mut out = None;
         if next(scan, found) {
@@ -363,13 +364,7 @@ unsafe fn write_update(
         }
         pg_sys::ExecStoreVirtualTuple(new);
         let mut epq: pg_sys::EPQState = std::mem::zeroed();
-        pg_sys::EvalPlanQualInit(
-            &mut epq,
-            estate,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            -1,
-        );
+        pg_compat::epq_init(&mut epq, estate);
         epq.origslot = old;
         pg_sys::ExecSimpleRelationUpdate(info, estate, &mut epq, old, new);
         pg_sys::EvalPlanQualEnd(&mut epq);

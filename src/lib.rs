@@ -4,11 +4,13 @@
 //! Everything computable without a server lives in the `qortex-core` crate.
 ::pgrx::pg_module_magic!(name, version);
 
-// Infrastructure every capability uses: errors, SPI, caches, settings, counters.
+// Infrastructure every capability uses: errors, SPI, caches, settings, counters, and the
+// server internals that differ between PostgreSQL majors.
 mod cache;
 mod counters;
 mod errors;
 mod owner;
+mod pg_compat;
 mod settings;
 mod spi;
 

@@ -22,8 +22,9 @@ def run(cmd, dbname, cwd=ROOT):
 
 
 def psql():
-    """The psql of the server under test (scripts/test.sh exports PG_CONFIG)."""
-    pg_config = os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config")
+    """The psql of the server under test (of PG_CONFIG or PG_MAJOR, as scripts/test.sh's)."""
+    pg_config = subprocess.run([str(ROOT / "scripts" / "pg-config.sh")], capture_output=True,
+                               text=True, check=True).stdout.strip()
     bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
                             check=True).stdout.strip()
     return str(pathlib.Path(bindir) / "psql")

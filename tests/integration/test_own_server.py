@@ -13,7 +13,8 @@ from psycopg.types.json import Jsonb
 from conftest import ROOT
 
 PORT = int(os.environ.get("QORTEX_TEST_PORT", "28816")) + 1
-DIR = ROOT / ".pg" / "test-own"
+MAJOR = os.environ.get("PG_MAJOR", "15")
+DIR = ROOT / ".pg" / ("test-own" if MAJOR == "15" else f"test-own-{MAJOR}")
 
 
 def own(dbname="postgres"):
