@@ -40,11 +40,13 @@ fn check_new_name(client: &SpiClient<'_>, func: &str, name: &str) {
     }
 }
 
-/// The canonical name of a text search configuration, or 22023 naming `arg`.
+/// The canonical name of a text search configuration, or 22023 naming `arg`: qualified
+/// unless it is in pg_catalog, so it names the same configuration under any search_path.
 fn text_config(client: &SpiClient<'_>, func: &str, arg: &str, name: &str) -> String {
     let p = plan(
         client,
-        "SELECT c.oid::pg_catalog.regconfig::text
+        "SELECT CASE WHEN n.nspname = 'pg_catalog' THEN pg_catalog.quote_ident(c.cfgname)
+                     ELSE pg_catalog.format('%I.%I', n.nspname, c.cfgname) END
            FROM pg_catalog.pg_ts_config c
            JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
           WHERE (n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.cfgname = $1)
@@ -224,7 +226,7 @@ fn insert_collection(
         client,
         "INSERT INTO qortex.collections
                 (name, kind, source, documents, dimensions, distance, text_config, columns, options)
-         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7::regconfig, $8, $9)",
+         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7, $8, $9)",
         &[TEXT, TEXT, TEXT, TEXT, INT4, TEXT, TEXT, JSONB, JSONB],
         true,
     );

@@ -14,7 +14,9 @@ CREATE TABLE qortex.collections (
     documents   REGCLASS,
     dimensions  INT NOT NULL CHECK (dimensions > 0),
     distance    TEXT NOT NULL CHECK (distance IN ('cosine', 'l2', 'ip')),
-    text_config REGCONFIG NOT NULL,
+    -- a text search configuration, qualified unless in pg_catalog (text, not regconfig:
+    -- pg_upgrade refuses tables with reg* columns other than regclass, regtype, regrole)
+    text_config TEXT NOT NULL,
     columns     JSONB NOT NULL,
     options     JSONB NOT NULL DEFAULT '{}',
     created_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),

@@ -25,6 +25,16 @@ BEGIN
     END LOOP;
 END $$;
 DROP FUNCTION qortex.text_index_stale();
+
+-- text_config as its name, not regconfig, so pg_upgrade can carry the table (it refuses
+-- reg* columns whose OIDs it does not keep)
+ALTER TABLE qortex.collections ALTER COLUMN text_config TYPE text
+    USING text_config::oid::text;
+UPDATE qortex.collections x
+   SET text_config = CASE WHEN n.nspname = 'pg_catalog' THEN pg_catalog.quote_ident(c.cfgname)
+                          ELSE pg_catalog.format('%I.%I', n.nspname, c.cfgname) END
+  FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+ WHERE c.oid = x.text_config::oid;
 ALTER TABLE qortex.collections DROP COLUMN text_index_stale;
 UPDATE qortex.collections SET text_index = NULL, text_index_stats = NULL;
 
