@@ -171,8 +171,9 @@ def methods(coll, table, opts, pred, tsv):
                           f"10, '{json.dumps(opts)}')", None),
         "bare (planner)": (f"SELECT id FROM {table} {where} "
                            f"ORDER BY {emb} <=> %(emb)s::vector LIMIT 10", None),
+        # (its own text: a prepared statement keeps the plan made under its own settings)
         "bare (index)": (f"SELECT id FROM {table} {where} "
-                         f"ORDER BY {emb} <=> %(emb)s::vector LIMIT 10", "index"),
+                         f"ORDER BY {emb} <=> %(emb)s::vector LIMIT 10 /* index */", "index"),
         "SQL RRF": (latency.RRF.replace("fts", tsv).format(t=table, where=rrf_where), None),
     }
 
