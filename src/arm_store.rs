@@ -343,7 +343,16 @@ unsafe fn write_update(
         };
         let (a, b, total) = (f(3) + r, f(4) + (1.0 - r), f(6) + r);
         let (p, pn) = get(5);
-        let pulls = i32::from_datum(p, pn).unwrap_or(0).saturating_add(1);
+        // as the SQL path's `pulls + 1` does: 22003, not a count that silently stops
+        let pulls = i32::from_datum(p, pn)
+            .unwrap_or(0)
+            .checked_add(1)
+            .unwrap_or_else(|| {
+                crate::errors::raise(
+                    PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                    "qortex_observe: integer out of range: the arm's pulls would exceed 2147483647",
+                )
+            });
         let new = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
         pg_sys::ExecClearTuple(new);
         for i in 0..natts {

@@ -10,7 +10,7 @@
 //! values are bound parameters.
 use crate::cache::Cache;
 use crate::errors::{data_error, error};
-use crate::spi::{plan, spi_failed, INT2, OID, TEXT};
+use crate::spi::{plan, spi_failed, INT2, OID, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -29,18 +29,22 @@ pub struct Collection {
     pub dimensions: i32,
     pub distance: Distance,
     pub text_config: String,
-    /// role → attribute number of `source`
+    /// role → the name its column had when mapped (for errors about a missing one)
     pub columns: Map<String, Value>,
+    /// role → (attribute number, name) of its column now; absent: the column is gone
+    pub resolved: HashMap<String, (i16, String)>,
     /// The BM25 index's docs table and what its build recorded.
     pub text_index: Option<(String, Value)>,
 }
 
 impl Collection {
     pub fn attnum(&self, role: &str) -> Option<i16> {
-        self.columns
-            .get(role)
-            .and_then(Value::as_i64)
-            .map(|n| n as i16)
+        self.resolved.get(role).map(|r| r.0)
+    }
+
+    /// The name the column mapped as `role` had when mapped, if a column is.
+    pub fn column(&self, role: &str) -> Option<&str> {
+        self.columns.get(role)?.get("name")?.as_str()
     }
 
     pub fn kind(&self) -> &'static str {
@@ -67,7 +71,17 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
     let p = plan(
         client,
         "SELECT kind, source::oid, documents::oid, dimensions, distance, text_config::text,
-                columns, text_index::text, text_index_stats
+                columns, text_index::text, text_index_stats,
+                -- each role's column now: by attribute number while the table is the one
+                -- registered (a rename keeps working), by name once it is another
+                (SELECT pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_array(
+                            a.attnum, a.attname::text))
+                   FROM pg_catalog.jsonb_each(columns) m
+                   JOIN pg_catalog.pg_attribute a
+                     ON a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+                    AND CASE WHEN source::oid = source_oid
+                             THEN a.attnum = (m.value->>'attnum')::int2
+                             ELSE a.attname = m.value->>'name' END)
            FROM qortex.collections WHERE name = $1",
         &[TEXT],
         false,
@@ -97,6 +111,13 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
             .ok()
             .flatten()
             .zip(row.get::<JsonB>(9).ok().flatten().map(|j| j.0)),
+        resolved: match row.get::<JsonB>(10).ok().flatten() {
+            Some(JsonB(Value::Object(m))) => m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, (v[0].as_i64()? as i16, v[1].as_str()?.to_owned()))))
+                .collect(),
+            _ => HashMap::new(),
+        },
     }
 }
 
@@ -153,23 +174,6 @@ pub fn source_name(client: &SpiClient<'_>, func: &str, c: &Collection) -> String
         ))
         .raise()
     })
-}
-
-/// The quoted name of a column of `rel`, by attribute number.
-pub fn column_name(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> Option<String> {
-    let p = plan(
-        client,
-        "SELECT attname::text FROM pg_catalog.pg_attribute
-          WHERE attrelid = $1 AND attnum = $2 AND NOT attisdropped",
-        &[OID, INT2],
-        false,
-    );
-    client
-        .select(&*p, Some(1), &[rel.into(), attnum.into()])
-        .unwrap_or_else(spi_failed("qortex"))
-        .next()
-        .and_then(|r| r.get::<String>(1).ok().flatten())
-        .map(quote_identifier)
 }
 
 /// pgvector's schema (quoted) and its `vector` type, for names in generated SQL and the
@@ -276,6 +280,35 @@ impl IndexTables {
             stats: t("stats"),
             docno: t("docno"),
         }
+    }
+
+    /// The OIDs of the index's tables, or None if any of them is missing (dropped by hand):
+    /// the index is then not used, its triggers do nothing, and qortex_collections() says
+    /// to rebuild it.
+    pub fn present(&self, client: &SpiClient<'_>, func: &str) -> Option<Vec<pg_sys::Oid>> {
+        let names = [
+            &self.docs,
+            &self.delta,
+            &self.blocks,
+            &self.dead,
+            &self.stats,
+            &self.docno,
+        ];
+        let p = plan(
+            client,
+            "SELECT pg_catalog.to_regclass(n)::oid FROM pg_catalog.unnest($1::text[]) n",
+            &[TEXT_ARRAY],
+            false,
+        );
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        // (as the owner: looking a name up needs USAGE on its schema)
+        crate::owner::as_owner(|| {
+            client
+                .select(&*p, None, &[names.into()])
+                .unwrap_or_else(spi_failed(func))
+                .map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
+                .collect()
+        })
     }
 
     /// 22000 for an index whose stored bytes do not decode.
@@ -428,15 +461,22 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         collections_oid = r.get::<pg_sys::Oid>(7).ok().flatten().unwrap_or_default();
     }
     let col = |role: &str| -> Option<(String, String, String)> {
-        let attnum = c.attnum(role)?;
-        Some(cols.get(&attnum).cloned().unwrap_or_else(|| {
-            error(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("{func}: collection \"{name}\": the column mapped as {role} was dropped"),
-            )
-            .hint("register the collection again")
-            .raise()
-        }))
+        let column = c.column(role)?;
+        Some(
+            c.attnum(role)
+                .and_then(|a| cols.get(&a).cloned())
+                .unwrap_or_else(|| {
+                    error(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                        format!(
+                    "{func}: collection \"{name}\": table {table} has no column {column:?} \
+                     (mapped as {role}): it was dropped"
+                ),
+                    )
+                    .hint("register the collection again with the table's columns")
+                    .raise()
+                }),
+        )
     };
     let q = |(n, _, _): &(String, String, String)| quote_identifier(n);
     let (id, embedding) = match (col("id"), col("embedding")) {
@@ -491,9 +531,25 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
     .flatten()
     .map(q)
     .collect();
+    let mut relations = vec![c.source, collections_oid];
+    relations.extend(c.documents);
+    // the BM25 index if its build is of this layout and all its tables are there; their
+    // OIDs are watched, so dropping one by hand drops this layout from every cache
+    let index_tables = c
+        .text_index
+        .as_ref()
+        .filter(|(_, stats)| stats["version"].as_i64() == Some(TEXT_INDEX_VERSION))
+        .and_then(|_| {
+            let x = IndexTables::of(name);
+            let oids = x.present(client, func)?;
+            Some((x, oids))
+        });
+    if let Some((_, oids)) = &index_tables {
+        relations.extend(oids);
+    }
     let t = Layout {
         name: name.to_owned(),
-        table,
+        table: table.clone(),
         source: c.source,
         managed: c.managed,
         documents: c.documents.and_then(|o| relation_name(client, o)),
@@ -511,19 +567,13 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         user_id,
         is_global: col("is_global").map(|g| q(&g)),
         document_id: col("document_id").map(|d| q(&d)),
-        text_index: c
-            .text_index
-            .as_ref()
-            .filter(|(_, stats)| stats["version"].as_i64() == Some(TEXT_INDEX_VERSION))
-            .map(|_| IndexTables::of(name)),
+        text_index: index_tables.map(|(x, _)| x),
         watch,
         unique_id,
         vector_index,
         vector_schema,
         vector_type,
     };
-    let mut relations = vec![c.source, collections_oid];
-    relations.extend(c.documents);
     (Rc::new(t), relations)
 }
 
@@ -544,15 +594,35 @@ pub fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool 
         .is_some()
 }
 
-/// The row count of a table (quoted name), for describing collections.
-pub fn count_rows(client: &SpiClient<'_>, table: &str) -> i64 {
+/// The rows of `table` the caller can see, or None if it may not read the table (a
+/// description of every collection must not fail on one the caller cannot read).
+pub fn count_rows(client: &SpiClient<'_>, table: &str) -> Option<i64> {
+    let p = plan(
+        client,
+        "SELECT pg_catalog.has_table_privilege($1::regclass, 'SELECT')",
+        &[TEXT],
+        false,
+    );
+    let readable = client
+        .select(&*p, Some(1), &[table.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .first()
+        .get_one::<bool>()
+        .ok()
+        .flatten()
+        == Some(true);
+    if !readable {
+        return None;
+    }
     client
         .select(
             &format!("SELECT pg_catalog.count(*) FROM {table}"),
             Some(1),
             &[],
         )
+        .unwrap_or_else(spi_failed("qortex"))
+        .first()
+        .get_one::<i64>()
         .ok()
-        .and_then(|t| t.first().get_one::<i64>().ok().flatten())
-        .unwrap_or(0)
+        .flatten()
 }

@@ -91,7 +91,7 @@ pub fn data_error(message: impl Into<String>) -> ! {
 }
 
 /// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
-pub fn object_arg(func: &str, arg: &str, v: Option<pgrx::JsonB>) -> serde_json::Value {
+pub fn object_arg(func: &str, arg: &str, v: Option<crate::jsonb::Jsonb>) -> serde_json::Value {
     match v.map(|j| j.0) {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(v @ serde_json::Value::Object(_)) => v,
@@ -111,4 +111,30 @@ pub fn internal(func: &str, what: impl std::fmt::Display) -> ! {
         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         format!("{func}: internal error: {what}"),
     )
+}
+
+/// A function that writes refuses to start where nothing can be written, with the SQLSTATE
+/// PostgreSQL gives any write there (25006): on a hot standby (a write would otherwise fail
+/// deep inside with an internal error about transaction ids), and in a read-only
+/// transaction.
+pub fn require_writable(func: &str) {
+    // SAFETY: reads of the server's state, valid in any backend
+    let (standby, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+    if standby {
+        error(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("{func} writes, and this server is a standby in recovery"),
+        )
+        .hint(
+            "call it on the primary; reads such as hybrid_search and qortex_select_arms work here",
+        )
+        .raise();
+    }
+    if read_only {
+        error(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("{func} writes, and this transaction is read-only"),
+        )
+        .raise();
+    }
 }

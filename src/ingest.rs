@@ -16,11 +16,12 @@ use std::panic::AssertUnwindSafe;
 #[pg_extern(volatile)]
 fn qortex_ingest(
     collection: Option<String>,
-    document: Option<JsonB>,
-    chunks: Option<JsonB>,
+    document: Option<crate::jsonb::Jsonb>,
+    chunks: Option<crate::jsonb::Jsonb>,
     job_id: default!(Option<i64>, "NULL"),
 ) -> Option<i64> {
     const F: &str = "qortex_ingest";
+    crate::errors::require_writable(F);
     let name = required(F, "collection", collection);
     let document = required(F, "document", document).0;
     let chunks = required(F, "chunks", chunks).0;
@@ -276,9 +277,10 @@ fn record(
 fn qortex_job_create(
     collection: Option<String>,
     total_documents: Option<i32>,
-    metadata: default!(Option<JsonB>, "'{}'"),
+    metadata: default!(Option<crate::jsonb::Jsonb>, "'{}'"),
 ) -> i64 {
     const F: &str = "qortex_job_create";
+    crate::errors::require_writable(F);
     let name = required(F, "collection", collection);
     let total = required(F, "total_documents", total_documents);
     if total < 0 {
@@ -355,6 +357,7 @@ fn qortex_job_status(job_id: Option<i64>) -> JsonB {
 #[pg_extern(volatile)]
 fn qortex_delete_document(collection: Option<String>, document_id: Option<i64>) -> bool {
     const F: &str = "qortex_delete_document";
+    crate::errors::require_writable(F);
     let name = required(F, "collection", collection);
     let id = required(F, "document_id", document_id);
     Spi::connect_mut(|client| {

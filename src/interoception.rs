@@ -153,7 +153,7 @@ fn query_id_arg(func: &str, q: Option<String>) -> Option<String> {
 /// `{"<id>": "accepted" | "rejected" | "partial", ...}`: all valid, or nothing applied.
 #[pg_extern(volatile, name = "interoception_update")]
 fn interoception_update_map(
-    outcomes: Option<JsonB>,
+    outcomes: Option<crate::jsonb::Jsonb>,
     query_id: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
@@ -165,6 +165,7 @@ fn interoception_update_map(
     ),
 > {
     const F: &str = "interoception_update";
+    crate::errors::require_writable(F);
     let query_id = query_id_arg(F, query_id);
     let pairs = io::parse_outcome_map(&required(F, "outcomes", outcomes).0)
         .unwrap_or_else(|e| invalid_param(F, e));
@@ -187,6 +188,7 @@ fn interoception_update_ids(
     ),
 > {
     const F: &str = "interoception_update";
+    crate::errors::require_writable(F);
     let query_id = query_id_arg(F, query_id);
     let o = Outcome::parse("outcome", &required(F, "outcome", outcome))
         .unwrap_or_else(|e| invalid_param(F, e));
@@ -212,6 +214,7 @@ fn interoception_update_ids(
 #[pg_extern(volatile)]
 fn interoception_decay(factor: Option<f64>) -> i64 {
     const F: &str = "interoception_decay";
+    crate::errors::require_writable(F);
     let f = required(F, "factor", factor);
     qortex_core::check_decay_factor(f).unwrap_or_else(|e| invalid_param(F, e));
     Spi::connect_mut(|client| {
@@ -239,6 +242,7 @@ fn interoception_record_edges(
     min_similarity: default!(Option<f64>, 0.7),
 ) -> i32 {
     const F: &str = "interoception_record_edges";
+    crate::errors::require_writable(F);
     let name = required(F, "collection", collection);
     let threshold = required(F, "min_similarity", min_similarity);
     if !(-1.0..=1.0).contains(&threshold) {
@@ -341,6 +345,7 @@ fn interoception_flush(
     ),
 > {
     const F: &str = "interoception_flush";
+    crate::errors::require_writable(F);
     let min_hits = required(F, "min_hits", min_hits);
     let min_avg = required(F, "min_avg_score", min_avg_score);
     if min_hits < 1 {

@@ -113,8 +113,9 @@ fn state_row(s: ArmState) -> (f64, f64, i32, f64, f64) {
 
 /// Set (merge) a learner's configuration and return the effective one.
 #[pg_extern(volatile)]
-fn qortex_learner_configure(learner: Option<String>, config: Option<JsonB>) -> JsonB {
+fn qortex_learner_configure(learner: Option<String>, config: Option<crate::jsonb::Jsonb>) -> JsonB {
     const F: &str = "qortex_learner_configure";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let patch = config.map(|j| j.0).unwrap_or(Value::Null);
     Spi::connect_mut(|client| {
@@ -144,7 +145,7 @@ fn qortex_learner_configure(learner: Option<String>, config: Option<JsonB>) -> J
 
 /// The stored `context_hash` of a context: `'default'` for NULL or `{}`.
 #[pg_extern(immutable, parallel_safe)]
-fn qortex_context_hash(context: Option<JsonB>) -> String {
+fn qortex_context_hash(context: Option<crate::jsonb::Jsonb>) -> String {
     hash_arg(
         "qortex_context_hash",
         "context",
@@ -168,7 +169,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 fn qortex_select_arms(
     learner: Option<String>,
     arms: Option<Vec<Option<String>>>,
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
     k: default!(Option<i32>, 1),
     token_costs: default!(Option<Vec<Option<i32>>>, "NULL"),
     token_budget: default!(Option<i32>, "NULL"),
@@ -331,7 +332,7 @@ fn qortex_observe(
     arm_id: Option<String>,
     outcome: default!(Option<String>, "NULL"),
     reward: default!(Option<f64>, "NULL"),
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -343,6 +344,7 @@ fn qortex_observe(
     ),
 > {
     const F: &str = "qortex_observe";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let arm_id = required(F, "arm_id", arm_id);
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
@@ -411,8 +413,9 @@ ON CONFLICT (learner_name, context_hash, arm_id) DO UPDATE
 /// Apply many outcomes in one statement: all of them or, if one is invalid, none.
 /// Rows are locked in (context_hash, arm_id) order, so concurrent batches never deadlock.
 #[pg_extern(volatile)]
-fn qortex_observe_batch(learner: Option<String>, outcomes: Option<JsonB>) -> i32 {
+fn qortex_observe_batch(learner: Option<String>, outcomes: Option<crate::jsonb::Jsonb>) -> i32 {
     const F: &str = "qortex_observe_batch";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let items = match required(F, "outcomes", outcomes).0 {
         Value::Array(a) => a,
@@ -586,7 +589,7 @@ fn posteriors(func: &str, learner: &str, ctx: &str) -> Vec<PosteriorRow> {
 fn qortex_top_arms(
     learner: Option<String>,
     k: default!(Option<i32>, 10),
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -621,7 +624,7 @@ fn qortex_top_arms(
 #[pg_extern(stable, parallel_safe)]
 fn qortex_posteriors(
     learner: Option<String>,
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -750,7 +753,7 @@ fn qortex_decay_arm(
     learner: Option<String>,
     arm_id: Option<String>,
     factor: default!(Option<f64>, 0.9),
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -762,6 +765,7 @@ fn qortex_decay_arm(
     ),
 > {
     const F: &str = "qortex_decay_arm";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let arm_id = required(F, "arm_id", arm_id);
     let factor = required(F, "factor", factor);
@@ -778,9 +782,10 @@ fn qortex_decay_arm(
 fn qortex_decay_learner(
     learner: Option<String>,
     factor: Option<f64>,
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> i32 {
     const F: &str = "qortex_decay_learner";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let factor = required(F, "factor", factor);
     let ctx = context.as_ref().map(|j| hash_arg(F, "context", Some(&j.0)));
@@ -793,9 +798,10 @@ fn qortex_decay_learner(
 fn qortex_reset(
     learner: Option<String>,
     arm_ids: default!(Option<Vec<Option<String>>>, "NULL"),
-    context: default!(Option<JsonB>, "NULL"),
+    context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
 ) -> i32 {
     const F: &str = "qortex_reset";
+    crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let arms = arm_ids.map(|v| text_elements(F, "arm_ids", v));
     let ctx: Option<String> = match (&arms, &context) {

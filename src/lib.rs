@@ -9,6 +9,7 @@
 mod cache;
 mod counters;
 mod errors;
+mod jsonb;
 mod owner;
 mod pg_compat;
 mod settings;
@@ -19,6 +20,7 @@ mod catalog;
 
 // Capabilities, one concern each; none imports another (status reads the registry's and
 // interoception's summaries).
+mod access;
 mod arm_store;
 mod ingest;
 mod interoception;

@@ -15,7 +15,7 @@ pub const MAX_MEMORY_CHARS: usize = 65_536;
 fn qortex_remember(
     user_id: Option<String>,
     memory: Option<String>,
-    metadata: default!(Option<JsonB>, "'{}'"),
+    metadata: default!(Option<crate::jsonb::Jsonb>, "'{}'"),
 ) -> TableIterator<
     'static,
     (
@@ -26,6 +26,7 @@ fn qortex_remember(
     ),
 > {
     const F: &str = "qortex_remember";
+    crate::errors::require_writable(F);
     let user = required(F, "user_id", user_id);
     let memory = required(F, "memory", memory);
     let chars = memory.chars().count();

@@ -15,11 +15,17 @@ fn owner() -> pg_sys::Oid {
     if let Some(o) = OWNER.get() {
         return o;
     }
-    let o = Spi::get_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'qortex'",
-    )
-    .ok()
-    .flatten()
+    // (a read-only SPI connection: Spi::get_one would mark the transaction as writing and
+    // assign it a transaction id, which a hot standby refuses)
+    let o = Spi::connect(|c| {
+        c.select(
+            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'qortex'",
+            Some(1),
+            &[],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<pg_sys::Oid>().ok().flatten())
+    })
     .unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     OWNER.set(Some(o));
     o

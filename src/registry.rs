@@ -6,7 +6,7 @@
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal).
-use crate::catalog::{self, column_name, count_rows, indexes, load, quoted, relation_name};
+use crate::catalog::{self, count_rows, indexes, load, quoted, relation_name};
 use crate::errors::{bad_arg, error, internal, invalid_param, raise, required};
 use crate::spi::{plan, run, spi_failed, INT4, JSONB, OID, TEXT};
 use crate::text_index;
@@ -16,6 +16,7 @@ use pgrx::JsonB;
 use qortex_core::collections::{self as spec, CollectionOptions, Distance};
 use qortex_core::ParamError;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 fn check_new_name(client: &SpiClient<'_>, func: &str, name: &str) {
     spec::check_name("name", name).unwrap_or_else(|e| invalid_param(func, e));
@@ -77,9 +78,10 @@ fn text_config(client: &SpiClient<'_>, func: &str, arg: &str, name: &str) -> Str
 fn qortex_create_collection(
     name: Option<String>,
     dimensions: Option<i32>,
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<crate::jsonb::Jsonb>, "'{}'"),
 ) -> JsonB {
     const F: &str = "qortex_create_collection";
+    crate::errors::require_writable(F);
     let name = required(F, "name", name);
     let dims = required(F, "dimensions", dimensions);
     if !(1..=spec::MAX_DIMENSIONS).contains(&dims) {
@@ -162,11 +164,20 @@ fn qortex_create_collection(
         for sql in &ddl {
             run(client, F, sql);
         }
-        let mut columns = attnums(client, &chunks);
-        if let Some(fts) = columns.remove("fts") {
-            columns.insert("tsvector".into(), fts);
-        }
-        columns.remove("chunk_index");
+        // role → column: the managed table's columns are named for their roles
+        let mut columns: Map<String, Value> = [
+            "id",
+            "document_id",
+            "content",
+            "embedding",
+            "metadata",
+            "user_id",
+            "is_global",
+        ]
+        .iter()
+        .map(|c| (c.to_string(), json!(c)))
+        .collect();
+        columns.insert("tsvector".into(), json!("fts"));
         let mut stored_opts = opts.to_json();
         stored_opts["text_config"] = json!(cfg);
         insert_collection(
@@ -187,27 +198,6 @@ fn qortex_create_collection(
     })
 }
 
-/// Column name → attribute number of a table.
-fn attnums(client: &SpiClient<'_>, table: &str) -> Map<String, Value> {
-    let p = plan(
-        client,
-        "SELECT attname::text, attnum FROM pg_catalog.pg_attribute
-          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-        &[TEXT],
-        false,
-    );
-    client
-        .select(&*p, None, &[table.into()])
-        .unwrap_or_else(spi_failed("qortex"))
-        .filter_map(|r| {
-            Some((
-                r.get::<String>(1).ok().flatten()?,
-                json!(r.get::<i16>(2).ok().flatten()?),
-            ))
-        })
-        .collect()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn insert_collection(
     client: &mut SpiClient<'_>,
@@ -225,8 +215,16 @@ fn insert_collection(
     let p = plan(
         client,
         "INSERT INTO qortex.collections
-                (name, kind, source, documents, dimensions, distance, text_config, columns, options)
-         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7, $8, $9)",
+                (name, kind, source, documents, dimensions, distance, text_config, columns,
+                 options, source_oid)
+         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7,
+                 (SELECT pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_object(
+                             'name', a.attname::text, 'attnum', a.attnum))
+                    FROM pg_catalog.jsonb_each_text($8) m
+                    JOIN pg_catalog.pg_attribute a
+                      ON a.attrelid = $3::regclass AND a.attname = m.value
+                     AND a.attnum > 0 AND NOT a.attisdropped),
+                 $9, $3::regclass::oid)",
         &[TEXT, TEXT, TEXT, TEXT, INT4, TEXT, TEXT, JSONB, JSONB],
         true,
     );
@@ -275,9 +273,10 @@ RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 fn qortex_register_collection(
     name: Option<String>,
     source: Option<pg_sys::Oid>,
-    columns: Option<JsonB>,
+    columns: Option<crate::jsonb::Jsonb>,
 ) -> JsonB {
     const F: &str = "qortex_register_collection";
+    crate::errors::require_writable(F);
     let name = required(F, "name", name);
     let source = required(F, "source", source);
     let spec = match required(F, "columns", columns).0 {
@@ -325,6 +324,7 @@ fn qortex_register_collection(
         });
         check_source(client, F, source, &table);
         let mut mapped = Map::new();
+        let mut attnums = HashMap::new();
         let mut dims = 0;
         for (role, types) in ROLES {
             let Some(v) = spec.get(role) else { continue };
@@ -371,7 +371,8 @@ fn qortex_register_collection(
                 }
                 dims = typmod;
             }
-            mapped.insert(role.into(), json!(attnum));
+            mapped.insert(role.into(), json!(col)); // (stored with its attnum)
+            attnums.insert(role, attnum);
         }
         let cfg_name = match spec.get("text_config") {
             None => "english".to_owned(),
@@ -382,7 +383,7 @@ fn qortex_register_collection(
             ),
         };
         let cfg = text_config(client, F, "columns.text_config", &cfg_name);
-        let emb = mapped["embedding"].as_i64().unwrap_or_default() as i16;
+        let emb = attnums["embedding"];
         let from_index = indexes(client, source)
             .into_iter()
             .find(|i| i.attnum == emb && (i.method == "hnsw" || i.method == "ivfflat"))
@@ -466,14 +467,21 @@ fn check_source(client: &SpiClient<'_>, func: &str, oid: pg_sys::Oid, table: &st
         .next()
         .unwrap_or_else(|| internal(func, format!("{table} vanished")));
     let kind = row.get::<String>(1).ok().flatten().unwrap_or_default();
-    if !["r", "p", "m", "v", "f"].contains(&kind.as_str()) {
-        invalid_param(
-            func,
-            ParamError::new(
-                "source",
-                format!("{table} is not a table, view or materialized view"),
-            ),
-        );
+    // a table: its BM25 index is kept by triggers, which views, materialized views and
+    // foreign tables cannot carry (a view was accepted once, and every search failed)
+    if !["r", "p"].contains(&kind.as_str()) {
+        let what = match kind.as_str() {
+            "v" => "a view",
+            "m" => "a materialized view",
+            "f" => "a foreign table",
+            _ => "not a table",
+        };
+        error(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{func}: source: {table} is {what}; only a table can be registered"),
+        )
+        .hint("register the table it reads from; a user_id or filter in hybrid_search's options scopes the rows")
+        .raise();
     }
     if row.get::<bool>(2).ok().flatten() != Some(true) {
         error(
@@ -523,21 +531,18 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             "problem": "its table no longer exists; remove it with qortex_drop_collection",
         });
     };
-    let mut columns = Map::new();
-    for (role, attnum) in &c.columns {
-        if let Some(n) = attnum
-            .as_i64()
-            .and_then(|a| column_name(client, c.source, a as i16))
-        {
-            columns.insert(role.clone(), json!(n));
-        }
-    }
+    let columns: Map<String, Value> = c
+        .resolved
+        .iter()
+        .map(|(role, (_, n))| (role.clone(), json!(quote_identifier(n))))
+        .collect();
     let idx = indexes(client, c.source);
     let role_of = |attnum: i16| {
-        c.columns
+        c.resolved
             .iter()
-            .find(|(_, v)| v.as_i64() == Some(attnum as i64))
+            .filter(|(_, (a, _))| *a == attnum)
             .map(|(k, _)| k.clone())
+            .min()
     };
     let index_json: Vec<Value> = idx
         .iter()
@@ -657,6 +662,7 @@ fn qortex_collections() -> TableIterator<
 #[pg_extern(volatile)]
 fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>, false)) {
     const F: &str = "qortex_drop_collection";
+    crate::errors::require_writable(F);
     let name = required(F, "name", name);
     let drop_data = drop_data.unwrap_or(false);
     Spi::connect_mut(|client| {
@@ -664,7 +670,10 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
         if c.managed {
             let docs = c.documents.and_then(|o| relation_name(client, o));
             let chunks = relation_name(client, c.source);
-            let held = docs.as_deref().map_or(0, |d| count_rows(client, d));
+            let held = docs
+                .as_deref()
+                .and_then(|d| count_rows(client, d))
+                .unwrap_or(0);
             if held > 0 && !drop_data {
                 error(
                     PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,

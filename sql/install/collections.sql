@@ -5,8 +5,11 @@
 
 -- One row per collection. `source` is the chunks table of a managed collection or the
 -- user's own table; `columns` maps each role (id, embedding, content, tsvector, metadata,
--- user_id, is_global, document_id) to an attribute number of `source`, so renaming a
--- column does not break the mapping and no column name is ever stored as SQL text.
+-- user_id, is_global, document_id) to a column of `source` as {"name", "attnum"}. While
+-- `source` is the table registered (its OID is `source_oid`) the attribute number decides,
+-- so renaming a column keeps working; once it is another table of that name (pg_dump and
+-- restore, which do not keep dropped columns and so renumber them) the name decides.
+-- Names are quoted wherever they go into SQL, never stored as SQL text.
 CREATE TABLE qortex.collections (
     name        TEXT PRIMARY KEY,
     kind        TEXT NOT NULL CHECK (kind IN ('managed', 'registered')),
@@ -23,7 +26,9 @@ CREATE TABLE qortex.collections (
     -- The collection's BM25 index (0.4.0: tables in qortex_internal, kept current by
     -- triggers): its docs table, and what its build recorded (layout version, rows).
     text_index       REGCLASS,
-    text_index_stats JSONB
+    text_index_stats JSONB,
+    -- the OID `source` had when the collection was made (0.4.0; see `columns`)
+    source_oid       OID
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.collections', '');
 

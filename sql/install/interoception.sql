@@ -6,7 +6,10 @@ CREATE TABLE qortex.interoception_edges (
     src_id      TEXT NOT NULL,
     tgt_id      TEXT NOT NULL,
     relation    TEXT NOT NULL DEFAULT 'SIMILAR_TO',
-    confidence  DOUBLE PRECISION NOT NULL,
+    -- finite (0.4.0): a NaN here made every graph search fail
+    confidence  DOUBLE PRECISION NOT NULL
+                CONSTRAINT interoception_edges_confidence_finite
+                CHECK (confidence > '-Infinity' AND confidence < 'Infinity'),
     hit_count   INT NOT NULL,
     promoted_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (src_id, tgt_id, relation)

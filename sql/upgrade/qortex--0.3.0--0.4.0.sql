@@ -26,6 +26,29 @@ BEGIN
 END $$;
 DROP FUNCTION qortex.text_index_stale();
 
+-- Columns of a collection's table as {"name", "attnum"}, and the table's OID then: pg_dump
+-- does not keep dropped columns, so after a restore attribute numbers name other columns;
+-- names decide once the table is another one. (A mapped column that no longer exists drops
+-- out of the mapping, as it no longer worked.)
+ALTER TABLE qortex.collections ADD COLUMN source_oid OID;
+UPDATE qortex.collections c
+   SET source_oid = c.source::oid,
+       columns = COALESCE(
+       (SELECT pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_object(
+                   'name', a.attname::text, 'attnum', a.attnum))
+          FROM pg_catalog.jsonb_each_text(c.columns) m
+          JOIN pg_catalog.pg_attribute a
+            ON a.attrelid = c.source AND a.attnum = m.value::int2 AND NOT a.attisdropped),
+       '{}');
+
+-- Edges with a confidence that is not a finite number (NaN sorts above everything in
+-- PostgreSQL and broke every graph search) go; none can be written again.
+DELETE FROM qortex.interoception_edges
+ WHERE NOT (confidence > '-Infinity' AND confidence < 'Infinity');
+ALTER TABLE qortex.interoception_edges
+    ADD CONSTRAINT interoception_edges_confidence_finite
+    CHECK (confidence > '-Infinity' AND confidence < 'Infinity');
+
 -- text_config as its name, not regconfig, so pg_upgrade can carry the table (it refuses
 -- reg* columns whose OIDs it does not keep)
 ALTER TABLE qortex.collections ALTER COLUMN text_config TYPE text
@@ -62,3 +85,11 @@ BEGIN
         END;
     END LOOP;
 END $$;
+
+-- What a role needs to use qortex, granted in one call (docs/operations.md, Security).
+CREATE  FUNCTION "qortex_grant"(
+	"role" TEXT /* Option < String > */
+) RETURNS TEXT[] /* Vec < String > */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_grant_wrapper';

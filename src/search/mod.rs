@@ -21,7 +21,8 @@ use crate::settings;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use qortex_core::hybrid::{castable_id, fuse, graph_boost, text, SearchOptions};
+use qortex_core::collections::Distance;
+use qortex_core::hybrid::{castable_id, fuse, graph_boost, parse_k, text, SearchOptions};
 use qortex_core::ParamError;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -105,7 +106,7 @@ type Row = (
     String,
     Option<String>,
     Option<String>,
-    Option<JsonB>,
+    Option<crate::jsonb::JsonbText>,
     f64,
     Option<i32>,
     Option<f64>,
@@ -135,14 +136,14 @@ fn hybrid_search(
     query_embedding: Option<&[u8]>,
     query_text: Option<String>,
     k: default!(Option<i32>, 10),
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<crate::jsonb::Jsonb>, "'{}'"),
 ) -> TableIterator<
     'static,
     (
         name!(id, String),
         name!(document_id, Option<String>),
         name!(content, Option<String>),
-        name!(metadata, Option<JsonB>),
+        name!(metadata, Option<crate::jsonb::JsonbText>),
         name!(score, f64),
         name!(vector_rank, Option<i32>),
         name!(vector_similarity, Option<f64>),
@@ -163,13 +164,7 @@ fn hybrid_search(
             ),
         );
     }
-    let k = match k {
-        Some(k) if k >= 1 => k as usize,
-        other => invalid_param(
-            F,
-            ParamError::new("k", format!("must be >= 1, got {other:?}")),
-        ),
-    };
+    let k = parse_k(k).unwrap_or_else(|e| invalid_param(F, e));
     let opts = SearchOptions::parse(options.as_ref().map(|j| &j.0))
         .unwrap_or_else(|e| invalid_param(F, e));
     let pool = opts.pool(k);
@@ -196,6 +191,19 @@ fn hybrid_search(
                         "{F}: query_embedding has {dims} dimensions; collection \"{name}\" has {}",
                         t.dims
                     ));
+                }
+                // (pgvector's header: dimensions, unused, then float4s)
+                let zero = bytes[4..]
+                    .chunks_exact(4)
+                    .all(|f| f32::from_ne_bytes([f[0], f[1], f[2], f[3]]) == 0.0);
+                if zero && t.distance == Distance::Cosine {
+                    invalid_param(
+                        F,
+                        ParamError::new(
+                            "query_embedding",
+                            "is all zeros: its cosine similarity to any row is undefined",
+                        ),
+                    );
                 }
                 let started = Instant::now();
                 let (hits, how) =
@@ -288,7 +296,7 @@ fn hybrid_search(
                     f.id,
                     d.document_id,
                     d.content,
-                    d.metadata.map(JsonB),
+                    d.metadata,
                     f.score,
                     f.vector_rank,
                     similarity,

@@ -4,12 +4,11 @@
 use super::vector_leg::{distance_sql, similarity};
 use super::Scope;
 use crate::catalog::Layout;
+use crate::jsonb::JsonbText;
 use crate::spi::{plan, spi_failed, INT8, JSONB, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
-use pgrx::JsonB;
 use qortex_core::hybrid::GRAPH_FANOUT;
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// Each seed's strongest promoted edges, at most `GRAPH_FANOUT` of them: `(seed,
@@ -100,7 +99,7 @@ pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<St
 pub struct Details {
     pub document_id: Option<String>,
     pub content: Option<String>,
-    pub metadata: Option<Value>,
+    pub metadata: Option<JsonbText>,
     /// The row's similarity to the query vector, where it was asked for.
     pub similarity: Option<f64>,
 }
@@ -153,7 +152,7 @@ pub fn details(
                 Details {
                     document_id: r.get::<String>(2).ok().flatten(),
                     content: r.get::<String>(3).ok().flatten(),
-                    metadata: r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
+                    metadata: r.get::<JsonbText>(4).ok().flatten(),
                     similarity: embedding
                         .and_then(|_| r.get::<f64>(5).ok().flatten())
                         .map(|d| similarity(t.distance, d)),

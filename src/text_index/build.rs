@@ -127,6 +127,9 @@ fn create_tables(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) {
 
 /// Drop the index's triggers (from `table`, if it still exists) and its tables.
 pub fn drop_index(client: &mut SpiClient<'_>, func: &str, name: &str, table: Option<&str>) {
+    // (no NOTICE that a table or trigger to drop "does not exist": the first build has none)
+    let quiet = crate::settings::ForCall::new();
+    quiet.set("client_min_messages", "warning");
     if let Some(table) = table {
         for (trigger, ..) in IndexTables::triggers(name) {
             run(
@@ -336,6 +339,7 @@ fn fill(client: &mut SpiClient<'_>, func: &str, t: &Layout, x: &IndexTables) -> 
 #[pg_extern(volatile)]
 fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
     const F: &str = "qortex_refresh_text_index";
+    crate::errors::require_writable(F);
     let name = required(F, "collection", collection);
     Spi::connect_mut(|client| {
         let t = catalog::layout(client, F, &name);

@@ -54,6 +54,11 @@ pub fn describe(client: &SpiClient<'_>, func: &str, c: &Collection) -> Value {
             "built by an earlier qortex in another layout and not used; {rebuild}")});
     }
     let x = IndexTables::of(&c.name);
+    if x.present(client, func).is_none() {
+        return json!({"built": false, "hint": format!(
+            "some of its tables in qortex_internal are missing (dropped by hand?): searches \
+             read the GIN index and writes do not maintain it; {rebuild}")});
+    }
     as_owner(|| {
         client
             .select(

@@ -258,6 +258,14 @@ def test_registered_table_without_tsvector_and_with_rls(db):
      "query_embedding"),
     ("SELECT * FROM hybrid_search('kb', NULL, 'cats', 0)", psycopg.errors.InvalidParameterValue,
      "invalid k"),
+    # a huge k is refused before anything is sized from it (it used to abort the backend
+    # on a failed allocation, resetting every session)
+    ("SELECT * FROM hybrid_search('kb', NULL, 'cats', 2147483647)",
+     psycopg.errors.InvalidParameterValue, "between 1 and 10000"),
+    ("SELECT * FROM hybrid_search('kb', '[1,0,0]', 'cats', 100000000)",
+     psycopg.errors.InvalidParameterValue, "between 1 and 10000"),
+    ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"offset": 2000000000}')""",
+     psycopg.errors.InvalidParameterValue, "options.offset"),
     ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"fusion": "max"}')""",
      psycopg.errors.InvalidParameterValue, "options.fusion"),
     ("""SELECT * FROM hybrid_search('kb', NULL, 'cats', 5, '{"colour": 1}')""",

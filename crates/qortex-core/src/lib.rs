@@ -6,6 +6,7 @@ pub mod context;
 pub mod counters;
 pub mod hybrid;
 pub mod interoception;
+pub mod json;
 
 /// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
 #[derive(Debug, Clone, PartialEq)]

@@ -163,10 +163,17 @@ pub fn graph_boost(
 
 /// The order of every ranking here: score descending, then id ascending (a total order, so
 /// pages never repeat or skip).
+/// A score that is NaN (a NaN read from a table, say) ranks last, so the order stays total
+/// whatever the data.
 pub(crate) fn best_first(a: (f64, &str), b: (f64, &str)) -> Ordering {
-    b.0.partial_cmp(&a.0)
-        .unwrap_or(Ordering::Equal)
-        .then_with(|| a.1.cmp(b.1))
+    let key = |s: f64| {
+        if s.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            s + 0.0
+        }
+    };
+    key(b.0).total_cmp(&key(a.0)).then_with(|| a.1.cmp(b.1))
 }
 
 /// Order one leg's hits: score descending, then id ascending.
@@ -262,5 +269,23 @@ mod tests {
             .map(|x| (x.id.as_str(), x.score, x.factor))
             .collect();
         assert_eq!(got, [("b", 0.7, 1.0), ("a", 0.15, 0.5), ("c", 0.0, 1.0)]);
+    }
+
+    #[test]
+    fn a_nan_confidence_ranks_its_neighbour_last_without_breaking_the_order() {
+        let v = hits(&[("a", 0.9), ("b", 0.8), ("c", 0.7)]);
+        let mut f = fuse(&v, &[], &SearchOptions::default(), &HashMap::new());
+        let edges = vec![
+            ("a".to_string(), "x".to_string(), f64::NAN),
+            ("b".to_string(), "c".to_string(), f64::NAN),
+        ];
+        graph_boost(&mut f, &edges, 0.5, 3, &HashMap::new());
+        let ids: Vec<_> = f.iter().map(|x| x.id.as_str()).collect();
+        // c's score became NaN, x's is NaN: both last, by id
+        assert_eq!(ids, ["a", "b", "c", "x"]);
+        let mut ranked = hits(&[("z", f64::NAN), ("y", 1.0), ("w", -0.0), ("v", 0.0)]);
+        rank_leg(&mut ranked);
+        let ids: Vec<_> = ranked.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids, ["y", "v", "w", "z"]);
     }
 }

@@ -7,4 +7,6 @@ pub mod text;
 pub mod vector;
 
 pub use fusion::{castable_id, fuse, graph_boost, rank_leg, Fused, LegHit, GRAPH_FANOUT};
-pub use options::{Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MIN_CANDIDATES};
+pub use options::{
+    parse_k, Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MAX_K, MAX_OFFSET, MIN_CANDIDATES,
+};

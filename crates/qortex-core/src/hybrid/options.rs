@@ -18,6 +18,22 @@ pub enum TextMode {
 /// Smallest candidate pool per leg.
 pub const MIN_CANDIDATES: usize = 100;
 pub const MAX_CANDIDATES: usize = 10_000;
+/// Largest `k`, and largest `offset`: a leg reads at most `k + offset` rows, so what a call
+/// may hold in memory is bounded whatever its arguments.
+pub const MAX_K: usize = 10_000;
+pub const MAX_OFFSET: usize = 100_000;
+
+/// `hybrid_search`'s `k`: 1 to [`MAX_K`].
+pub fn parse_k(k: Option<i32>) -> Result<usize, ParamError> {
+    match k {
+        Some(k) if k >= 1 && k as usize <= MAX_K => Ok(k as usize),
+        Some(k) => Err(ParamError::new(
+            "k",
+            format!("must be between 1 and {MAX_K}, got {k}"),
+        )),
+        None => Err(ParamError::new("k", "must not be NULL")),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchOptions {
@@ -212,7 +228,7 @@ impl SearchOptions {
             text_weight,
             candidates: int(obj, "candidates", 1, MAX_CANDIDATES as i64)?
                 .map_or(d.candidates, |c| c as usize),
-            offset: int(obj, "offset", 0, 1_000_000)?.map_or(0, |o| o as usize),
+            offset: int(obj, "offset", 0, MAX_OFFSET as i64)?.map_or(0, |o| o as usize),
             filter,
             user_id,
             min_similarity: num(obj, "min_similarity", -1e6, 1e6)?,
@@ -237,6 +253,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn k_is_bounded() {
+        assert_eq!(parse_k(Some(1)), Ok(1));
+        assert_eq!(parse_k(Some(10_000)), Ok(10_000));
+        for bad in [Some(0), Some(-3), Some(10_001), Some(i32::MAX), None] {
+            let e = parse_k(bad).unwrap_err();
+            assert_eq!(e.arg, "k");
+        }
+        assert!(parse_k(Some(i32::MAX))
+            .unwrap_err()
+            .message
+            .contains("between 1 and 10000"));
+    }
+
+    #[test]
     fn options() {
         let o = SearchOptions::parse(Some(&json!({}))).unwrap();
         assert_eq!(o, SearchOptions::default());
@@ -253,6 +283,7 @@ mod tests {
             ),
             (json!({"candidates": 0}), "options.candidates"),
             (json!({"offset": -1}), "options.offset"),
+            (json!({"offset": 100_001}), "options.offset"),
             (json!({"filter": [1]}), "options.filter"),
             (json!({"user_id": 3}), "options.user_id"),
             (json!({"ef_search": 0}), "options.ef_search"),
