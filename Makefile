@@ -7,7 +7,7 @@ DEV_DIR    := .pg/dev$(if $(filter-out 15,$(PG_MAJOR)),-$(PG_MAJOR))
 export PG_MAJOR
 
 # asked when used (after setup has installed it): scripts/pg-config.sh picks the pg_config
-BIN         = $(shell scripts/pg-config.sh | xargs -I{} {} --bindir)
+BIN         = $(shell "$$(scripts/pg-config.sh)" --bindir)
 PSQL        = $(BIN)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
 
 .PHONY: setup install run stop test bench clean
