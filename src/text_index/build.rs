@@ -323,6 +323,25 @@ fn fill(client: &mut SpiClient<'_>, func: &str, t: &Layout, x: &IndexTables) -> 
                 ),
             );
         }
+        // The build folds the table in chunks, so a lexeme's row is rewritten once per
+        // chunk it occurs in: half the table and its key index were dead versions (11.7 MB
+        // against 5.8 on SciFact). Rewrite it once, in key order, which is also the order
+        // a search reads it in.
+        let pkey = client
+            .select(
+                "SELECT pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_index i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+                  WHERE i.indrelid = $1::regclass AND i.indisprimary",
+                Some(1),
+                &[x.blocks.as_str().into()],
+            )
+            .unwrap_or_else(spi_failed(func))
+            .first()
+            .get_one::<String>()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| crate::errors::internal(func, "the blocks table has no key"));
+        run(client, func, &format!("CLUSTER {} USING {pkey}", x.blocks));
     });
     json!({
         "built": true,

@@ -6,10 +6,12 @@
 //! 2. Bootstrap: the rarest terms' blocks (at most `bootstrap` postings) give candidates;
 //!    each is scored exactly, reading the block of every other term that covers its docno,
 //!    unless its upper bound already falls below the k-th best lower bound.
-//! 3. With θ the k-th best score so far, terms whose bounds add up to less than θ are
-//!    non-essential: a document found only in them cannot enter the top k. Every block of
-//!    the essential terms whose bound, with the other terms' bounds, reaches θ is read, and
-//!    its documents are scored as in 2.
+//! 3. A document not scored yet holds none of the bootstrap terms (all their documents
+//!    were), so only the other terms bound it. With θ the k-th best score so far, those
+//!    whose bounds add up to less than θ are non-essential: a document found only in them
+//!    cannot enter the top k. Every block of the essential terms whose bound, with the
+//!    other remaining terms' bounds, reaches θ is read, and its documents are scored as
+//!    in 2.
 //!
 //! Every document that can score above the final θ contains an essential term in a block
 //! that was read, so the result equals scoring every document (up to ties at θ).
@@ -99,9 +101,9 @@ impl Ord for Entry {
     }
 }
 
-/// A candidate being scored: docno, the part known from blocks read, the bound of the
-/// rest, and the blocks that would tell it.
-type Pending = (u32, f64, f64, Vec<(usize, usize)>);
+/// A document to score: docno, global flag, a part of its score known for sure, and a
+/// bound of its score.
+type Candidate = (u32, bool, f64, f64);
 
 struct Search<'q, 's, S: BlockSource> {
     terms: &'q [TermList],
@@ -195,36 +197,94 @@ impl<S: BlockSource> Search<'_, '_, S> {
         (known, unknown, need)
     }
 
-    /// Score candidates exactly where they can still enter the top k: in rounds, the most
-    /// promising first, so that the k-th best score rises and prunes the rest before
-    /// their blocks are read.
-    fn resolve(&mut self, candidates: Vec<(u32, bool)>) {
-        let mut pending: Vec<Pending> = Vec::new();
-        for (d, global) in candidates {
-            if !self.scored.insert(d) || self.q.dead.contains(&d) || !(self.q.allowed)(d, global) {
+    /// `assess` for many documents at once: per document (docno, global), the part known
+    /// from blocks read and its bound. One walk per term over the docnos in order, not a
+    /// search per document and term (phase 3 can have tens of thousands of candidates).
+    fn assess_all(&self, mut docs: Vec<(u32, bool)>) -> Vec<Candidate> {
+        docs.sort_unstable_by_key(|d| d.0);
+        let mut known = vec![0.0; docs.len()];
+        let mut unknown = vec![0.0; docs.len()];
+        for t in 0..self.terms.len() {
+            let blocks = &self.terms[t].blocks;
+            let (mut j, mut i) = (0, 0);
+            for (n, &(d, _)) in docs.iter().enumerate() {
+                while j < blocks.len() && blocks[j].last < d {
+                    j += 1;
+                    i = 0;
+                }
+                if j == blocks.len() {
+                    break;
+                }
+                if blocks[j].first > d {
+                    continue;
+                }
+                match &self.fetched[t][j] {
+                    Some(ps) => {
+                        while i < ps.len() && ps[i].docno < d {
+                            i += 1;
+                        }
+                        if i < ps.len() && ps[i].docno == d {
+                            known[n] += self.part(t, ps[i].tf, ps[i].dl);
+                        }
+                    }
+                    None => unknown[n] += self.bounds[t][j],
+                }
+            }
+        }
+        docs.into_iter()
+            .enumerate()
+            .map(|(n, (d, global))| (d, global, known[n], known[n] + unknown[n]))
+            .collect()
+    }
+
+    /// Score candidates exactly where they can still enter the top k: the most promising
+    /// first, in batches that grow, so that the k-th best score rises and prunes the rest
+    /// before their blocks are read. Candidates are ordered once, by the bound they had
+    /// then (a bound only falls as blocks are read): once the next one's falls below the
+    /// k-th best score, so do all after it.
+    fn resolve(&mut self, candidates: Vec<Candidate>) {
+        let mut pending: Vec<Candidate> = Vec::new();
+        for c in candidates {
+            if !self.scored.insert(c.0) || self.q.dead.contains(&c.0) || !(self.q.allowed)(c.0, c.1)
+            {
                 continue;
             }
-            let (known, unknown, need) = self.assess(d);
-            pending.push((d, known, unknown, need));
+            pending.push(c);
         }
-        let mut batch = self.q.k.max(16);
-        while !pending.is_empty() {
-            // the k-th best lower bound prunes before anything more is read
-            let mut lows: Vec<f64> = pending.iter().map(|p| p.1).collect();
+        // a floor before anything is read: the k-th best of what is known for sure
+        let mut floor = self.theta();
+        if self.q.k > 0 {
+            let mut lows: Vec<f64> = pending.iter().map(|p| p.2).collect();
             lows.extend(self.heap.iter().map(|e| e.0));
-            let mut floor = self.theta();
-            if self.q.k > 0 && lows.len() >= self.q.k {
+            if lows.len() >= self.q.k {
                 let i = self.q.k - 1;
                 lows.select_nth_unstable_by(i, |a, b| b.total_cmp(a));
                 floor = floor.max(lows[i]);
             }
-            pending.retain(|p| p.1 + p.2 >= floor);
-            pending.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
-            let rest = pending.split_off(batch.min(pending.len()));
+        }
+        pending.retain(|p| p.3 >= floor);
+        pending.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(&b.0)));
+        let mut batch = self.q.k.max(16);
+        let mut next = 0;
+        while next < pending.len() {
+            floor = floor.max(self.theta());
+            if pending[next].3 < floor {
+                break; // and every later one, ordered by a bound at least as high as now
+            }
+            let end = (next + batch).min(pending.len());
+            let mut round = Vec::with_capacity(end - next);
+            for p in &pending[next..end] {
+                // what blocks read since tell of it: known now, the rest still bounded
+                let (known, unknown, need) = self.assess(p.0);
+                if known + unknown >= floor {
+                    round.push((p.0, known, need));
+                }
+            }
+            next = end;
             let wanted: Vec<(usize, usize)> =
-                pending.iter().flat_map(|p| p.3.iter().copied()).collect();
+                round.iter().flat_map(|p| p.2.iter().copied()).collect();
             self.fetch(wanted);
-            for (d, mut score, _, need) in std::mem::take(&mut pending) {
+            for (d, mut score, need) in round {
                 for (t, j) in need {
                     let ps = self.fetched[t][j].as_ref().expect("a block just read");
                     if let Ok(i) = ps.binary_search_by_key(&d, |p| p.docno) {
@@ -234,24 +294,7 @@ impl<S: BlockSource> Search<'_, '_, S> {
                 self.work.scored += 1;
                 self.offer(d, score);
             }
-            // what the blocks just read tell of the rest
-            pending = rest;
-            for p in pending.iter_mut() {
-                let d = p.0;
-                let known = &mut p.1;
-                p.3.retain(|&(t, j)| match &self.fetched[t][j] {
-                    None => true,
-                    Some(ps) => {
-                        if let Ok(i) = ps.binary_search_by_key(&d, |p| p.docno) {
-                            *known += self.part(t, ps[i].tf, ps[i].dl);
-                        }
-                        false
-                    }
-                });
-                // summed afresh: subtracting would leave rounding that could prune the k-th
-                p.2 = p.3.iter().map(|&(t, j)| self.bounds[t][j]).sum();
-            }
-            batch *= 4;
+            batch *= 2;
         }
     }
 
@@ -422,28 +465,37 @@ pub fn top_k(
         first.extend((0..terms[t].blocks.len()).map(|j| (t, j)));
     }
     s.fetch(first.clone());
-    let candidates = s.docs_of(&first);
+    let candidates = s.assess_all(s.docs_of(&first));
     s.resolve(candidates);
+    // Every document of the bootstrap terms has now been scored (or shown unable to reach
+    // θ): a document not scored yet holds none of them, so they drop out of its bound.
+    let mut complete = vec![false; terms.len()];
+    for &(t, _) in &first {
+        complete[t] = true;
+    }
+    let upper: Vec<f64> = (0..terms.len())
+        .map(|t| if complete[t] { 0.0 } else { s.upper[t] })
+        .collect();
 
     // 3. the essential terms' blocks that can still matter
     let theta = s.theta();
-    let mut by_bound: Vec<usize> = (0..terms.len()).collect();
-    by_bound.sort_by(|&a, &b| s.upper[a].total_cmp(&s.upper[b]));
+    let mut by_bound: Vec<usize> = (0..terms.len()).filter(|&t| !complete[t]).collect();
+    by_bound.sort_by(|&a, &b| upper[a].total_cmp(&upper[b]));
     let mut non_essential = 0.0;
     let mut essential = Vec::new();
     for &t in &by_bound {
-        if non_essential + s.upper[t] < theta {
-            non_essential += s.upper[t];
+        if non_essential + upper[t] < theta {
+            non_essential += upper[t];
         } else {
             essential.push(t);
         }
     }
-    let total: f64 = s.upper.iter().sum();
+    let total: f64 = upper.iter().sum();
     // (blocks read earlier to score a candidate hold other documents: they count too)
     let mut wanted = Vec::new();
     for &t in &essential {
         for j in 0..terms[t].blocks.len() {
-            if s.bounds[t][j] + total - s.upper[t] >= theta {
+            if s.bounds[t][j] + total - upper[t] >= theta {
                 wanted.push((t, j));
             }
         }
@@ -458,7 +510,7 @@ pub fn top_k(
             let rest: f64 = match seen {
                 Some(mask) => (0..terms.len())
                     .filter(|t| mask & (1u64 << t) == 0)
-                    .map(|t| s.upper[t])
+                    .map(|t| upper[t])
                     .sum(),
                 None => total,
             };
@@ -466,6 +518,7 @@ pub fn top_k(
         })
         .map(|(d, (_, global, _))| (d, global))
         .collect();
+    let candidates = s.assess_all(candidates);
     s.resolve(candidates);
     s.finish()
 }
