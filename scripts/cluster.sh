@@ -6,14 +6,13 @@
 #   scripts/cluster.sh status DIR       running or not
 #
 # The server loads qortex at start (shared_preload_libraries), which its counters need;
-# QORTEX_PRELOAD=0 starts it without; QORTEX_SHARED_BUFFERS sets shared_buffers (256MB).
+# QORTEX_PRELOAD=0 starts it without; QORTEX_PRELOAD_LIBS sets the list (bench/pg_textsearch.sh
+# adds pg_textsearch); QORTEX_SHARED_BUFFERS sets shared_buffers (256MB).
 # DIR holds data/ (PGDATA), run/ (the unix socket) and server.log. PostgreSQL refuses to run
 # as root, so as root the server runs as the `postgres` user, who then owns DIR.
 set -euo pipefail
 
-PG_MAJOR=${PG_MAJOR:-15}
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
+BIN=$("$("$(dirname "${BASH_SOURCE[0]}")/pg-config.sh")" --bindir)
 
 die() { printf '\033[1;31m[cluster] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
@@ -45,7 +44,7 @@ start)
         exit 0
     fi
     as_owner mkdir -p "$dir/run"
-    preload="-c shared_preload_libraries=qortex"
+    preload="-c shared_preload_libraries=${QORTEX_PRELOAD_LIBS:-qortex}"
     [ "${QORTEX_PRELOAD:-1}" = 1 ] || preload=""
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-p $port -k $dir/run -c listen_addresses=127.0.0.1 -c shared_buffers=${QORTEX_SHARED_BUFFERS:-256MB} $preload" start >/dev/null ||
