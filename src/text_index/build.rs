@@ -324,9 +324,9 @@ fn fill(client: &mut SpiClient<'_>, func: &str, t: &Layout, x: &IndexTables) -> 
             );
         }
         // The build folds the table in chunks, so a lexeme's row is rewritten once per
-        // chunk it occurs in: half the table and its key index were dead versions (11.7 MB
-        // against 5.8 on SciFact). Rewrite it once, in key order, which is also the order
-        // a search reads it in.
+        // chunk it occurs in, leaving dead versions behind (on SciFact 41,000 updates of
+        // 43,000 rows; the rewrite takes the index from 11.7 to 11.1 MB). Rewrite it once,
+        // in key order, which is also the order a search reads a lexeme's blocks in.
         let pkey = client
             .select(
                 "SELECT pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_index i
