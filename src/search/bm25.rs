@@ -5,17 +5,17 @@
 //! - Statistics: rows and total length from the stats shards; each term's document
 //!   frequency from its merged blocks, plus unmerged rows, minus deleted ones: exact.
 //! - User scope: rows of the user (their docnos, from the index's rows) and global rows.
-//! - Filter admitting few rows (by the planner's estimate): the rows in scope are read from
-//!   the table first, as the caller (so row-level security applies), and only they score.
-//! - Other filters, or row-level security on the table: the best rows are checked against
-//!   the table as the caller (rows the filter or a policy hides drop out), and more are
-//!   taken until the leg has `k` or there are no more.
-use super::{estimate, rows, Scope};
+//! - Row-level security on the table: the best rows are checked against the table as the
+//!   caller (rows a policy hides drop out), and more are taken until the leg has `k` or
+//!   there are no more.
+//! - A metadata filter: not asked (`TextLeg::filtered`); should it be, its best rows are
+//!   checked against the filter the same way.
+use super::{rows, Scope};
 use crate::catalog::{IndexTables, Layout};
 use crate::errors::error;
 use crate::owner::{as_owner, may_read};
 use crate::settings::{self, ForCall};
-use crate::spi::{plan, spi_failed, INT4_ARRAY, INT8, JSONB, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, INT4_ARRAY, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use qortex_core::hybrid::text::index::{
@@ -25,8 +25,6 @@ use qortex_core::hybrid::text::Bm25;
 use qortex_core::hybrid::{rank_leg, LegHit, SearchOptions};
 use std::collections::{HashMap, HashSet};
 
-/// Rows a filter may admit (by the planner's estimate) for the search to read them first.
-const ALLOWED_ROWS: f64 = 5_000.0;
 /// Postings the first phase reads at most, from the rarest terms.
 const BOOTSTRAP: usize = 1_000;
 /// Postings of all query terms at or below which every block is read at once (measured on
@@ -57,43 +55,30 @@ pub fn search(
     }
     let rls = unsafe { pg_sys::check_enable_rls(t.source, pg_sys::InvalidOid, false) }
         == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
-    // a filter admitting few rows: read them first (as the caller), score only them
-    let admitted = opts
-        .filter
-        .as_ref()
-        .filter(|_| estimate::scope(func, t, scope).rows <= ALLOWED_ROWS)
-        .map(|_| admitted(client, func, t, x, scope));
-    let verify = (rls || opts.filter.is_some()) && admitted.is_none();
+    let verify = rls || opts.filter.is_some();
     // every statement here finds rows by key: plans made once, when the delta table was
     // empty, must not scan it once it holds a merge's worth of postings
     let by_key = ForCall::new();
     by_key.set("enable_seqscan", "off");
     let (index, user) = as_owner(|| {
         let index = read(client, func, x, lexemes);
-        // the rows read first are already the user's and global ones
-        let user: Option<HashSet<u32>> =
-            opts.user_id
-                .as_ref()
-                .filter(|_| admitted.is_none())
-                .map(|u| {
-                    let p = plan(
-                        client,
-                        &format!("SELECT docno FROM {} WHERE owner = $1", x.docs),
-                        &[TEXT],
-                        false,
-                    );
-                    client
-                        .select(&*p, None, &[u.as_str().into()])
-                        .unwrap_or_else(spi_failed(func))
-                        .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
-                        .collect()
-                });
+        let user: Option<HashSet<u32>> = opts.user_id.as_ref().map(|u| {
+            let p = plan(
+                client,
+                &format!("SELECT docno FROM {} WHERE owner = $1", x.docs),
+                &[TEXT],
+                false,
+            );
+            client
+                .select(&*p, None, &[u.as_str().into()])
+                .unwrap_or_else(spi_failed(func))
+                .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
+                .collect()
+        });
         (index, user)
     });
-    let allowed = |docno: u32, global: bool| match &admitted {
-        Some(a) => a.contains(&docno),
-        None => user.as_ref().is_none_or(|u| global || u.contains(&docno)),
-    };
+    let allowed =
+        |docno: u32, global: bool| user.as_ref().is_none_or(|u| global || u.contains(&docno));
     let bm25 = Bm25 {
         k1: settings::BM25_K1.get(),
         b: settings::BM25_B.get(),
@@ -153,10 +138,9 @@ pub fn search(
                 reads.2,
                 index.unmerged,
                 index.dead.len(),
-                match (&admitted, verify) {
-                    (Some(a), _) => format!(", {} rows in scope read first", a.len()),
-                    (None, true) => format!(", {} of the best {want} in scope", hits.len()),
-                    (None, false) => String::new(),
+                match verify {
+                    true => format!(", {} of the best {want} in scope", hits.len()),
+                    false => String::new(),
                 }
             );
             return Some((hits, how));
@@ -379,47 +363,6 @@ impl BlockSource for Blocks<'_, '_> {
             })
             .collect()
     }
-}
-
-/// The docnos of the rows in the search's scope, read from the table as the caller.
-fn admitted(
-    client: &SpiClient<'_>,
-    func: &str,
-    t: &Layout,
-    x: &IndexTables,
-    scope: &Scope<'_>,
-) -> HashSet<u32> {
-    let p = plan(
-        client,
-        &format!(
-            "SELECT ({})::text FROM {} WHERE true{}",
-            t.id, t.table, scope.sql
-        ),
-        &[TEXT, INT8, JSONB, TEXT],
-        false,
-    );
-    let ids: Vec<String> = client
-        .select(
-            &*p,
-            None,
-            &scope.args(None::<String>.into(), None::<i64>.into()),
-        )
-        .unwrap_or_else(spi_failed(func))
-        .filter_map(|r| r.get::<String>(1).ok().flatten())
-        .collect();
-    as_owner(|| {
-        let p = plan(
-            client,
-            &format!("SELECT docno FROM {} WHERE id = ANY($1)", x.docs),
-            &[TEXT_ARRAY],
-            false,
-        );
-        client
-            .select(&*p, None, &[ids.into()])
-            .unwrap_or_else(spi_failed(func))
-            .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
-            .collect()
-    })
 }
 
 /// The ids of docnos (rows deleted since are not among them).

@@ -73,6 +73,7 @@ pub fn run(
         budget: settings::TEXT_ROW_BUDGET.get() as usize,
         pool,
         need,
+        filtered: opts.filter.is_some(),
     };
     let mut source = SpiText {
         client,

@@ -42,6 +42,12 @@ pub struct TextLeg {
     /// Hits the page needs from this leg (see `rows_needed`): a second pass is read only
     /// when the first found fewer.
     pub need: usize,
+    /// The search has a metadata filter. Its rows are read through the table's indexes,
+    /// within the filter, and the collection's BM25 index is not asked: it ranks the whole
+    /// collection, so under a filter it reads the best rows of everyone and checks them
+    /// against the table until `pool` pass (100,000 rows, filters admitting 10% and 1%:
+    /// 65 and 40 ms a search, against 4 and 1 ms within the filter).
+    pub filtered: bool,
 }
 
 /// Hits the text leg must find where it can for a page ending at `page_end` (`k + offset`):
@@ -96,7 +102,7 @@ impl TextLeg {
         if lexemes.is_empty() {
             return Vec::new();
         }
-        if self.mode == TextMode::Or {
+        if self.mode == TextMode::Or && !self.filtered {
             if let Some(hits) = src.indexed(lexemes, self.pool) {
                 return hits;
             }
@@ -204,6 +210,7 @@ mod tests {
             budget: 2,
             pool: 3,
             need,
+            filtered: false,
         }
     }
 
@@ -287,6 +294,25 @@ mod tests {
             ..leg(3)
         };
         assert_eq!(and.passes(&[("x".into(), 1.0)]), vec![Pass::Parsed]);
+    }
+
+    #[test]
+    fn a_filtered_search_reads_rows_within_the_filter_not_the_index() {
+        let mut src = Rows::new(&[("a", &[("x", 1)])]);
+        src.index = Some(vec![LegHit {
+            id: "z".into(),
+            score: 2.0,
+        }]);
+        let filtered = TextLeg {
+            filtered: true,
+            ..leg(3)
+        };
+        let hits = filtered.run(&mut src, &lexemes(&["x"]));
+        assert_eq!(src.reads, vec![(Pass::AnyOf(lexemes(&["x"])), 3)]);
+        assert_eq!(
+            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
     }
 
     #[test]
