@@ -82,16 +82,23 @@ def build(conn, table, rows):
             register(conn, table)
         quality.refresh(conn, table)
         return
-    t0 = time.perf_counter()
-    print(f"building {table} ({len(rows):,} rows) ...", flush=True)
-    conn.execute(DDL.format(t=table))
-    with conn.cursor().copy(f"COPY {table} (id, content, embedding) FROM STDIN") as cp:
-        for r in rows:
-            cp.write_row(r)
-    conn.execute(INDEXES.format(t=table))
+    t0 = load(conn, table, rows, DDL, INDEXES)
     register(conn, table)
     quality.refresh(conn, table)
     print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def load(conn, table, rows, ddl, indexes):
+    """Create `table` by `ddl`, COPY (id, content, embedding) rows in, then `indexes`;
+    returns when it started (time.perf_counter)."""
+    t0 = time.perf_counter()
+    print(f"building {table} ({len(rows):,} rows) ...", flush=True)
+    conn.execute(ddl.format(t=table))
+    with conn.cursor().copy(f"COPY {table} (id, content, embedding) FROM STDIN") as cp:
+        for r in rows:
+            cp.write_row(r)
+    conn.execute(indexes.format(t=table))
+    return t0
 
 
 def register(conn, table):

@@ -79,13 +79,7 @@ def build(conn, table, rows):
                     (table,)).fetchone()[0]:
         return
     conn.execute(f"DROP TABLE IF EXISTS {table}")  # left by an interrupted build
-    t0 = time.perf_counter()
-    print(f"building {table} ({len(rows):,} rows) ...", flush=True)
-    conn.execute(DDL.format(t=table))
-    with conn.cursor().copy(f"COPY {table} (id, content, embedding) FROM STDIN") as cp:
-        for r in rows:
-            cp.write_row(r)
-    conn.execute(INDEXES.format(t=table))
+    t0 = latency.load(conn, table, rows, DDL, INDEXES)
     conn.execute("SELECT qortex_register_collection(%s, %s, %s)", (table, table, COLUMNS))
     print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
 
