@@ -35,6 +35,9 @@ pub struct Collection {
     pub resolved: HashMap<String, (i16, String)>,
     /// The BM25 index's docs table and what its build recorded.
     pub text_index: Option<(String, Value)>,
+    /// `qortex.collections.options`: distance, text configuration and, for a registered
+    /// table, its partition's value and the metadata key of its document id.
+    pub options: Map<String, Value>,
 }
 
 impl Collection {
@@ -45,6 +48,18 @@ impl Collection {
     /// The name the column mapped as `role` had when mapped, if a column is.
     pub fn column(&self, role: &str) -> Option<&str> {
         self.columns.get(role)?.get("name")?.as_str()
+    }
+
+    /// A string option of the registration.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key)?.as_str()
+    }
+
+    /// The roles of the columns a `filter` may name, as (filter key, role).
+    pub fn filter_roles(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.columns
+            .keys()
+            .filter_map(|r| Some((r.strip_prefix(FILTER_ROLE)?, r.as_str())))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -66,6 +81,9 @@ pub fn no_such_collection(func: &str, name: &str) -> ! {
     .raise()
 }
 
+/// The role under which a column a `filter` may name is mapped: `filter:<column>`.
+pub const FILTER_ROLE: &str = "filter:";
+
 /// The collection `name`, or 42704.
 pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
     let p = plan(
@@ -81,7 +99,8 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
                      ON a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
                     AND CASE WHEN source::oid = source_oid
                              THEN a.attnum = (m.value->>'attnum')::int2
-                             ELSE a.attname = m.value->>'name' END)
+                             ELSE a.attname = m.value->>'name' END),
+                options
            FROM qortex.collections WHERE name = $1",
         &[TEXT],
         false,
@@ -117,6 +136,10 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
                 .filter_map(|(k, v)| Some((k, (v[0].as_i64()? as i16, v[1].as_str()?.to_owned()))))
                 .collect(),
             _ => HashMap::new(),
+        },
+        options: match row.get::<JsonB>(11).ok().flatten() {
+            Some(JsonB(Value::Object(m))) => m,
+            _ => Map::new(),
         },
     }
 }
@@ -373,7 +396,16 @@ pub struct Layout {
     pub metadata: Option<String>,
     pub user_id: Option<String>,
     pub is_global: Option<String>,
+    /// The document id: a column, or a key of the metadata (`->>`).
     pub document_id: Option<String>,
+    /// The one value of a column the collection is limited to (a table shared by several
+    /// collections, as LangChain keeps them).
+    pub partition: Option<Partition>,
+    /// Columns a `filter` may name besides metadata keys: (key, column quoted, its type).
+    pub filter_columns: Vec<(String, String, String)>,
+    /// The names of every column of the table (a filter key naming one that is not a
+    /// filter column is refused rather than matching nothing).
+    pub table_columns: Vec<String>,
     /// The BM25 index's tables, if it is built (in this version's layout).
     pub text_index: Option<IndexTables>,
     /// The columns (quoted) whose change reindexes a row: id, the stored tsvector or the
@@ -504,6 +536,24 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
             q(&m)
         }
     });
+    let document_id = match c.option("document_key") {
+        Some(key) => metadata
+            .as_ref()
+            .map(|m| format!("({m} OPERATOR(pg_catalog.->>) {})", quote_literal(key))),
+        None => col("document_id").map(|d| q(&d)),
+    };
+    let partition = col("partition").map(|p| Partition {
+        column: q(&p),
+        column_type: p.1.clone(),
+        value: c.option("partition_value").unwrap_or_default().to_owned(),
+    });
+    let mut filter_columns: Vec<(String, String, String)> = c
+        .filter_roles()
+        .filter_map(|(key, role)| col(role).map(|f| (key.to_owned(), q(&f), f.1.clone())))
+        .collect();
+    filter_columns.sort();
+    let mut table_columns: Vec<String> = cols.values().map(|c| c.0.clone()).collect();
+    table_columns.sort();
     let user_id = col("user_id").map(|u| {
         if u.2 == "text" {
             q(&u)
@@ -566,7 +616,10 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         metadata,
         user_id,
         is_global: col("is_global").map(|g| q(&g)),
-        document_id: col("document_id").map(|d| q(&d)),
+        document_id,
+        partition,
+        filter_columns,
+        table_columns,
         text_index: index_tables.map(|(x, _)| x),
         watch,
         unique_id,
@@ -575,6 +628,16 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         vector_type,
     };
     (Rc::new(t), relations)
+}
+
+/// The value a collection's rows have in the column it is partitioned by.
+#[derive(Clone)]
+pub struct Partition {
+    /// The column, quoted.
+    pub column: String,
+    /// Its type as `format_type` writes it (the value, bound as text, is cast to it).
+    pub column_type: String,
+    pub value: String,
 }
 
 /// Whether a unique index (without predicate) covers column `attnum` of `rel` alone.
@@ -597,6 +660,16 @@ pub fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool 
 /// The rows of `table` the caller can see, or None if it may not read the table (a
 /// description of every collection must not fail on one the caller cannot read).
 pub fn count_rows(client: &SpiClient<'_>, table: &str) -> Option<i64> {
+    count_rows_where(client, table, None)
+}
+
+/// The rows of a collection the caller can see: of its table, or of its partition (the
+/// partition's column, quoted, its type and the value).
+pub fn count_rows_where(
+    client: &SpiClient<'_>,
+    table: &str,
+    partition: Option<(&str, &str, &str)>,
+) -> Option<i64> {
     let p = plan(
         client,
         "SELECT pg_catalog.has_table_privilege($1::regclass, 'SELECT')",
@@ -614,15 +687,35 @@ pub fn count_rows(client: &SpiClient<'_>, table: &str) -> Option<i64> {
     if !readable {
         return None;
     }
+    let (sql, value) = match partition {
+        None => (format!("SELECT pg_catalog.count(*) FROM {table}"), None),
+        Some((column, column_type, value)) => (
+            format!("SELECT pg_catalog.count(*) FROM {table} WHERE {column} = $1::{column_type}"),
+            Some(value),
+        ),
+    };
+    let p = plan(client, &sql, &[TEXT], false);
     client
-        .select(
-            &format!("SELECT pg_catalog.count(*) FROM {table}"),
-            Some(1),
-            &[],
-        )
+        .select(&*p, Some(1), &[value.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .first()
         .get_one::<i64>()
         .ok()
         .flatten()
+}
+
+/// A column's type as `format_type` writes it.
+pub fn column_type(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> Option<String> {
+    let p = plan(
+        client,
+        "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum = $2",
+        &[OID, INT2],
+        false,
+    );
+    client
+        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten())
 }

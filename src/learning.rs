@@ -6,11 +6,15 @@ use crate::arm_store;
 use crate::cache::Cache;
 use crate::counters::{self, Event};
 use crate::errors::{data_error, internal, invalid_param, required};
-use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT, TEXT_ARRAY};
+use crate::spi::{
+    plan, spi_failed, BOOL, FLOAT8, FLOAT8_ARRAY, INT4_ARRAY, JSONB, TEXT, TEXT_ARRAY,
+};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiHeapTupleData};
 use pgrx::JsonB;
-use qortex_core::bandit::{self, ArmState, Candidate, LearnerConfig, SelectRequest};
+use qortex_core::bandit::{
+    self, ArmState, Candidate, DecayToward, LearnerConfig, SelectRequest, DECAY_FLOOR,
+};
 use qortex_core::context::context_hash;
 use qortex_core::ParamError;
 use serde_json::Value;
@@ -700,8 +704,10 @@ fn qortex_metrics(learner: Option<String>) -> JsonB {
 
 const DECAY_SQL: &str = "
 UPDATE qortex.learning_arm_states s
-   SET alpha = p.a + $4 * (s.alpha - p.a),
-       beta = $6 + $4 * (s.beta - $6),
+   SET alpha = CASE WHEN $9 THEN GREATEST($4 * s.alpha, $10)
+                    ELSE p.a + $4 * (s.alpha - p.a) END,
+       beta = CASE WHEN $9 THEN GREATEST($4 * s.beta, $10)
+                   ELSE $6 + $4 * (s.beta - $6) END,
        total_reward = $4 * s.total_reward,
        last_updated = pg_catalog.now()
   FROM (SELECT l.learner_name, l.context_hash, l.arm_id,
@@ -715,15 +721,27 @@ UPDATE qortex.learning_arm_states s
    AND s.arm_id = p.arm_id
 RETURNING s.alpha, s.beta, s.pulls, s.total_reward";
 
-/// Decay the matching rows toward each arm's starting point; returns the new states.
-fn decay(func: &str, learner: &str, ctx: Option<&str>, arm: Option<&str>, f: f64) -> Vec<ArmState> {
+/// Decay the matching rows as `ArmState::decay` (toward each arm's starting point, or
+/// toward zero); returns the new states.
+fn decay(
+    func: &str,
+    learner: &str,
+    ctx: Option<&str>,
+    arm: Option<&str>,
+    f: f64,
+    toward: Option<String>,
+) -> Vec<ArmState> {
     qortex_core::check_decay_factor(f).unwrap_or_else(|e| invalid_param(func, e));
+    let toward = DecayToward::parse(&required(func, "toward", toward))
+        .unwrap_or_else(|e| invalid_param(func, e));
     Spi::connect_mut(|client| {
         let c = load_config(client, func, learner);
         let p = plan(
             client,
             DECAY_SQL,
-            &[TEXT, TEXT, TEXT, FLOAT8, FLOAT8, FLOAT8, TEXT_ARRAY, FLOAT8],
+            &[
+                TEXT, TEXT, TEXT, FLOAT8, FLOAT8, FLOAT8, TEXT_ARRAY, FLOAT8, BOOL, FLOAT8,
+            ],
             true,
         );
         client
@@ -739,6 +757,8 @@ fn decay(func: &str, learner: &str, ctx: Option<&str>, arm: Option<&str>, f: f64
                     c.prior_beta.into(),
                     c.seed_arms.clone().into(),
                     c.seed_boost.into(),
+                    (toward == DecayToward::Zero).into(),
+                    DECAY_FLOOR.into(),
                 ],
             )
             .unwrap_or_else(spi_failed(func))
@@ -747,13 +767,15 @@ fn decay(func: &str, learner: &str, ctx: Option<&str>, arm: Option<&str>, f: f64
     })
 }
 
-/// Shrink one arm's evidence toward its prior; no row if the arm has no stored state.
+/// Shrink one arm's evidence toward its prior (or, `toward => 'zero'`, scale it as the
+/// Python package does); no row if the arm has no stored state.
 #[pg_extern(volatile)]
 fn qortex_decay_arm(
     learner: Option<String>,
     arm_id: Option<String>,
     factor: default!(Option<f64>, 0.9),
     context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
+    toward: default!(Option<String>, "'prior'"),
 ) -> TableIterator<
     'static,
     (
@@ -771,7 +793,7 @@ fn qortex_decay_arm(
     let factor = required(F, "factor", factor);
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
     TableIterator::new(
-        decay(F, &learner, Some(&ctx), Some(&arm_id), factor)
+        decay(F, &learner, Some(&ctx), Some(&arm_id), factor, toward)
             .into_iter()
             .map(state_row),
     )
@@ -783,13 +805,14 @@ fn qortex_decay_learner(
     learner: Option<String>,
     factor: Option<f64>,
     context: default!(Option<crate::jsonb::Jsonb>, "NULL"),
+    toward: default!(Option<String>, "'prior'"),
 ) -> i32 {
     const F: &str = "qortex_decay_learner";
     crate::errors::require_writable(F);
     let learner = learner_arg(F, learner);
     let factor = required(F, "factor", factor);
     let ctx = context.as_ref().map(|j| hash_arg(F, "context", Some(&j.0)));
-    decay(F, &learner, ctx.as_deref(), None, factor).len() as i32
+    decay(F, &learner, ctx.as_deref(), None, factor, toward).len() as i32
 }
 
 /// Delete stored state, as the Python store's `delete`: no arms and no context: the whole

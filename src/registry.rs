@@ -6,7 +6,7 @@
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal).
-use crate::catalog::{self, count_rows, indexes, load, quoted, relation_name};
+use crate::catalog::{self, count_rows, indexes, load, quoted, relation_name, FILTER_ROLE};
 use crate::errors::{bad_arg, error, internal, invalid_param, raise, required};
 use crate::spi::{plan, run, spi_failed, INT4, JSONB, OID, TEXT};
 use crate::text_index;
@@ -262,23 +262,29 @@ const ROLES: [(&str, &[&str]); 8] = [
     ("document_id", &[]),
 ];
 
-/// Use an existing table in place as a collection.
+/// Column types a filter column may not have: no `=`, or nothing a filter value names.
+const NOT_FILTERABLE: [&str; 6] = ["json", "vector", "halfvec", "sparsevec", "tsvector", "bit"];
+
+/// Use an existing table in place as a collection (or, with `replace`, change how one is).
 #[pg_extern(
     volatile,
     sql = r#"
-CREATE FUNCTION qortex_register_collection(name TEXT, source regclass, columns jsonb)
-RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+CREATE FUNCTION qortex_register_collection(
+    name TEXT, source regclass, columns jsonb, replace boolean DEFAULT false
+) RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#
 )]
 fn qortex_register_collection(
     name: Option<String>,
     source: Option<pg_sys::Oid>,
     columns: Option<crate::jsonb::Jsonb>,
+    replace: Option<bool>,
 ) -> JsonB {
     const F: &str = "qortex_register_collection";
     crate::errors::require_writable(F);
     let name = required(F, "name", name);
     let source = required(F, "source", source);
+    let replace = required(F, "replace", replace);
     let spec = match required(F, "columns", columns).0 {
         Value::Object(m) => m,
         other => invalid_param(
@@ -289,7 +295,7 @@ fn qortex_register_collection(
     let allowed: Vec<&str> = ROLES
         .iter()
         .map(|r| r.0)
-        .chain(["distance", "text_config"])
+        .chain(["distance", "text_config", "partition", "filters"])
         .collect();
     if let Some(k) = spec.keys().find(|k| !allowed.contains(&k.as_str())) {
         invalid_param(
@@ -314,7 +320,38 @@ fn qortex_register_collection(
             ),
         );
     }
+    let partition = spec.get("partition").map(partition_spec);
+    let filters = spec.get("filters").map_or_else(Vec::new, filters_spec);
+    // the document id: a column, or a key of the metadata (LlamaIndex's `ref_doc_id`)
+    let document_key = match spec.get("document_id") {
+        Some(Value::Object(o)) => match (o.get("metadata_key"), o.len()) {
+            (Some(Value::String(k)), 1) if !k.is_empty() => Some(k.clone()),
+            _ => invalid_param(
+                F,
+                ParamError::new(
+                    "columns.document_id",
+                    format!(
+                        "must be a column name or {{\"metadata_key\": \"<key>\"}}, got {}",
+                        Value::Object(o.clone())
+                    ),
+                ),
+            ),
+        },
+        _ => None,
+    };
+    if document_key.is_some() && !spec.contains_key("metadata") {
+        invalid_param(
+            F,
+            ParamError::new(
+                "columns.document_id",
+                "names a metadata key, but columns.metadata maps no column",
+            ),
+        );
+    }
     Spi::connect_mut(|client| {
+        if replace {
+            forget_registered(client, F, &name);
+        }
         check_new_name(client, F, &name);
         let table = relation_name(client, source).unwrap_or_else(|| {
             raise(
@@ -326,13 +363,37 @@ fn qortex_register_collection(
         let mut mapped = Map::new();
         let mut attnums = HashMap::new();
         let mut dims = 0;
-        for (role, types) in ROLES {
-            let Some(v) = spec.get(role) else { continue };
-            let arg = format!("columns.{role}");
+        // (role, the types its column may have, the column, the argument that named it)
+        let wanted: Vec<(String, &[&str], Value, String)> = ROLES
+            .iter()
+            .filter(|(role, _)| !(*role == "document_id" && document_key.is_some()))
+            .filter_map(|(role, types)| {
+                let v = spec.get(*role)?.clone();
+                Some((role.to_string(), *types, v, format!("columns.{role}")))
+            })
+            .chain(partition.iter().map(|(col, _)| {
+                (
+                    "partition".into(),
+                    &[][..],
+                    json!(col),
+                    "columns.partition.column".into(),
+                )
+            }))
+            .chain(filters.iter().map(|col| {
+                (
+                    format!("{FILTER_ROLE}{col}"),
+                    &[][..],
+                    json!(col),
+                    "columns.filters".into(),
+                )
+            }))
+            .collect();
+        for (role, types, v, arg) in &wanted {
+            let role = role.as_str();
             let col = v.as_str().unwrap_or_else(|| {
                 invalid_param(
                     F,
-                    ParamError::new(&arg, format!("must be a column name, got {v}")),
+                    ParamError::new(arg.as_str(), format!("must be a column name, got {v}")),
                 )
             });
             let (attnum, typname, typmod) = column_info(client, source, col).unwrap_or_else(|| {
@@ -345,7 +406,7 @@ fn qortex_register_collection(
                 invalid_param(
                     F,
                     ParamError::new(
-                        &arg,
+                        arg.as_str(),
                         format!(
                             "column {col:?} is of type {typname}; it must be one of {}",
                             types.join(", ")
@@ -358,7 +419,7 @@ fn qortex_register_collection(
                     bad_arg(
                         F,
                         ParamError::new(
-                            &arg,
+                            arg.as_str(),
                             format!("column {col:?} is a vector without a fixed dimension"),
                         ),
                     )
@@ -371,8 +432,22 @@ fn qortex_register_collection(
                 }
                 dims = typmod;
             }
+            if role.starts_with(FILTER_ROLE) && NOT_FILTERABLE.contains(&typname.as_str()) {
+                invalid_param(
+                    F,
+                    ParamError::new(
+                        arg.as_str(),
+                        format!(
+                            "column {col:?} is of type {typname}, which a filter cannot compare"
+                        ),
+                    ),
+                );
+            }
             mapped.insert(role.into(), json!(col)); // (stored with its attnum)
-            attnums.insert(role, attnum);
+            attnums.insert(role.to_owned(), attnum);
+        }
+        if let Some((_, value)) = &partition {
+            check_partition_value(client, F, source, attnums["partition"], value);
         }
         let cfg_name = match spec.get("text_config") {
             None => "english".to_owned(),
@@ -416,7 +491,7 @@ fn qortex_register_collection(
                 d
             }
         };
-        let id = mapped["id"].as_i64().unwrap_or_default() as i16;
+        let id = attnums["id"];
         if !catalog::unique_on(client, source, id) {
             error(
                 PgSqlErrorCode::ERRCODE_WARNING,
@@ -435,6 +510,13 @@ fn qortex_register_collection(
             ))
             .warn();
         }
+        let mut options = json!({"distance": distance.name(), "text_config": cfg});
+        if let Some((_, value)) = &partition {
+            options["partition_value"] = json!(value);
+        }
+        if let Some(key) = &document_key {
+            options["document_key"] = json!(key);
+        }
         insert_collection(
             client,
             F,
@@ -446,11 +528,123 @@ fn qortex_register_collection(
             distance,
             &cfg,
             mapped,
-            json!({"distance": distance.name(), "text_config": cfg}),
+            options,
         );
         text_index::create(client, F, &catalog::layout(client, F, &name));
         JsonB(describe(client, F, &name))
     })
+}
+
+/// `columns.partition`: `{"column": <name>, "equals": <value>}`, the value as text.
+fn partition_spec(v: &Value) -> (String, String) {
+    const F: &str = "qortex_register_collection";
+    let bad = || -> ! {
+        invalid_param(
+            F,
+            ParamError::new(
+                "columns.partition",
+                format!(
+                    "must be {{\"column\": \"<column>\", \"equals\": <string, number or \
+                     boolean>}}, got {v}"
+                ),
+            ),
+        )
+    };
+    let Value::Object(o) = v else { bad() };
+    if o.len() != 2 {
+        bad()
+    }
+    let column = o
+        .get("column")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| bad());
+    let value = match o.get("equals") {
+        Some(Value::String(s)) => s.clone(),
+        Some(n @ (Value::Number(_) | Value::Bool(_))) => n.to_string(),
+        _ => bad(),
+    };
+    (column.to_owned(), value)
+}
+
+/// `columns.filters`: the names of columns a `filter` may name.
+fn filters_spec(v: &Value) -> Vec<String> {
+    let names: Option<Vec<String>> = v
+        .as_array()
+        .and_then(|a| a.iter().map(|c| c.as_str().map(str::to_owned)).collect());
+    names.unwrap_or_else(|| {
+        invalid_param(
+            "qortex_register_collection",
+            ParamError::new(
+                "columns.filters",
+                format!("must be an array of column names, got {v}"),
+            ),
+        )
+    })
+}
+
+/// The partition's value must be one of its column's type (22P02 and the like otherwise).
+fn check_partition_value(
+    client: &SpiClient<'_>,
+    func: &str,
+    rel: pg_sys::Oid,
+    attnum: i16,
+    value: &str,
+) {
+    let column_type = catalog::column_type(client, rel, attnum)
+        .unwrap_or_else(|| internal(func, format!("column {attnum} vanished")));
+    let p = plan(client, &format!("SELECT $1::{column_type}"), &[TEXT], false);
+    client
+        .select(&*p, Some(1), &[value.into()])
+        .unwrap_or_else(spi_failed(func));
+}
+
+/// For `replace`: forget a registered collection's mapping and BM25 index (in the caller's
+/// transaction, so a failed registration keeps the old one); nothing if there is none.
+fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
+    let p = plan(
+        client,
+        "SELECT kind FROM qortex.collections WHERE name = $1",
+        &[TEXT],
+        false,
+    );
+    let kind = client
+        .select(&*p, Some(1), &[name.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten());
+    match kind.as_deref() {
+        None => {}
+        Some("registered") => drop_registered(client, func, name),
+        Some(_) => error(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!(
+                "{func}: collection \"{name}\" is managed; replace applies to a registered one"
+            ),
+        )
+        .hint("choose another name")
+        .raise(),
+    }
+}
+
+/// Drop a registered collection's BM25 index and triggers and forget its mapping.
+fn drop_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
+    let c = load(client, func, name);
+    let table = relation_name(client, c.source);
+    text_index::drop_index(client, func, name, table.as_deref());
+    forget(client, func, name);
+}
+
+/// Remove a collection's row.
+fn forget(client: &mut SpiClient<'_>, func: &str, name: &str) {
+    let p = plan(
+        client,
+        "DELETE FROM qortex.collections WHERE name = $1",
+        &[TEXT],
+        true,
+    );
+    client
+        .update(&*p, None, &[name.into()])
+        .unwrap_or_else(spi_failed(func));
 }
 
 fn check_source(client: &SpiClient<'_>, func: &str, oid: pg_sys::Oid, table: &str) {
@@ -534,8 +728,22 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
     let columns: Map<String, Value> = c
         .resolved
         .iter()
+        .filter(|(role, _)| !role.starts_with(FILTER_ROLE) && *role != "partition")
         .map(|(role, (_, n))| (role.clone(), json!(quote_identifier(n))))
         .collect();
+    let mut filters: Vec<String> = c
+        .filter_roles()
+        .filter_map(|(_, role)| Some(quote_identifier(&c.resolved.get(role)?.1)))
+        .collect();
+    filters.sort();
+    // (column quoted, its type, the value)
+    let partition = c.resolved.get("partition").map(|(attnum, n)| {
+        (
+            quote_identifier(n),
+            catalog::column_type(client, c.source, *attnum).unwrap_or_default(),
+            c.option("partition_value").unwrap_or_default().to_owned(),
+        )
+    });
     let idx = indexes(client, c.source);
     let role_of = |attnum: i16| {
         c.resolved
@@ -603,11 +811,24 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
         "distance": c.distance.name(),
         "text_config": c.text_config,
         "columns": columns,
-        "rows": count_rows(client, &table),
+        "rows": catalog::count_rows_where(
+            client,
+            &table,
+            partition.as_ref().map(|(c, t, v)| (c.as_str(), t.as_str(), v.as_str())),
+        ),
         "indexes": index_json,
         "vector_leg": vector_leg,
         "text_leg": text_leg,
     });
+    if !filters.is_empty() {
+        d["filters"] = json!(filters);
+    }
+    if let Some((column, _, value)) = &partition {
+        d["partition"] = json!({"column": column, "equals": value});
+    }
+    if let Some(key) = c.option("document_key") {
+        d["columns"]["document_id"] = json!({"metadata_key": key});
+    }
     if let Some(docs) = c.documents.and_then(|o| relation_name(client, o)) {
         d["documents"] = json!(count_rows(client, &docs));
         d["documents_table"] = json!(docs);
@@ -690,18 +911,9 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
             for t in [chunks, docs].into_iter().flatten() {
                 run(client, F, &format!("DROP TABLE {t}"));
             }
+            forget(client, F, &name);
         } else {
-            let table = relation_name(client, c.source);
-            text_index::drop_index(client, F, &name, table.as_deref());
+            drop_registered(client, F, &name);
         }
-        let p = plan(
-            client,
-            "DELETE FROM qortex.collections WHERE name = $1",
-            &[TEXT],
-            true,
-        );
-        client
-            .update(&*p, None, &[name.as_str().into()])
-            .unwrap_or_else(spi_failed(F));
     })
 }

@@ -93,3 +93,39 @@ CREATE  FUNCTION "qortex_grant"(
 VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_grant_wrapper';
+
+-- Registration takes `replace` (change a registration in place) and, in `columns`, a
+-- partition of a shared table, filter columns and a document id from a metadata key.
+DROP FUNCTION qortex_register_collection(TEXT, regclass, jsonb);
+CREATE FUNCTION qortex_register_collection(
+    name TEXT, source regclass, columns jsonb, replace boolean DEFAULT false
+) RETURNS jsonb VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_register_collection_wrapper';
+
+-- Decay takes `toward`: 'prior' (as before) or 'zero' (qortex-learning's decay_arm).
+DROP FUNCTION qortex_decay_arm(TEXT, TEXT, double precision, jsonb);
+CREATE  FUNCTION "qortex_decay_arm"(
+	"learner" TEXT, /* Option < String > */
+	"arm_id" TEXT, /* Option < String > */
+	"factor" double precision DEFAULT 0.9, /* Option < f64 > */
+	"context" jsonb DEFAULT NULL, /* Option < crate :: jsonb :: Jsonb > */
+	"toward" TEXT DEFAULT 'prior' /* Option < String > */
+) RETURNS TABLE (
+	"alpha" double precision,  /* f64 */
+	"beta" double precision,  /* f64 */
+	"pulls" INT,  /* i32 */
+	"total_reward" double precision,  /* f64 */
+	"mean" double precision  /* f64 */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_decay_arm_wrapper';
+DROP FUNCTION qortex_decay_learner(TEXT, double precision, jsonb);
+CREATE  FUNCTION "qortex_decay_learner"(
+	"learner" TEXT, /* Option < String > */
+	"factor" double precision, /* Option < f64 > */
+	"context" jsonb DEFAULT NULL, /* Option < crate :: jsonb :: Jsonb > */
+	"toward" TEXT DEFAULT 'prior' /* Option < String > */
+) RETURNS INT /* i32 */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_decay_learner_wrapper';

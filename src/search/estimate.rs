@@ -69,6 +69,8 @@ fn explain(func: &str, sql: &str, scope: Option<&Scope<'_>>) -> (f64, bool) {
             None::<i64>.into(),
             None::<pgrx::JsonB>.into(),
             None::<String>.into(),
+            None::<pgrx::JsonB>.into(),
+            None::<String>.into(),
         ]
     };
     match scope {

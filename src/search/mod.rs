@@ -18,12 +18,17 @@ use crate::catalog::{self, Layout};
 use crate::counters;
 use crate::errors::{data_error, error, invalid_param, required};
 use crate::settings;
+use crate::spi::{JSONB, TEXT};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::spi::{quote_literal, SpiClient};
+use pgrx::{JsonB, PgOid};
 use qortex_core::collections::Distance;
-use qortex_core::hybrid::{castable_id, fuse, graph_boost, parse_k, text, SearchOptions};
+use qortex_core::hybrid::{
+    castable_id, fuse, graph_boost, parse_k, text, SearchOptions, SplitFilter,
+};
 use qortex_core::ParamError;
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -32,29 +37,64 @@ fn ms(t: Instant) -> String {
     format!("{:.2} ms", t.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// The filter (`$3`, jsonb) and user scope (`$4`, text) of a search, as SQL both legs and
-/// the neighbour lookup append to their `WHERE`.
+/// The rows a search may return, as SQL both legs and the neighbour lookup append to their
+/// `WHERE`: the filter's metadata part (`$3`, jsonb), the user (`$4`, text), the filter's
+/// column part (`$5`, jsonb, one `->>` per column) and the collection's partition (`$6`,
+/// text cast to the column's type). Statements take two parameters of their own first.
 pub struct Scope<'a> {
-    /// `AND ...`, or empty without filter and user scope.
+    /// `AND ...`, or empty without filter, user scope and partition.
     pub sql: String,
     opts: &'a SearchOptions,
+    filter: SplitFilter,
+    partition: Option<String>,
 }
 
 impl<'a> Scope<'a> {
     fn new(func: &str, t: &Layout, opts: &'a SearchOptions) -> Scope<'a> {
         let name = &t.name;
         let mut sql = String::new();
-        if opts.filter.is_some() {
+        let columns: Vec<&str> = t.filter_columns.iter().map(|c| c.0.as_str()).collect();
+        let filter = match &opts.filter {
+            Some(Value::Object(f)) => {
+                SplitFilter::new(f, &columns).unwrap_or_else(|e| invalid_param(func, e))
+            }
+            _ => SplitFilter::default(),
+        };
+        if t.metadata.is_none() {
+            // without metadata, a key naming a column means that column
+            if let Some(key) = filter
+                .metadata_keys()
+                .into_iter()
+                .find(|k| t.table_columns.contains(k))
+            {
+                refuse_column_key(func, t, &key);
+            }
+        }
+        if filter.metadata.is_some() {
             let m = t.metadata.as_deref().unwrap_or_else(|| {
                 invalid_param(
                     func,
                     ParamError::new(
                         "options.filter",
-                        format!("collection \"{name}\" has no metadata column"),
+                        format!(
+                            "collection \"{name}\" has no metadata column{}",
+                            match columns.is_empty() {
+                                true => String::new(),
+                                false => format!("; its filter columns are {}", columns.join(", ")),
+                            }
+                        ),
                     ),
                 )
             });
             sql += &format!(" AND {m} OPERATOR(pg_catalog.@>) $3");
+        }
+        for (key, column, column_type) in &t.filter_columns {
+            if filter.columns.contains_key(key) {
+                sql += &format!(
+                    " AND {column} = ($5 OPERATOR(pg_catalog.->>) {})::{column_type}",
+                    quote_literal(key)
+                );
+            }
         }
         if opts.user_id.is_some() {
             let u = t.user_id.as_deref().unwrap_or_else(|| {
@@ -71,10 +111,23 @@ impl<'a> Scope<'a> {
                 None => format!(" AND {u} = $4"),
             };
         }
-        Scope { sql, opts }
+        if let Some(p) = &t.partition {
+            sql += &format!(" AND {} = $6::{}", p.column, p.column_type);
+        }
+        Scope {
+            sql,
+            opts,
+            filter,
+            partition: t.partition.as_ref().map(|p| p.value.clone()),
+        }
     }
 
-    /// What identifies the scope: the filter and the user.
+    /// Whether rows are limited by more than the user: a filter or a partition.
+    pub fn filtered(&self) -> bool {
+        self.opts.filter.is_some() || self.partition.is_some()
+    }
+
+    /// What identifies the scope within a collection: the filter and the user.
     fn key(&self) -> String {
         format!(
             "{}\u{1}{}",
@@ -86,20 +139,71 @@ impl<'a> Scope<'a> {
         )
     }
 
-    /// The parameters of a statement with this scope: two of its own, then the filter and
-    /// the user id.
-    fn args<'b>(
+    /// The parameter types of a statement with this scope, after its own two.
+    pub fn types(first: PgOid, second: PgOid) -> [PgOid; 6] {
+        [first, second, JSONB, TEXT, JSONB, TEXT]
+    }
+
+    /// The parameters of a statement with this scope: two of its own, then the scope's.
+    pub fn args<'b>(
         &'b self,
         first: DatumWithOid<'b>,
         second: DatumWithOid<'b>,
-    ) -> [DatumWithOid<'b>; 4] {
+    ) -> [DatumWithOid<'b>; 6] {
         [
             first,
             second,
-            self.opts.filter.clone().map(JsonB).into(),
+            self.filter.metadata.clone().map(JsonB).into(),
             self.opts.user_id.as_deref().into(),
+            (!self.filter.columns.is_empty())
+                .then(|| JsonB(Value::Object(self.filter.columns.clone())))
+                .into(),
+            self.partition.as_deref().into(),
         ]
     }
+}
+
+/// When a filtered search finds nothing: says which of the filter's metadata keys no row
+/// has (a WARNING: it may be written later), and refuses one that names a column of the
+/// table instead (42703), so a filter never matches nothing silently because of its keys.
+fn unknown_keys(client: &SpiClient<'_>, t: &Layout, scope: &Scope<'_>) {
+    let keys = scope.filter.metadata_keys();
+    let Some(m) = t.metadata.as_deref().filter(|_| !keys.is_empty()) else {
+        return;
+    };
+    for key in rows::absent_keys(client, t, m, &keys) {
+        if t.table_columns.contains(&key) {
+            refuse_column_key("hybrid_search", t, &key);
+        }
+        error(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "hybrid_search: options.filter.{key}: no row of collection \"{}\" has \
+                 metadata key \"{key}\"",
+                t.name
+            ),
+        )
+        .detail("The filter matched nothing because of this key.")
+        .warn();
+    }
+}
+
+/// 42703 for a filter key that names a column of the table the filter cannot compare.
+fn refuse_column_key(func: &str, t: &Layout, key: &str) -> ! {
+    error(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        format!(
+            "{func}: options.filter.{key}: \"{key}\" is a column of {}, not a metadata key of \
+             collection \"{}\"",
+            t.table, t.name
+        ),
+    )
+    .detail("A filter matches metadata keys, and the columns registered as filter columns.")
+    .hint(format!(
+        "register the collection again with \"filters\": [\"{key}\"] among its columns \
+         (qortex_register_collection(..., replace => true))"
+    ))
+    .raise()
 }
 
 type Row = (
@@ -271,6 +375,9 @@ fn hybrid_search(
             graph_boost(&mut fused, &edges, weight, pool, &factors);
         }
         let page: Vec<_> = fused.into_iter().skip(opts.offset).take(k).collect();
+        if page.is_empty() && opts.offset == 0 {
+            unknown_keys(client, &t, &scope);
+        }
         // Similarities the vector leg left unread (it read ranks only) are read for the page.
         let unread = page
             .iter()

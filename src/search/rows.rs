@@ -5,7 +5,7 @@ use super::vector_leg::{distance_sql, similarity};
 use super::Scope;
 use crate::catalog::Layout;
 use crate::jsonb::JsonbText;
-use crate::spi::{plan, spi_failed, INT8, JSONB, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, INT8, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 use qortex_core::hybrid::GRAPH_FANOUT;
@@ -66,7 +66,7 @@ pub fn in_scope(
         id_type = t.id_type,
         scope = scope.sql
     );
-    let p = plan(client, &sql, &[TEXT_ARRAY, INT8, JSONB, TEXT], false);
+    let p = plan(client, &sql, &Scope::types(TEXT_ARRAY, INT8), false);
     // $2 is unused here
     client
         .select(&*p, None, &scope.args(ids.to_vec().into(), 0i64.into()))
@@ -91,6 +91,22 @@ pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<St
                 r.get::<f64>(2).ok().flatten()?,
             ))
         })
+        .collect()
+}
+
+/// Which of `keys` no row of the collection's table has in its metadata `m` (of the rows the
+/// caller can read).
+pub fn absent_keys(client: &SpiClient<'_>, t: &Layout, m: &str, keys: &[String]) -> Vec<String> {
+    let sql = format!(
+        "SELECT k FROM pg_catalog.unnest($1::text[]) k
+          WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {m} OPERATOR(pg_catalog.?) k)",
+        table = t.table
+    );
+    let p = plan(client, &sql, &[TEXT_ARRAY], false);
+    client
+        .select(&*p, None, &[keys.to_vec().into()])
+        .unwrap_or_else(spi_failed("hybrid_search"))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
         .collect()
 }
 

@@ -10,7 +10,7 @@ use super::{bm25, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::settings::{self, ForCall};
-use crate::spi::{plan, spi_failed, FLOAT8, INT8, JSONB, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, FLOAT8, INT8, OID, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -73,7 +73,7 @@ pub fn run(
         budget: settings::TEXT_ROW_BUDGET.get() as usize,
         pool,
         need,
-        filtered: opts.filter.is_some(),
+        filtered: scope.filtered(),
     };
     let mut source = SpiText {
         client,
@@ -176,7 +176,7 @@ impl<'c> TextSource for SpiText<'_, 'c> {
             table = t.table,
             scope = self.scope.sql
         );
-        let p = plan(self.client, &sql, &[TEXT, INT8, JSONB, TEXT], false);
+        let p = plan(self.client, &sql, &Scope::types(TEXT, INT8), false);
         let args = self
             .scope
             .args(tsquery.as_str().into(), (limit as i64).into());

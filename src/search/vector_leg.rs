@@ -17,7 +17,7 @@
 use super::{estimate, Scope};
 use crate::catalog::Layout;
 use crate::settings::ForCall;
-use crate::spi::{plan, spi_failed, INT8, JSONB, TEXT};
+use crate::spi::{plan, spi_failed, INT8};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 use qortex_core::collections::Distance;
@@ -55,7 +55,7 @@ pub fn run(
         let p = plan(
             client,
             &sql,
-            &[pgrx::PgOid::from(t.vector_type), INT8, JSONB, TEXT],
+            &Scope::types(pgrx::PgOid::from(t.vector_type), INT8),
             false,
         );
         let args = scope.args(

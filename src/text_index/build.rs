@@ -24,12 +24,19 @@ use std::time::Instant;
 /// Rows read and folded at a time.
 const CHUNK: i64 = 20_000;
 
+/// Why a collection that is one partition of its table has no BM25 index.
+pub const PARTITION_REASON: &str = "the collection is one partition of its table: the text \
+    leg reads the GIN index within the partition, as under a filter";
+
 /// Create (or re-create) the collection's index and fill it; the collection's row then
 /// names it. Returns what was built, or why not (a note, no error: the text leg then reads
 /// the GIN index).
 pub fn create(client: &mut SpiClient<'_>, func: &str, t: &Layout) -> Value {
     if !t.unique_id {
         return json!({"built": false, "reason": "no unique index covers the id column alone"});
+    }
+    if t.partition.is_some() {
+        return json!({"built": false, "reason": PARTITION_REASON});
     }
     // Run from ALTER EXTENSION qortex UPDATE (which builds the indexes of existing
     // collections), the tables would otherwise become members of the extension, which

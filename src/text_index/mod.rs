@@ -30,7 +30,7 @@ mod build;
 mod check;
 mod maintain;
 
-pub use build::{create, drop_index};
+pub use build::{create, drop_index, PARTITION_REASON};
 
 use crate::catalog::{Collection, IndexTables, TEXT_INDEX_VERSION};
 use crate::owner::as_owner;
@@ -44,6 +44,9 @@ pub fn describe(client: &SpiClient<'_>, func: &str, c: &Collection) -> Value {
         "SELECT qortex_refresh_text_index({}) builds it",
         quote_literal(&c.name)
     );
+    if c.columns.contains_key("partition") {
+        return json!({"built": false, "hint": PARTITION_REASON});
+    }
     let Some((_, built)) = &c.text_index else {
         return json!({"built": false, "hint": format!(
             "the text leg reads the GIN index (a BM25 index needs a unique index on the id \

@@ -469,3 +469,55 @@ def test_errors_carry_a_specific_sqlstate_and_their_advice_as_a_hint(db):
     code, msg, hint, _ = caught(
         "SELECT qortex_ingest('t', '{}', %s)", (Jsonb([chunk("a", [1, 0, 0])]),))
     assert code == "0A000" and msg.endswith("is registered, not managed") and hint
+
+
+@pytest.mark.parametrize("cols, err, match", [
+    ({"partition": {"column": "tenant", "equals": "not-a-uuid"}},
+     psycopg.errors.InvalidTextRepresentation, "uuid"),
+    ({"partition": {"column": "tenant"}}, psycopg.errors.InvalidParameterValue,
+     "columns.partition"),
+    ({"partition": {"column": "nope", "equals": "x"}}, psycopg.errors.UndefinedColumn,
+     "columns.partition.column"),
+    ({"filters": "topic"}, psycopg.errors.InvalidParameterValue, "columns.filters"),
+    ({"filters": ["emb"]}, psycopg.errors.InvalidParameterValue,
+     "columns.filters.*type vector"),
+    ({"filters": ["nope"]}, psycopg.errors.UndefinedColumn, "columns.filters"),
+    ({"document_id": {"metadata_key": "doc"}}, psycopg.errors.InvalidParameterValue,
+     "columns.document_id.*no column"),
+    ({"document_id": {"key": "doc"}}, psycopg.errors.InvalidParameterValue,
+     "columns.document_id"),
+])
+def test_registration_options_are_checked(db, cols, err, match):
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, emb vector(2), body text, tenant uuid, "
+               "topic text)")
+    with pytest.raises(err, match=match):
+        db.execute("SELECT qortex_register_collection('t', 't', %s)",
+                   (Jsonb({"id": "id", "embedding": "emb", "content": "body", **cols}),))
+    assert db.execute("SELECT count(*) FROM qortex.collections").fetchone()[0] == 0
+
+
+def test_replace_changes_a_registration_and_only_a_registered_one(db):
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, emb vector(2), body text, tenant int)")
+    db.execute("INSERT INTO t VALUES (1, '[1,0]', 'cats purr', 1), (2, '[0,1]', 'cats nap', 2)")
+    cols = {"id": "id", "embedding": "emb", "content": "body"}
+    # replace of a name not taken registers
+    d = one(db, "SELECT qortex_register_collection('t', 't', %s, replace => true)", Jsonb(cols))
+    assert d["rows"] == 2 and d["text_leg"]["text_index"]["built"] is True
+    d = one(db, "SELECT qortex_register_collection('t', 't', %s, replace => true)",
+            Jsonb({**cols, "partition": {"column": "tenant", "equals": 2}}))
+    assert (d["rows"], d["partition"]) == (1, {"column": "tenant", "equals": "2"})
+    assert d["text_leg"]["text_index"]["built"] is False
+    # its BM25 index and triggers went with the old registration
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass")\
+        .fetchone()[0] == 0
+    assert [r[0] for r in db.execute(
+        "SELECT id FROM hybrid_search('t', NULL, 'cats', 10)").fetchall()] == ["2"]
+    # a failed replace keeps the registration it would have replaced
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        db.execute("SELECT qortex_register_collection('t', 't', %s, replace => true)",
+                   (Jsonb({**cols, "content": "nope"}),))
+    assert one(db, "SELECT details FROM qortex_collections()")["partition"]["equals"] == "2"
+    db.execute("SELECT qortex_create_collection('kb', 2)")
+    with pytest.raises(psycopg.errors.WrongObjectType, match="managed"):
+        db.execute("SELECT qortex_register_collection('kb', 't', %s, replace => true)",
+                   (Jsonb(cols),))

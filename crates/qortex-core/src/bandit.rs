@@ -246,14 +246,46 @@ impl ArmState {
         }
     }
 
-    /// Shrink the evidence toward `prior`: `alpha <- prior.alpha + f (alpha - prior.alpha)`,
-    /// the same for beta, `total_reward <- f total_reward`; pulls unchanged.
-    pub fn decay(&self, f: f64, prior: &ArmState) -> ArmState {
+    /// Decay by `f`, `total_reward <- f total_reward`, pulls unchanged. Toward the prior:
+    /// `alpha <- prior.alpha + f (alpha - prior.alpha)`, the same for beta. Toward zero (the
+    /// Python package's `decay_arm`): `alpha <- max(f alpha, 0.01)`, the same for beta.
+    pub fn decay(&self, f: f64, toward: DecayToward, prior: &ArmState) -> ArmState {
+        let shrink = |x: f64, start: f64| match toward {
+            DecayToward::Prior => start + f * (x - start),
+            DecayToward::Zero => (f * x).max(DECAY_FLOOR),
+        };
         ArmState {
-            alpha: prior.alpha + f * (self.alpha - prior.alpha),
-            beta: prior.beta + f * (self.beta - prior.beta),
+            alpha: shrink(self.alpha, prior.alpha),
+            beta: shrink(self.beta, prior.beta),
             pulls: self.pulls,
             total_reward: f * self.total_reward,
+        }
+    }
+}
+
+/// What a decay shrinks the evidence toward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DecayToward {
+    /// The arm's starting point (its prior, or the seed boost): forgets evidence, keeps the
+    /// prior. qortex's default.
+    Prior,
+    /// Zero, floored at `DECAY_FLOOR`: the mean stays, confidence goes (qortex-learning's
+    /// `Learner.decay_arm`).
+    Zero,
+}
+
+/// The smallest alpha or beta a decay toward zero leaves (as qortex-learning).
+pub const DECAY_FLOOR: f64 = 0.01;
+
+impl DecayToward {
+    pub fn parse(s: &str) -> Result<DecayToward, ParamError> {
+        match s {
+            "prior" => Ok(DecayToward::Prior),
+            "zero" => Ok(DecayToward::Zero),
+            _ => Err(ParamError::new(
+                "toward",
+                format!("must be 'prior' or 'zero', got {s:?}"),
+            )),
         }
     }
 }
@@ -407,11 +439,29 @@ mod tests {
             pulls: 5,
             total_reward: 5.0,
         };
-        let d = s.decay(0.5, &fresh);
+        let d = s.decay(0.5, DecayToward::Prior, &fresh);
         assert_eq!(
             (d.alpha, d.beta, d.pulls, d.total_reward),
             (3.5, 1.0, 5, 2.5)
         );
+        // as qortex-learning: multiplied, the mean kept, floored
+        let z = s.decay(0.5, DecayToward::Zero, &fresh);
+        assert_eq!(
+            (z.alpha, z.beta, z.pulls, z.total_reward),
+            (3.0, 0.5, 5, 2.5)
+        );
+        assert_eq!(z.alpha / (z.alpha + z.beta), s.alpha / (s.alpha + s.beta));
+        let tiny = ArmState {
+            alpha: 0.015,
+            beta: 0.015,
+            pulls: 0,
+            total_reward: 0.0,
+        };
+        let t = tiny.decay(0.5, DecayToward::Zero, &fresh);
+        assert_eq!((t.alpha, t.beta), (DECAY_FLOOR, DECAY_FLOOR));
+        assert_eq!(DecayToward::parse("zero").unwrap(), DecayToward::Zero);
+        assert_eq!(DecayToward::parse("prior").unwrap(), DecayToward::Prior);
+        assert_eq!(DecayToward::parse("half").unwrap_err().arg, "toward");
     }
 
     #[test]
