@@ -10,7 +10,7 @@ export PG_MAJOR
 BIN         = $(shell "$$(scripts/pg-config.sh)" --bindir)
 PSQL        = $(BIN)/psql -X -q -v ON_ERROR_STOP=1 -h $(abspath $(DEV_DIR))/run -p $(PORT) -U postgres
 
-.PHONY: setup install run stop test bench clean
+.PHONY: setup install run stop test test-citus bench clean
 
 setup:
 	@scripts/setup.sh
@@ -36,6 +36,11 @@ stop:
 
 test: setup
 	@scripts/test.sh
+
+# The Citus suite (tests/citus): builds Citus from ../shared/vendor once, starts a coordinator
+# and two workers (scripts/citus.sh), runs against them, stops them. PostgreSQL 15 only.
+test-citus: setup
+	@scripts/test-citus.sh
 
 clean: stop
 	cargo clean

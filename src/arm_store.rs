@@ -12,9 +12,11 @@
 //!   what the SQL statement would do (REPEATABLE READ or SERIALIZABLE, a read-only
 //!   transaction, row-level security, triggers on the table, missing privileges, no row yet)
 //!   it declines and the caller runs the SQL upsert.
+//! - Both leave a Citus table (rows in shards, not in this heap) to SQL.
 //!
 //! The table's column layout is checked on every call, so a changed table is an error
 //! rather than misread.
+use crate::citus;
 use crate::errors::error;
 use crate::pg_compat;
 use pgrx::pg_sys;
@@ -82,10 +84,19 @@ unsafe fn open_key(
 }
 
 /// `(alpha, beta, pulls)` of each arm, in the order given; `None` where nothing is stored.
-pub fn stored_states(learner: &str, ctx: &str, arms: &[String]) -> Vec<Option<(f64, f64, i32)>> {
+/// `None` for all of them when the table is a Citus table (its rows are in shards): the
+/// caller reads them through SQL.
+pub fn stored_states(
+    learner: &str,
+    ctx: &str,
+    arms: &[String],
+) -> Option<Vec<Option<(f64, f64, i32)>>> {
     const F: &str = "qortex_select_arms";
     unsafe {
         let table_oid = table_oid(F);
+        if citus::is_citus_table(table_oid) {
+            return None;
+        }
         if !allowed(table_oid, pg_sys::ACL_SELECT) {
             ereport!(
                 ERROR,
@@ -148,7 +159,7 @@ pub fn stored_states(learner: &str, ctx: &str, arms: &[String]) -> Vec<Option<(f
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_close(index, lock);
         pg_sys::table_close(rel, lock);
-        out
+        Some(out)
     }
 }
 
@@ -243,6 +254,9 @@ pub fn update_in_place(
             return None;
         }
         let oid = table_oid(F);
+        if citus::is_citus_table(oid) {
+            return None;
+        }
         let privileges = [pg_sys::ACL_SELECT, pg_sys::ACL_INSERT, pg_sys::ACL_UPDATE];
         if !privileges.iter().all(|&p| allowed(oid, p))
             || pg_sys::check_enable_rls(oid, pg_sys::InvalidOid, false)

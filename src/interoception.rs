@@ -82,7 +82,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                      INSERT INTO qortex.interoception_feedback (query_id, node_id, outcome)
                      SELECT $1, node_id, outcome FROM new
                      ON CONFLICT (query_id, node_id) DO UPDATE
-                        SET outcome = excluded.outcome, updated_at = pg_catalog.now())
+                        SET outcome = excluded.outcome, updated_at = excluded.updated_at)
                  SELECT node_id, outcome FROM old",
                 &[TEXT, TEXT_ARRAY, TEXT_ARRAY],
                 true,

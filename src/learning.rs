@@ -4,6 +4,7 @@
 //! written.
 use crate::arm_store;
 use crate::cache::Cache;
+use crate::citus;
 use crate::counters::{self, Event};
 use crate::errors::{data_error, internal, invalid_param, required};
 use crate::spi::{
@@ -41,30 +42,78 @@ fn config_outside_spi(func: &str, learner: &str) -> LearnerConfig {
 }
 
 fn load_config(client: &SpiClient<'_>, func: &str, learner: &str) -> LearnerConfig {
+    // a Citus table's writes do not fire the trigger that keeps the cache fresh
+    if citus::is_state_table(c"learners") {
+        return read_config(client, func, learner).0;
+    }
     CONFIGS.with(|c| {
         let mut cache = c.borrow_mut();
         if let Some(config) = cache.get(learner) {
             return config;
         }
-        cache.fill(learner, || {
-            let p = plan(client, CONFIG_SQL, &[TEXT], false);
-            let row = client
-                .select(&*p, Some(1), &[learner.into()])
-                .unwrap_or_else(spi_failed(func))
-                .next()
-                .unwrap_or_else(|| internal(func, "the learner config query returned no row"));
-            let config = match row.get::<JsonB>(1).ok().flatten() {
-                None => LearnerConfig::default(),
-                Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
-                    data_error(format!(
-                        "{func}: the stored config of learner \"{learner}\" is invalid: {e}"
-                    ))
-                }),
-            };
-            let rel = row.get::<pg_sys::Oid>(2).ok().flatten();
-            (config, rel.into_iter().collect())
-        })
+        cache.fill(learner, || read_config(client, func, learner))
     })
+}
+
+/// A learner's configuration and the table it was read from.
+fn read_config(
+    client: &SpiClient<'_>,
+    func: &str,
+    learner: &str,
+) -> (LearnerConfig, Vec<pg_sys::Oid>) {
+    let p = plan(client, CONFIG_SQL, &[TEXT], false);
+    let row = client
+        .select(&*p, Some(1), &[learner.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .unwrap_or_else(|| internal(func, "the learner config query returned no row"));
+    let config = match row.get::<JsonB>(1).ok().flatten() {
+        None => LearnerConfig::default(),
+        Some(JsonB(v)) => LearnerConfig::default().merged(&v).unwrap_or_else(|e| {
+            data_error(format!(
+                "{func}: the stored config of learner \"{learner}\" is invalid: {e}"
+            ))
+        }),
+    };
+    let rel = row.get::<pg_sys::Oid>(2).ok().flatten();
+    (config, rel.into_iter().collect())
+}
+
+/// `(alpha, beta, pulls)` of each arm through SQL (where `arm_store` cannot read the heap).
+fn stored_by_sql(
+    func: &str,
+    learner: &str,
+    ctx: &str,
+    arms: &[String],
+) -> Vec<Option<(f64, f64, i32)>> {
+    let found: HashMap<String, (f64, f64, i32)> = Spi::connect(|client| {
+        let p = plan(
+            client,
+            "SELECT arm_id, alpha, beta, pulls FROM qortex.learning_arm_states
+              WHERE learner_name = $1 AND context_hash = $2 AND arm_id = ANY($3)",
+            &[TEXT, TEXT, TEXT_ARRAY],
+            false,
+        );
+        client
+            .select(
+                &*p,
+                None,
+                &[learner.into(), ctx.into(), arms.to_vec().into()],
+            )
+            .unwrap_or_else(spi_failed(func))
+            .filter_map(|r| {
+                Some((
+                    r.get::<String>(1).ok()??,
+                    (
+                        r.get::<f64>(2).ok()??,
+                        r.get::<f64>(3).ok()??,
+                        r.get::<i32>(4).ok()??,
+                    ),
+                ))
+            })
+            .collect()
+    });
+    arms.iter().map(|a| found.get(a).copied()).collect()
 }
 
 /// The context hash of a context argument; it must be a JSON object (or NULL).
@@ -132,7 +181,7 @@ fn qortex_learner_configure(learner: Option<String>, config: Option<crate::jsonb
             client,
             "INSERT INTO qortex.learners (learner_name, config) VALUES ($1, $2)
              ON CONFLICT (learner_name) DO UPDATE
-                SET config = excluded.config, updated_at = pg_catalog.now()",
+                SET config = excluded.config, updated_at = excluded.updated_at",
             &[TEXT, JSONB],
             true,
         );
@@ -255,7 +304,8 @@ fn qortex_select_arms(
     let ctx = hash_arg(F, "context", context.as_ref().map(|j| &j.0));
 
     let config = config_outside_spi(F, &learner);
-    let stored = arm_store::stored_states(&learner, &ctx, &arms);
+    let stored = arm_store::stored_states(&learner, &ctx, &arms)
+        .unwrap_or_else(|| stored_by_sql(F, &learner, &ctx, &arms));
 
     let candidates: Vec<Candidate> = arms
         .iter()
@@ -310,13 +360,15 @@ fn qortex_select_arms(
     TableIterator::new(rows)
 }
 
+// (`excluded.last_updated`, not `now()` again: the same instant, and Citus takes no
+// non-immutable function in DO UPDATE on a distributed table)
 const OBSERVE_SQL: &str = "
 INSERT INTO qortex.learning_arm_states AS s
        (learner_name, context_hash, arm_id, alpha, beta, pulls, total_reward, last_updated)
 VALUES ($1, $2, $3, $4 + $6, $5 + (1 - $6), 1, $6, pg_catalog.now())
 ON CONFLICT (learner_name, context_hash, arm_id) DO UPDATE
    SET alpha = s.alpha + $6, beta = s.beta + (1 - $6), pulls = s.pulls + 1,
-       total_reward = s.total_reward + $6, last_updated = pg_catalog.now()
+       total_reward = s.total_reward + $6, last_updated = excluded.last_updated
 RETURNING alpha, beta, pulls, total_reward";
 
 /// Record one outcome, atomically in the database.

@@ -7,6 +7,7 @@
 // Infrastructure every capability uses: errors, SPI, caches, settings, counters, and the
 // server internals that differ between PostgreSQL majors.
 mod cache;
+mod citus;
 mod counters;
 mod errors;
 mod jsonb;

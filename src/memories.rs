@@ -46,7 +46,7 @@ fn qortex_remember(
             "INSERT INTO qortex.user_memories (user_id, memory, metadata) VALUES ($1, $2, $3)
              ON CONFLICT (user_id) DO UPDATE
                 SET memory = excluded.memory, metadata = excluded.metadata,
-                    updated_at = pg_catalog.now()
+                    updated_at = excluded.updated_at
              RETURNING user_id, memory, metadata, updated_at",
             &[TEXT, TEXT, JSONB],
             true,

@@ -217,14 +217,15 @@ fn insert_collection(
         "INSERT INTO qortex.collections
                 (name, kind, source, documents, dimensions, distance, text_config, columns,
                  options, source_oid)
-         VALUES ($1, $2, $3::regclass, $4::regclass, $5, $6, $7,
-                 (SELECT pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_object(
-                             'name', a.attname::text, 'attnum', a.attnum))
-                    FROM pg_catalog.jsonb_each_text($8) m
-                    JOIN pg_catalog.pg_attribute a
-                      ON a.attrelid = $3::regclass AND a.attname = m.value
-                     AND a.attnum > 0 AND NOT a.attisdropped),
-                 $9, $3::regclass::oid)",
+         -- (INSERT ... SELECT: Citus takes no subquery in VALUES of a reference table)
+         SELECT $1, $2, $3::regclass, $4::regclass, $5, $6, $7,
+                pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_object(
+                    'name', a.attname::text, 'attnum', a.attnum)),
+                $9, $3::regclass::oid
+           FROM pg_catalog.jsonb_each_text($8) m
+           JOIN pg_catalog.pg_attribute a
+             ON a.attrelid = $3::regclass AND a.attname = m.value
+            AND a.attnum > 0 AND NOT a.attisdropped",
         &[TEXT, TEXT, TEXT, TEXT, INT4, TEXT, TEXT, JSONB, JSONB],
         true,
     );

@@ -129,3 +129,9 @@ CREATE  FUNCTION "qortex_decay_learner"(
 VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_decay_learner_wrapper';
+
+-- Citus: spread qortex's state over a cluster (docs/operations.md, Scale-out with Citus).
+CREATE  FUNCTION "qortex_distribute"() RETURNS jsonb /* pgrx :: JsonB */
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_distribute_wrapper';

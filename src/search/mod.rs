@@ -277,10 +277,13 @@ fn hybrid_search(
     // No JIT: a plan with sequential scans switched off costs more than jit_above_cost and
     // would be compiled for ~100 ms, for statements that take well under one.
     let generic = settings::ForCall::new();
-    generic.set("plan_cache_mode", "force_generic_plan");
     generic.set("jit", "off");
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = catalog::layout(client, F, &name);
+        // (Citus plans a multi-shard statement only with its parameters' values)
+        if !crate::citus::is_citus_table(t.source) {
+            generic.set("plan_cache_mode", "force_generic_plan");
+        }
         let scope = Scope::new(F, &t, &opts);
         let mut explain = Vec::new();
         let vector = match query_embedding {

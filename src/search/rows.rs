@@ -5,7 +5,7 @@ use super::vector_leg::{distance_sql, similarity};
 use super::Scope;
 use crate::catalog::Layout;
 use crate::jsonb::JsonbText;
-use crate::spi::{plan, spi_failed, INT8, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, INT8, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 use qortex_core::hybrid::GRAPH_FANOUT;
@@ -96,17 +96,26 @@ pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<St
 
 /// Which of `keys` no row of the collection's table has in its metadata `m` (of the rows the
 /// caller can read).
+/// (One statement per key: Citus plans no correlated subquery beside a set-returning
+/// function, and this runs only when a filtered search found nothing.)
 pub fn absent_keys(client: &SpiClient<'_>, t: &Layout, m: &str, keys: &[String]) -> Vec<String> {
     let sql = format!(
-        "SELECT k FROM pg_catalog.unnest($1::text[]) k
-          WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {m} OPERATOR(pg_catalog.?) k)",
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {m} OPERATOR(pg_catalog.?) $1)",
         table = t.table
     );
-    let p = plan(client, &sql, &[TEXT_ARRAY], false);
-    client
-        .select(&*p, None, &[keys.to_vec().into()])
-        .unwrap_or_else(spi_failed("hybrid_search"))
-        .filter_map(|r| r.get::<String>(1).ok().flatten())
+    let p = plan(client, &sql, &[TEXT], false);
+    keys.iter()
+        .filter(|k| {
+            client
+                .select(&*p, Some(1), &[k.as_str().into()])
+                .unwrap_or_else(spi_failed("hybrid_search"))
+                .first()
+                .get_one::<bool>()
+                .ok()
+                .flatten()
+                == Some(false)
+        })
+        .cloned()
         .collect()
 }
 

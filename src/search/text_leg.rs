@@ -272,8 +272,10 @@ fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
         .next()
         .and_then(|r| r.get::<f64>(1).ok().flatten())
         .unwrap_or(-1.0);
-    if n < 0.0 {
-        // Never analyzed: count.
+    // a Citus table's shell has no rows or statistics of its own: its shards do
+    let citus = crate::citus::is_citus_table(t.source);
+    if n < 0.0 || citus {
+        // Never analyzed (or in shards): count.
         n = client
             .select(
                 &format!("SELECT pg_catalog.count(*)::float8 FROM {}", t.table),
@@ -325,10 +327,15 @@ fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
         }
     }
     let pct = (100.0 * LENGTH_SAMPLE / n.max(1.0)).min(100.0);
+    // (Citus samples no distributed table: the first rows its shards return instead)
+    let sample = match citus {
+        false => "TABLESAMPLE SYSTEM ($1)",
+        true => "WHERE $1::float8 IS NOT NULL",
+    };
     let lp = plan(
         client,
         &format!(
-            "SELECT NULL::text, {} FROM {} TABLESAMPLE SYSTEM ($1) LIMIT $2",
+            "SELECT NULL::text, {} FROM {} {sample} LIMIT $2",
             t.tsv, t.table
         ),
         &[FLOAT8, INT8],
@@ -389,34 +396,53 @@ fn doc_freqs(
         } else {
             settings::TEXT_ROW_BUDGET.get() as i64 * 4
         };
-        let counted = format!(
-            "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
-                            WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
-               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
-                    AS q(l, tq)",
-            table = t.table,
-            tsv = t.tsv
-        );
+        let count = |tsquery: &str| {
+            format!(
+                "SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
+                   WHERE {tsv} @@ {tsquery}::tsquery LIMIT $3) s",
+                table = t.table,
+                tsv = t.tsv
+            )
+        };
+        // all in one statement; Citus plans no correlated subquery beside a set-returning
+        // function, so there one statement per lexeme
+        let citus = crate::citus::is_citus_table(t.source);
+        let counted = match citus {
+            false => format!(
+                "SELECT q.l, ({})
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)",
+                count("q.tq")
+            ),
+            true => format!("SELECT ($1::text[])[1], ({})", count("($2::text[])[1]")),
+        };
         let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
         let queries: Vec<String> = missing
             .iter()
             .map(|l| tsquery_any(std::slice::from_ref(l)))
             .collect();
+        let batches: Vec<(Vec<String>, Vec<String>)> = match citus {
+            false => vec![(missing.clone(), queries)],
+            true => missing
+                .iter()
+                .cloned()
+                .zip(queries)
+                .map(|(l, q)| (vec![l], vec![q]))
+                .collect(),
+        };
         let mut df = st.df.borrow_mut();
         let settings = no_full_scans(t);
-        for r in client
-            .select(
-                &*p,
-                None,
-                &[missing.clone().into(), queries.into(), cap.into()],
-            )
-            .unwrap_or_else(spi_failed(func))
-        {
-            if let (Some(l), Some(d)) = (
-                r.get::<String>(1).ok().flatten(),
-                r.get::<f64>(2).ok().flatten(),
-            ) {
-                df.insert(l, d);
+        for (lexemes, queries) in batches {
+            for r in client
+                .select(&*p, None, &[lexemes.into(), queries.into(), cap.into()])
+                .unwrap_or_else(spi_failed(func))
+            {
+                if let (Some(l), Some(d)) = (
+                    r.get::<String>(1).ok().flatten(),
+                    r.get::<f64>(2).ok().flatten(),
+                ) {
+                    df.insert(l, d);
+                }
             }
         }
         settings.restore();

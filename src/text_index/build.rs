@@ -28,6 +28,10 @@ const CHUNK: i64 = 20_000;
 pub const PARTITION_REASON: &str = "the collection is one partition of its table: the text \
     leg reads the GIN index within the partition, as under a filter";
 
+/// Why a Citus table has no BM25 index.
+pub const CITUS_REASON: &str = "a Citus table (its rows are in shards, which the index's \
+    triggers do not reach): the text leg reads the GIN index";
+
 /// Create (or re-create) the collection's index and fill it; the collection's row then
 /// names it. Returns what was built, or why not (a note, no error: the text leg then reads
 /// the GIN index).
@@ -37,6 +41,9 @@ pub fn create(client: &mut SpiClient<'_>, func: &str, t: &Layout) -> Value {
     }
     if t.partition.is_some() {
         return json!({"built": false, "reason": PARTITION_REASON});
+    }
+    if crate::citus::is_citus_table(t.source) {
+        return json!({"built": false, "reason": CITUS_REASON});
     }
     // Run from ALTER EXTENSION qortex UPDATE (which builds the indexes of existing
     // collections), the tables would otherwise become members of the extension, which

@@ -30,7 +30,7 @@ mod build;
 mod check;
 mod maintain;
 
-pub use build::{create, drop_index, PARTITION_REASON};
+pub use build::{create, drop_index, CITUS_REASON, PARTITION_REASON};
 
 use crate::catalog::{Collection, IndexTables, TEXT_INDEX_VERSION};
 use crate::owner::as_owner;
@@ -46,6 +46,9 @@ pub fn describe(client: &SpiClient<'_>, func: &str, c: &Collection) -> Value {
     );
     if c.columns.contains_key("partition") {
         return json!({"built": false, "hint": PARTITION_REASON});
+    }
+    if crate::citus::is_citus_table(c.source) {
+        return json!({"built": false, "hint": CITUS_REASON});
     }
     let Some((_, built)) = &c.text_index else {
         return json!({"built": false, "hint": format!(

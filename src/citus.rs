@@ -1,0 +1,290 @@
+//! Citus (scale-out): whether a table's rows live in shards instead of its local heap.
+//!
+//! On a Citus cluster a distributed or reference table is an empty shell on each node; its
+//! rows are in shard tables the Citus planner routes SQL to. So the direct paths that read
+//! or write qortex's state table through its heap (`arm_store`) read nothing there, and a
+//! statement trigger on the shell (what keeps `cache` fresh) does not fire for writes to
+//! shards. Where a table is a Citus table qortex reads and writes it through SQL and does
+//! not cache what it read from it.
+use crate::cache::Cache;
+use crate::spi::{plan, spi_failed, OID};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::cell::RefCell;
+
+thread_local! {
+    static TABLES: RefCell<Cache<bool>> = RefCell::new(Cache::new(256));
+}
+
+/// Whether Citus is loaded in this server (it must be preloaded; its settings exist then).
+fn loaded() -> bool {
+    unsafe { !pg_sys::GetConfigOption(c"citus.version".as_ptr(), true, false).is_null() }
+}
+
+/// Whether `rel` is a Citus table (distributed, reference or Citus-managed local): its rows
+/// are not in its own heap. Cheap without Citus; cached per backend otherwise (Citus sends a
+/// relcache invalidation of the table when it distributes or undistributes it).
+pub fn is_citus_table(rel: pg_sys::Oid) -> bool {
+    if !loaded() {
+        return false;
+    }
+    let key = rel.to_u32().to_string();
+    TABLES.with(|t| {
+        let mut cache = t.borrow_mut();
+        if let Some(v) = cache.get(&key) {
+            return v;
+        }
+        cache.fill(&key, || (read(rel), vec![rel]))
+    })
+}
+
+/// Whether qortex's table `qortex.<name>` is a Citus table.
+pub fn is_state_table(name: &std::ffi::CStr) -> bool {
+    if !loaded() {
+        return false;
+    }
+    let rel = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"qortex".as_ptr(), true);
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    };
+    rel != pg_sys::InvalidOid && is_citus_table(rel)
+}
+
+/// Whether the citus extension is created in this database.
+fn installed(client: &SpiClient<'_>) -> bool {
+    client
+        .select(
+            "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'",
+            Some(1),
+            &[],
+        )
+        .unwrap_or_else(spi_failed("qortex"))
+        .next()
+        .is_some()
+}
+
+fn read(rel: pg_sys::Oid) -> bool {
+    Spi::connect(|client| {
+        if !installed(client) {
+            return false;
+        }
+        let p = plan(
+            client,
+            "SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1",
+            &[OID],
+            false,
+        );
+        client
+            .select(&*p, Some(1), &[rel.into()])
+            .unwrap_or_else(spi_failed("qortex"))
+            .next()
+            .is_some()
+    })
+}
+
+/// How `qortex_distribute` lays out qortex's tables: (table, distribution column, the table
+/// it is co-located with), in order. Each is read and written by one distribution value per
+/// statement (a learner, a user), so Citus routes every statement to one shard.
+///
+/// The rest stays on the coordinator, where the calls that read it run: a collection's row
+/// names its tables (`regclass`), which exist on the coordinator only for managed
+/// collections and BM25 indexes, so no worker could hold a copy; ingestion jobs go with it.
+/// Interoception's factors, feedback and edges are locked and updated many nodes per
+/// statement, which Citus plans only within one shard.
+const LAYOUT: [(&str, &str, Option<&str>); 3] = [
+    ("qortex.learners", "learner_name", None),
+    (
+        "qortex.learning_arm_states",
+        "learner_name",
+        Some("qortex.learners"),
+    ),
+    ("qortex.user_memories", "user_id", None),
+];
+
+/// The statement trigger that keeps backends' learner configs fresh (`cache`): Citus
+/// distributes no table that has triggers, and would not fire them for writes to shards;
+/// qortex does not cache configs read from a Citus table instead.
+const CACHE_TRIGGERS: [(&str, &str); 1] = [("learners_changed", "qortex.learners")];
+
+/// The learning functions: each takes the learner first, as `learner`, and reads and writes
+/// only that learner's rows, so Citus runs a call on the node that holds the learner's shard.
+const LEARNING_FUNCTIONS: [&str; 10] = [
+    "qortex_learner_configure",
+    "qortex_select_arms",
+    "qortex_observe",
+    "qortex_observe_batch",
+    "qortex_top_arms",
+    "qortex_posteriors",
+    "qortex_metrics",
+    "qortex_decay_arm",
+    "qortex_decay_learner",
+    "qortex_reset",
+];
+
+/// Spread qortex's state over a Citus cluster (run on the coordinator; idempotent): the
+/// learning state by learner, co-located with the learners, and the learning functions run
+/// where their learner is; user memories by user. Returns what each table is now.
+#[pg_extern(volatile)]
+fn qortex_distribute() -> pgrx::JsonB {
+    const F: &str = "qortex_distribute";
+    crate::errors::require_writable(F);
+    if !loaded() {
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{F}: Citus is not loaded in this server"),
+        )
+        .hint("put citus first in shared_preload_libraries, restart, then CREATE EXTENSION citus")
+        .raise();
+    }
+    let mut done = serde_json::Map::new();
+    Spi::connect_mut(|client| {
+        let coordinator = installed(client).then(|| {
+            client
+                .select("SELECT pg_catalog.citus_is_coordinator()", Some(1), &[])
+                .unwrap_or_else(spi_failed(F))
+                .first()
+                .get_one::<bool>()
+                .ok()
+                .flatten()
+                == Some(true)
+        });
+        match coordinator {
+            None => crate::errors::error(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("{F}: the citus extension is not created in this database"),
+            )
+            .hint("CREATE EXTENSION citus, add the workers (citus_add_node), then call this again")
+            .raise(),
+            Some(false) => crate::errors::error(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("{F}: this node is a Citus worker"),
+            )
+            .hint("call it on the coordinator")
+            .raise(),
+            Some(true) => {}
+        }
+        for (trigger, table) in CACHE_TRIGGERS {
+            // (asked first: Citus refuses even DROP TRIGGER IF EXISTS on its tables)
+            let p = plan(
+                client,
+                "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2",
+                &[crate::spi::TEXT, crate::spi::TEXT],
+                false,
+            );
+            let present = client
+                .select(&*p, Some(1), &[table.into(), trigger.into()])
+                .unwrap_or_else(spi_failed(F))
+                .next()
+                .is_some();
+            if present {
+                crate::spi::run(
+                    client,
+                    F,
+                    &format!(
+                        "DROP TRIGGER {} ON {table}",
+                        pgrx::spi::quote_identifier(trigger)
+                    ),
+                );
+            }
+        }
+        for (table, column, colocate) in LAYOUT {
+            let p = plan(
+                client,
+                "SELECT 'distributed by ' OPERATOR(pg_catalog.||)
+                        pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+                   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1::regclass",
+                &[crate::spi::TEXT],
+                false,
+            );
+            let now = client
+                .select(&*p, Some(1), &[table.into()])
+                .unwrap_or_else(spi_failed(F))
+                .next()
+                .and_then(|r| r.get::<String>(1).ok().flatten());
+            let state = match now {
+                Some(s) => s,
+                None => {
+                    let call = match colocate {
+                        None => format!(
+                            "SELECT pg_catalog.create_distributed_table('{table}', '{column}')"
+                        ),
+                        Some(with) => format!(
+                            "SELECT pg_catalog.create_distributed_table('{table}', '{column}',
+                                    colocate_with => '{with}')"
+                        ),
+                    };
+                    crate::spi::run(client, F, &call);
+                    // the rows now live in shards; the shell's own copy would only mislead
+                    crate::spi::run(
+                        client,
+                        F,
+                        &format!(
+                            "SELECT pg_catalog.truncate_local_data_after_distributing_table('{table}')"
+                        ),
+                    );
+                    format!("distributed by {column}")
+                }
+            };
+            done.insert(table.into(), serde_json::Value::String(state));
+        }
+        // the learning functions run where their learner's rows are (not yet delegated ones)
+        let p = plan(
+            client,
+            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+               JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'qortex'
+              WHERE p.proname = ANY($1) AND p.proargnames[1] = 'learner'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o
+                                 WHERE o.classid = 'pg_catalog.pg_proc'::regclass
+                                   AND o.objid = p.oid
+                                   AND o.distribution_argument_index IS NOT NULL)
+              ORDER BY 1",
+            &[crate::spi::TEXT_ARRAY],
+            false,
+        );
+        let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+        let pending: Vec<String> = client
+            .select(&*p, None, &[names.into()])
+            .unwrap_or_else(spi_failed(F))
+            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .collect();
+        let delegate = plan(
+            client,
+            "SELECT pg_catalog.create_distributed_function($1::regprocedure, 'learner',
+                                                           colocate_with => 'qortex.learners')",
+            &[crate::spi::TEXT],
+            false,
+        );
+        for f in &pending {
+            client
+                .update(&*delegate, None, &[f.as_str().into()])
+                .unwrap_or_else(spi_failed(F));
+        }
+        let p = plan(
+            client,
+            "SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_object o
+               JOIN pg_catalog.pg_proc p ON o.classid = 'pg_catalog.pg_proc'::regclass
+                                        AND o.objid = p.oid
+              WHERE p.proname = ANY($1) AND o.distribution_argument_index IS NOT NULL",
+            &[crate::spi::TEXT_ARRAY],
+            false,
+        );
+        let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+        let delegated = client
+            .select(&*p, Some(1), &[names.into()])
+            .unwrap_or_else(spi_failed(F))
+            .first()
+            .get_one::<i64>()
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        done.insert(
+            "learning functions".into(),
+            serde_json::Value::String(format!(
+                "{delegated} run on the node holding their learner's shard"
+            )),
+        );
+    });
+    pgrx::JsonB(serde_json::Value::Object(done))
+}
