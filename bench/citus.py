@@ -9,7 +9,8 @@ Cluster: database `qortex` of scripts/citus.sh (coordinator 28830, workers 28831
 qortex_distribute() done. One node: database `qortex_single` on the coordinator's server
 (same PostgreSQL, no citus extension). Both get `bench_citus`: the 5,183 SciFact abstracts as
 bench/latency.py builds them (HNSW, GIN), on the cluster distributed by id
-(create_distributed_table, 32 shards over the two workers), registered as a collection.
+(create_distributed_table, --shards over the two workers: 32, Citus's default), registered
+as a collection.
 Throughput: qortex_select_arms (10 arms) and qortex_observe against the same learner state;
 latency: hybrid_search and the bare pgvector query, interleaved per query, p50/p95 (ms).
 All three servers share the machine's 2 cores, so the cluster figures are a floor.
@@ -41,7 +42,7 @@ def connect(db, **kw):
     return psycopg.connect(host=str(RUN), port=PORT, user="postgres", dbname=db, **kw)
 
 
-def prepare(db, distributed, corpus):
+def prepare(db, distributed, corpus, shards):
     with connect(db, autocommit=True) as c:
         c.execute("SET client_min_messages = warning")
         if distributed:
@@ -49,11 +50,23 @@ def prepare(db, distributed, corpus):
         c.execute("SELECT qortex_reset('bench_citus')")
         c.execute("SELECT qortex_observe('bench_citus', 'a' || i, 'accepted') "
                   "FROM generate_series(0, 9) i")
-        if c.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0]:
+        if distributed and c.execute(
+                "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = to_regclass(%s)",
+                (TABLE,)).fetchone()[0] != shards:
+            c.execute("SELECT qortex_drop_collection(name) FROM qortex.collections "
+                      "WHERE name = %s", (TABLE,))
+        if c.execute("SELECT count(*) FROM qortex.collections WHERE name = %s",
+                     (TABLE,)).fetchone()[0]:
             return
-        ddl = latency.DDL + ("SELECT create_distributed_table('{t}', 'id');" if distributed else "")
+        c.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        distribute = f"SELECT create_distributed_table('{{t}}', 'id', shard_count => {shards});"
+        ddl = latency.DDL + (distribute if distributed else "")
         latency.load(c, TABLE, [(int(r["id"]), f"{r['title']} {r['text']}", r["embedding"])
-                                for r in corpus], ddl, latency.INDEXES)
+                                for r in corpus], ddl, "SELECT 1")
+        # one statement at a time: Citus sends each to the shards as a prepared statement
+        for sql in latency.INDEXES.format(t=TABLE).split(";"):
+            if sql.strip():
+                c.execute(sql)
         latency.register(c, TABLE)
 
 
@@ -82,6 +95,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--shards", type=int, default=32, help="shards of the distributed table "
+                    "(Citus's default: 32)")
     args = ap.parse_args()
     with connect("postgres", autocommit=True) as c:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname = 'qortex_single'").fetchone():
@@ -91,8 +106,8 @@ def main():
         common.require_release(c)
     corpus = latency.load_csv("corpus.csv")
     queries = latency.load_csv("queries-train.csv")
-    prepare("qortex", True, corpus)
-    prepare("qortex_single", False, corpus)
+    prepare("qortex", True, corpus, args.shards)
+    prepare("qortex_single", False, corpus, args.shards)
 
     print(f"throughput (pgbench, 8 clients, {args.seconds} s per run, median of 3 "
           "interleaved rounds)")
@@ -121,7 +136,8 @@ def main():
             t0 = time.perf_counter()
             conns[db].execute(ms[m], params, prepare=True).fetchall()
             times[(db, m)].append(1000 * (time.perf_counter() - t0))
-    print(f"latency on SciFact 5k, {args.queries} queries, k = 10 (ms)")
+    print(f"latency on SciFact 5k ({args.shards} shards on the cluster), {args.queries} "
+          "queries, k = 10 (ms)")
     bare = statistics.median(times[("qortex_single", "bare pgvector")])
     for (db, m), t in times.items():
         if m == "SQL RRF":

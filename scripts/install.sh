@@ -29,7 +29,7 @@ scripts/install-sql.sh
 BIN=$("$PG_CONFIG" --bindir)
 as_owner() { if [ "$(id -u)" -eq 0 ]; then sudo -u postgres -- "$@"; else "$@"; fi; }
 MAJOR=$("$PG_CONFIG" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
-for data in "$ROOT"/.pg/*/data; do
+for data in "$ROOT"/.pg/*/data "$ROOT"/.pg/*/*/data; do  # (.pg/citus/<node>/data too)
     [ -f "$data/postmaster.pid" ] && [ "$(cat "$data/PG_VERSION")" = "$MAJOR" ] || continue
     if as_owner "$BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_owner "$BIN/pg_ctl" -D "$data" -m fast -w restart -l "$(dirname "$data")/server.log" >/dev/null

@@ -144,7 +144,19 @@ pub fn drop_index(client: &mut SpiClient<'_>, func: &str, name: &str, table: Opt
     // (no NOTICE that a table or trigger to drop "does not exist": the first build has none)
     let quiet = crate::settings::ForCall::new();
     quiet.set("client_min_messages", "warning");
-    if let Some(table) = table {
+    // (a Citus table has none, and Citus refuses even DROP TRIGGER IF EXISTS on it)
+    let citus = table.is_some_and(|t| {
+        let p = plan(client, "SELECT $1::regclass::oid", &[TEXT], false);
+        client
+            .select(&*p, Some(1), &[t.into()])
+            .unwrap_or_else(spi_failed(func))
+            .first()
+            .get_one::<pg_sys::Oid>()
+            .ok()
+            .flatten()
+            .is_some_and(crate::citus::is_citus_table)
+    });
+    if let Some(table) = table.filter(|_| !citus) {
         for (trigger, ..) in IndexTables::triggers(name) {
             run(
                 client,

@@ -201,6 +201,10 @@ def test_hybrid_search_over_a_distributed_table_returns_what_one_node_returns(cl
     for text, options in [("cat dog", "{}"), ("goat", '{"filter": {"g": 1}}'),
                           (None, "{}"), ("horse duck", '{"fusion": "weighted"}')]:
         assert one(cluster, search, q, text, options) == one(single, search, q, text, options)
+    d = one(cluster, "SELECT details FROM qortex_collections()")
+    assert (d["rows"], d["text_leg"]["text_index"]["built"]) == (200, False)
+    cluster.execute("SELECT qortex_drop_collection('docs')")  # the table stays
+    assert one(cluster, "SELECT count(*) FROM docs") == 200
 
 
 def test_every_capability_works_after_distribute(cluster, single):
