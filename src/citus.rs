@@ -85,20 +85,22 @@ fn read(rel: pg_sys::Oid) -> bool {
 
 /// How `qortex_distribute` lays out qortex's tables: (table, distribution column, the table
 /// it is co-located with), in order. Each is read and written by one distribution value per
-/// statement (a learner, a user), so Citus routes every statement to one shard.
+/// statement (a learner, a node, a query, a user), so Citus routes every statement to one
+/// shard (a search reads the factors of a page's nodes across shards).
 ///
 /// The rest stays on the coordinator, where the calls that read it run: a collection's row
 /// names its tables (`regclass`), which exist on the coordinator only for managed
-/// collections and BM25 indexes, so no worker could hold a copy; ingestion jobs go with it.
-/// Interoception's factors, feedback and edges are locked and updated many nodes per
-/// statement, which Citus plans only within one shard.
-const LAYOUT: [(&str, &str, Option<&str>); 3] = [
+/// collections and BM25 indexes, so no worker could hold a copy; ingestion jobs go with it;
+/// interoception's edges and their buffer are few rows, read by the coordinator's searches.
+const LAYOUT: [(&str, &str, Option<&str>); 5] = [
     ("qortex.learners", "learner_name", None),
     (
         "qortex.learning_arm_states",
         "learner_name",
         Some("qortex.learners"),
     ),
+    ("qortex.interoception_factors", "node_id", None),
+    ("qortex.interoception_feedback", "query_id", None),
     ("qortex.user_memories", "user_id", None),
 ];
 
@@ -124,7 +126,8 @@ const LEARNING_FUNCTIONS: [&str; 10] = [
 
 /// Spread qortex's state over a Citus cluster (run on the coordinator; idempotent): the
 /// learning state by learner, co-located with the learners, and the learning functions run
-/// where their learner is; user memories by user. Returns what each table is now.
+/// where their learner is; feedback factors by node, feedback by query, user memories by
+/// user. Returns what each table is now.
 #[pg_extern(volatile)]
 fn qortex_distribute() -> pgrx::JsonB {
     const F: &str = "qortex_distribute";

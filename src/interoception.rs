@@ -4,7 +4,7 @@ use crate::catalog::{self, Layout};
 use crate::counters::{self, GlobalEvent};
 use crate::errors::{invalid_param, required};
 use crate::settings;
-use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT4, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, FLOAT8, INT4, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -53,37 +53,47 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         client
             .update(&*ins, None, &[ids.clone().into()])
             .unwrap_or_else(spi_failed(func));
+        // One row per statement, in id order: each statement then names one node, so on a
+        // Citus cluster (factors distributed by node) it goes to one shard.
         let lock = plan(
             client,
-            "SELECT node_id, weight FROM qortex.interoception_factors
-              WHERE node_id = ANY($1) ORDER BY node_id COLLATE \"C\" FOR UPDATE",
-            &[TEXT_ARRAY],
+            "SELECT weight FROM qortex.interoception_factors WHERE node_id = $1 FOR UPDATE",
+            &[TEXT],
             true,
         );
-        let mut current: HashMap<String, f64> = client
-            .update(&*lock, None, &[ids.clone().into()])
-            .unwrap_or_else(spi_failed(func))
-            .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<f64>(2).ok()??)))
-            .collect();
+        let mut current: HashMap<String, f64> = HashMap::new();
+        for id in &ids {
+            let w = client
+                .update(&*lock, Some(1), &[id.as_str().into()])
+                .unwrap_or_else(spi_failed(func))
+                .first()
+                .get_one::<f64>()
+                .ok()
+                .flatten();
+            if let Some(w) = w {
+                current.insert(id.clone(), w);
+            }
+        }
         // Per query, what each node was told before (and now is).
         let mut before: HashMap<String, Outcome> = HashMap::new();
         if let Some(q) = query_id {
-            let fb = plan(
+            // What each node was told before, locked, then the new outcomes: statements of one
+            // query (on a Citus cluster, one shard of feedback distributed by query).
+            let old = plan(
                 client,
-                "WITH new AS (
-                     SELECT n.node_id, n.outcome
-                       FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]))
-                            AS n(node_id, outcome)),
-                 old AS (
-                     SELECT f.node_id, f.outcome FROM qortex.interoception_feedback f
-                      WHERE f.query_id = $1 AND f.node_id IN (SELECT node_id FROM new)
-                      FOR UPDATE),
-                 up AS (
-                     INSERT INTO qortex.interoception_feedback (query_id, node_id, outcome)
-                     SELECT $1, node_id, outcome FROM new
-                     ON CONFLICT (query_id, node_id) DO UPDATE
-                        SET outcome = excluded.outcome, updated_at = excluded.updated_at)
-                 SELECT node_id, outcome FROM old",
+                "SELECT node_id, outcome FROM qortex.interoception_feedback
+                  WHERE query_id = $1 AND node_id = ANY($2) FOR UPDATE",
+                &[TEXT, TEXT_ARRAY],
+                true,
+            );
+            let up = plan(
+                client,
+                "INSERT INTO qortex.interoception_feedback (query_id, node_id, outcome)
+                 SELECT $1, n.node_id, n.outcome
+                   FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]))
+                        AS n(node_id, outcome)
+                 ON CONFLICT (query_id, node_id) DO UPDATE
+                    SET outcome = excluded.outcome, updated_at = excluded.updated_at",
                 &[TEXT, TEXT_ARRAY, TEXT_ARRAY],
                 true,
             );
@@ -97,7 +107,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                 .map(|(i, o)| (i.to_string(), o.name().to_string()))
                 .unzip();
             for r in client
-                .update(&*fb, None, &[q.into(), nodes.into(), outs.into()])
+                .update(&*old, None, &[q.into(), nodes.clone().into()])
                 .unwrap_or_else(spi_failed(func))
             {
                 if let (Some(n), Some(o)) = (
@@ -109,6 +119,9 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                     }
                 }
             }
+            client
+                .update(&*up, None, &[q.into(), nodes.into(), outs.into()])
+                .unwrap_or_else(spi_failed(func));
         }
         let mut out = Vec::with_capacity(pairs.len());
         for (id, o) in &pairs {
@@ -124,19 +137,18 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
             current.insert(id.clone(), u.weight);
             out.push((id.clone(), u.weight, u.delta, u.clamped));
         }
-        let weights: Vec<f64> = ids.iter().map(|i| current[i]).collect();
         let upd = plan(
             client,
-            "UPDATE qortex.interoception_factors f SET weight = u.w, updated_at = pg_catalog.now()
-               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::float8[]))
-                    AS u(id, w)
-              WHERE f.node_id = u.id",
-            &[TEXT_ARRAY, FLOAT8_ARRAY],
+            "UPDATE qortex.interoception_factors SET weight = $2, updated_at = pg_catalog.now()
+              WHERE node_id = $1",
+            &[TEXT, FLOAT8],
             true,
         );
-        client
-            .update(&*upd, None, &[ids.clone().into(), weights.into()])
-            .unwrap_or_else(spi_failed(func));
+        for id in &ids {
+            client
+                .update(&*upd, None, &[id.as_str().into(), current[id].into()])
+                .unwrap_or_else(spi_failed(func));
+        }
         out
     });
     counters::count_global(GlobalEvent::FactorUpdate, rows.len() as u64);

@@ -281,7 +281,9 @@ fn hybrid_search(
     let rows: Vec<Row> = Spi::connect(|client| {
         let t = catalog::layout(client, F, &name);
         // (Citus plans a multi-shard statement only with its parameters' values)
-        if !crate::citus::is_citus_table(t.source) {
+        if !crate::citus::is_citus_table(t.source)
+            && !crate::citus::is_state_table(c"interoception_factors")
+        {
             generic.set("plan_cache_mode", "force_generic_plan");
         }
         let scope = Scope::new(F, &t, &opts);

@@ -28,6 +28,8 @@ def test_distribute_places_each_table_once(cluster):
     assert first == {
         "qortex.learners": "distributed by learner_name",
         "qortex.learning_arm_states": "distributed by learner_name",
+        "qortex.interoception_factors": "distributed by node_id",
+        "qortex.interoception_feedback": "distributed by query_id",
         "qortex.user_memories": "distributed by user_id",
         "learning functions": "10 run on the node holding their learner's shard",
     }
@@ -234,3 +236,23 @@ def test_every_capability_works_after_distribute(cluster, single):
     cluster.execute("SELECT qortex_distribute()")
     for sql in calls:
         assert one(cluster, sql) == one(single, sql), sql
+
+
+def test_concurrent_feedback_loses_nothing(cluster, single):
+    cluster.execute("SELECT qortex_distribute()")
+    name = cluster.info.dbname
+    update = """SELECT count(*) FROM interoception_update(
+                    '{"n1": "accepted", "n2": "rejected", "n3": "partial"}')"""
+
+    def run(_):
+        with connect("coordinator", name, autocommit=True) as c:
+            for _ in range(20):
+                c.execute(update)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(run, range(4)))
+    for _ in range(80):
+        single.execute(update)
+    weights = "SELECT node_id, weight FROM qortex.interoception_factors ORDER BY node_id"
+    assert cluster.execute(weights).fetchall() == \
+        pytest.approx(single.execute(weights).fetchall())
