@@ -32,9 +32,10 @@ import latency
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = ROOT / ".pg" / "citus" / "coordinator" / "run"
 PORT = 28830
-BIN = subprocess.run([str(ROOT / "scripts" / "pg-config.sh")], capture_output=True,
-                     text=True, check=True).stdout.strip()
-BIN = subprocess.run([BIN, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+PG_CONFIG = subprocess.run([str(ROOT / "scripts" / "pg-config.sh")], capture_output=True,
+                           text=True, check=True).stdout.strip()
+BIN = subprocess.run([PG_CONFIG, "--bindir"], capture_output=True, text=True,
+                     check=True).stdout.strip()
 TABLE = "bench_citus"
 
 

@@ -7,10 +7,13 @@
 //! shards. Where a table is a Citus table qortex reads and writes it through SQL and does
 //! not cache what it read from it.
 use crate::cache::Cache;
-use crate::spi::{plan, spi_failed, OID};
+use crate::errors::{error, require_writable};
+use crate::spi::{plan, run, spi_failed, OID, TEXT, TEXT_ARRAY};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{quote_identifier, SpiClient};
+use pgrx::JsonB;
+use serde_json::{Map, Value};
 use std::cell::RefCell;
 
 thread_local! {
@@ -129,18 +132,18 @@ const LEARNING_FUNCTIONS: [&str; 10] = [
 /// where their learner is; feedback factors by node, feedback by query, user memories by
 /// user. Returns what each table is now.
 #[pg_extern(volatile)]
-fn qortex_distribute() -> pgrx::JsonB {
+fn qortex_distribute() -> JsonB {
     const F: &str = "qortex_distribute";
-    crate::errors::require_writable(F);
+    require_writable(F);
     if !loaded() {
-        crate::errors::error(
+        error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("{F}: Citus is not loaded in this server"),
         )
         .hint("put citus first in shared_preload_libraries, restart, then CREATE EXTENSION citus")
         .raise();
     }
-    let mut done = serde_json::Map::new();
+    let mut done = Map::new();
     Spi::connect_mut(|client| {
         let coordinator = installed(client).then(|| {
             client
@@ -153,13 +156,13 @@ fn qortex_distribute() -> pgrx::JsonB {
                 == Some(true)
         });
         match coordinator {
-            None => crate::errors::error(
+            None => error(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!("{F}: the citus extension is not created in this database"),
             )
             .hint("CREATE EXTENSION citus, add the workers (citus_add_node), then call this again")
             .raise(),
-            Some(false) => crate::errors::error(
+            Some(false) => error(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!("{F}: this node is a Citus worker"),
             )
@@ -172,7 +175,7 @@ fn qortex_distribute() -> pgrx::JsonB {
             let p = plan(
                 client,
                 "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2",
-                &[crate::spi::TEXT, crate::spi::TEXT],
+                &[TEXT, TEXT],
                 false,
             );
             let present = client
@@ -181,13 +184,10 @@ fn qortex_distribute() -> pgrx::JsonB {
                 .next()
                 .is_some();
             if present {
-                crate::spi::run(
+                run(
                     client,
                     F,
-                    &format!(
-                        "DROP TRIGGER {} ON {table}",
-                        pgrx::spi::quote_identifier(trigger)
-                    ),
+                    &format!("DROP TRIGGER {} ON {table}", quote_identifier(trigger)),
                 );
             }
         }
@@ -197,7 +197,7 @@ fn qortex_distribute() -> pgrx::JsonB {
                 "SELECT 'distributed by ' OPERATOR(pg_catalog.||)
                         pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
                    FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1::regclass",
-                &[crate::spi::TEXT],
+                &[TEXT],
                 false,
             );
             let now = client
@@ -217,9 +217,9 @@ fn qortex_distribute() -> pgrx::JsonB {
                                     colocate_with => '{with}')"
                         ),
                     };
-                    crate::spi::run(client, F, &call);
+                    run(client, F, &call);
                     // the rows now live in shards; the shell's own copy would only mislead
-                    crate::spi::run(
+                    run(
                         client,
                         F,
                         &format!(
@@ -229,65 +229,49 @@ fn qortex_distribute() -> pgrx::JsonB {
                     format!("distributed by {column}")
                 }
             };
-            done.insert(table.into(), serde_json::Value::String(state));
+            done.insert(table.into(), Value::String(state));
         }
-        // the learning functions run where their learner's rows are (not yet delegated ones)
+        // the learning functions run where their learner's rows are: each is made a
+        // distributed function on its `learner` unless it already is one
         let p = plan(
             client,
-            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+            "SELECT p.oid::regprocedure::text, EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_dist_object o
+                         WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid
+                           AND o.distribution_argument_index IS NOT NULL)
+               FROM pg_catalog.pg_proc p
                JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
                JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'qortex'
               WHERE p.proname = ANY($1) AND p.proargnames[1] = 'learner'
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o
-                                 WHERE o.classid = 'pg_catalog.pg_proc'::regclass
-                                   AND o.objid = p.oid
-                                   AND o.distribution_argument_index IS NOT NULL)
               ORDER BY 1",
-            &[crate::spi::TEXT_ARRAY],
+            &[TEXT_ARRAY],
             false,
         );
         let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-        let pending: Vec<String> = client
+        let functions: Vec<(String, bool)> = client
             .select(&*p, None, &[names.into()])
             .unwrap_or_else(spi_failed(F))
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<bool>(2).ok()??)))
             .collect();
         let delegate = plan(
             client,
             "SELECT pg_catalog.create_distributed_function($1::regprocedure, 'learner',
                                                            colocate_with => 'qortex.learners')",
-            &[crate::spi::TEXT],
+            &[TEXT],
             false,
         );
-        for f in &pending {
+        for (f, _) in functions.iter().filter(|(_, delegated)| !delegated) {
             client
                 .update(&*delegate, None, &[f.as_str().into()])
                 .unwrap_or_else(spi_failed(F));
         }
-        let p = plan(
-            client,
-            "SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_object o
-               JOIN pg_catalog.pg_proc p ON o.classid = 'pg_catalog.pg_proc'::regclass
-                                        AND o.objid = p.oid
-              WHERE p.proname = ANY($1) AND o.distribution_argument_index IS NOT NULL",
-            &[crate::spi::TEXT_ARRAY],
-            false,
-        );
-        let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-        let delegated = client
-            .select(&*p, Some(1), &[names.into()])
-            .unwrap_or_else(spi_failed(F))
-            .first()
-            .get_one::<i64>()
-            .ok()
-            .flatten()
-            .unwrap_or(0);
         done.insert(
             "learning functions".into(),
-            serde_json::Value::String(format!(
-                "{delegated} run on the node holding their learner's shard"
+            Value::String(format!(
+                "{} run on the node holding their learner's shard",
+                functions.len()
             )),
         );
     });
-    pgrx::JsonB(serde_json::Value::Object(done))
+    JsonB(Value::Object(done))
 }

@@ -631,7 +631,8 @@ fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
 fn drop_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
     let c = load(client, func, name);
     let table = relation_name(client, c.source);
-    text_index::drop_index(client, func, name, table.as_deref());
+    let table = table.as_deref().map(|t| (t, c.source));
+    text_index::drop_index(client, func, name, table);
     forget(client, func, name);
 }
 

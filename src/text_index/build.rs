@@ -57,7 +57,7 @@ pub fn create(client: &mut SpiClient<'_>, func: &str, t: &Layout) -> Value {
 
 fn create_outside_extension(client: &mut SpiClient<'_>, func: &str, t: &Layout) -> Value {
     let x = IndexTables::of(&t.name);
-    drop_index(client, func, &t.name, Some(&t.table));
+    drop_index(client, func, &t.name, Some((&t.table, t.source)));
     as_owner(|| create_tables(client, func, &x));
     for (name, event, transition) in IndexTables::triggers(&t.name) {
         run(
@@ -139,24 +139,19 @@ fn create_tables(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) {
     }
 }
 
-/// Drop the index's triggers (from `table`, if it still exists) and its tables.
-pub fn drop_index(client: &mut SpiClient<'_>, func: &str, name: &str, table: Option<&str>) {
+/// Drop the index's triggers (from `table`, its name and OID, if it still exists) and its
+/// tables.
+pub fn drop_index(
+    client: &mut SpiClient<'_>,
+    func: &str,
+    name: &str,
+    table: Option<(&str, pg_sys::Oid)>,
+) {
     // (no NOTICE that a table or trigger to drop "does not exist": the first build has none)
     let quiet = crate::settings::ForCall::new();
     quiet.set("client_min_messages", "warning");
     // (a Citus table has none, and Citus refuses even DROP TRIGGER IF EXISTS on it)
-    let citus = table.is_some_and(|t| {
-        let p = plan(client, "SELECT $1::regclass::oid", &[TEXT], false);
-        client
-            .select(&*p, Some(1), &[t.into()])
-            .unwrap_or_else(spi_failed(func))
-            .first()
-            .get_one::<pg_sys::Oid>()
-            .ok()
-            .flatten()
-            .is_some_and(crate::citus::is_citus_table)
-    });
-    if let Some(table) = table.filter(|_| !citus) {
+    if let Some((table, _)) = table.filter(|(_, oid)| !crate::citus::is_citus_table(*oid)) {
         for (trigger, ..) in IndexTables::triggers(name) {
             run(
                 client,
