@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """qortex through a Citus coordinator beside one node, in one run, on one machine:
-learning throughput (pgbench, 8 clients) and hybrid_search latency on SciFact.
+learning throughput (pgbench, 8 clients) and hybrid_search under the agents' workload.
 
     scripts/citus.sh start && make install     # the cluster, then a release build
-    .venv/bin/python bench/citus.py [--seconds 10] [--queries 200]
+    .venv/bin/python bench/citus.py [--seconds 10] [--search-seconds 20] [--shards 32]
 
 Cluster: database `qortex` of scripts/citus.sh (coordinator 28830, workers 28831/28832),
 qortex_distribute() done. One node: database `qortex_single` on the coordinator's server
-(same PostgreSQL, no citus extension). Both get `bench_citus`: the 5,183 SciFact abstracts as
-bench/latency.py builds them (HNSW, GIN), on the cluster distributed by id
-(create_distributed_table, --shards over the two workers: 32, Citus's default), registered
-as a collection.
-Throughput: qortex_select_arms (10 arms) and qortex_observe against the same learner state;
-latency: hybrid_search and the bare pgvector query, interleaved per query, p50/p95 (ms).
-All three servers share the machine's 2 cores, so the cluster figures are a floor.
+(same PostgreSQL, no citus extension).
+Throughput: qortex_select_arms (10 arms) and qortex_observe against the same learner state,
+the databases interleaved, median of 3 rounds.
+Search: in both databases the `lc` table of bench/workload.py on the 5,183 SciFact abstracts
+(LangChain's layout, default storage, 1,000 users, HNSW/GIN/btree indexes, registered); on
+the cluster distributed by id over --shards shards before it is loaded. For each scope
+(unscoped, one user) and each database in turn: --clients threads run hybrid_search, the
+bare pgvector query with the same predicate and the SQL RRF baseline for --search-seconds
+while bench/workload.py's writer commits 20 rows a second and searches for each row it
+inserted. p50/p95 in ms, ratios to one node's bare query with the same predicate.
+All three servers share the machine's cores, so the cluster's figures are a floor.
 """
 import argparse
 import os
@@ -22,12 +26,13 @@ import re
 import statistics
 import subprocess
 import tempfile
-import time
+import threading
 
 import psycopg
 
 import common
 import latency
+import workload
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = ROOT / ".pg" / "citus" / "coordinator" / "run"
@@ -36,14 +41,14 @@ PG_CONFIG = subprocess.run([str(ROOT / "scripts" / "pg-config.sh")], capture_out
                            text=True, check=True).stdout.strip()
 BIN = subprocess.run([PG_CONFIG, "--bindir"], capture_output=True, text=True,
                      check=True).stdout.strip()
-TABLE = "bench_citus"
+TABLE = "bench_citus_lc"
 
 
 def connect(db, **kw):
     return psycopg.connect(host=str(RUN), port=PORT, user="postgres", dbname=db, **kw)
 
 
-def prepare(db, distributed, corpus, shards):
+def prepare(db, distributed, rows):
     with connect(db, autocommit=True) as c:
         c.execute("SET client_min_messages = warning")
         if distributed:
@@ -51,24 +56,7 @@ def prepare(db, distributed, corpus, shards):
         c.execute("SELECT qortex_reset('bench_citus')")
         c.execute("SELECT qortex_observe('bench_citus', 'a' || i, 'accepted') "
                   "FROM generate_series(0, 9) i")
-        if distributed and c.execute(
-                "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = to_regclass(%s)",
-                (TABLE,)).fetchone()[0] != shards:
-            c.execute("SELECT qortex_drop_collection(name) FROM qortex.collections "
-                      "WHERE name = %s", (TABLE,))
-        if c.execute("SELECT count(*) FROM qortex.collections WHERE name = %s",
-                     (TABLE,)).fetchone()[0]:
-            return
-        c.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        distribute = f"SELECT create_distributed_table('{{t}}', 'id', shard_count => {shards});"
-        ddl = latency.DDL + (distribute if distributed else "")
-        latency.load(c, TABLE, [(int(r["id"]), f"{r['title']} {r['text']}", r["embedding"])
-                                for r in corpus], ddl, "SELECT 1")
-        # one statement at a time: Citus sends each to the shards as a prepared statement
-        for sql in latency.INDEXES.format(t=TABLE).split(";"):
-            if sql.strip():
-                c.execute(sql)
-        latency.register(c, TABLE)
+        workload.build_lc(c, TABLE, rows, distribute=distributed)
 
 
 def tps(db, script, seconds):
@@ -92,10 +80,15 @@ OBSERVE = ("\\set arm random(0, 9)\n"
            "SELECT * FROM qortex_observe('bench_citus', 'a' || :arm, 'accepted');\n")
 
 
+def dsn(db):
+    return f"host={RUN} port={PORT} user=postgres dbname={db}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--seconds", type=int, default=10, help="per pgbench run")
+    ap.add_argument("--search-seconds", type=float, default=20, help="per scope and database")
+    ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--shards", type=int, default=32, help="shards of the distributed table "
                     "(Citus's default: 32)")
     args = ap.parse_args()
@@ -105,10 +98,18 @@ def main():
     with connect("qortex_single", autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS qortex CASCADE")
         common.require_release(c)
+    with connect("qortex", autocommit=True) as c:
+        c.execute(f"ALTER DATABASE qortex SET citus.shard_count = {int(args.shards)}")
+        shards = c.execute("SELECT count(*) FROM pg_dist_shard "
+                           "WHERE logicalrelid = to_regclass(%s)", (TABLE,)).fetchone()[0]
+        if shards and shards != args.shards:
+            c.execute("SELECT qortex_drop_collection(%s)", (TABLE,))
+            c.execute(f"DROP TABLE {TABLE}")
     corpus = latency.load_csv("corpus.csv")
     queries = latency.load_csv("queries-train.csv")
-    prepare("qortex", True, corpus, args.shards)
-    prepare("qortex_single", False, corpus, args.shards)
+    rows = workload.corpus_rows("5k", 0)
+    prepare("qortex", True, rows)
+    prepare("qortex_single", False, rows)
 
     print(f"throughput (pgbench, 8 clients, {args.seconds} s per run, median of 3 "
           "interleaved rounds)")
@@ -123,31 +124,35 @@ def main():
         print(f"  qortex_{name:<8} one node {one:9.0f}/s   cluster {many:9.0f}/s   "
               f"{many / one:5.2f}x", flush=True)
 
-    ms = latency.methods(TABLE, None)
-    times = {(db, m): [] for db in ("qortex_single", "qortex") for m in ms}
-    conns = {db: connect(db, autocommit=True) for db in ("qortex_single", "qortex")}
-    for q in queries[:10]:  # warm caches
-        for db, c in conns.items():
-            for m in ms.values():
-                c.execute(m, {"emb": q["embedding"], "text": q["text"]}).fetchall()
-    for i in range(args.queries):
-        q = queries[i % len(queries)]
-        params = {"emb": q["embedding"], "text": q["text"]}
-        for (db, m) in (list(times)[i % 4:] + list(times)[:i % 4]):
-            t0 = time.perf_counter()
-            conns[db].execute(ms[m], params, prepare=True).fetchall()
-            times[(db, m)].append(1000 * (time.perf_counter() - t0))
-    print(f"latency on SciFact 5k ({args.shards} shards on the cluster), {args.queries} "
-          "queries, k = 10 (ms)")
-    bare = statistics.median(times[("qortex_single", "bare pgvector")])
-    for (db, m), t in times.items():
-        if m == "SQL RRF":
-            continue
-        t = sorted(t)
-        p50, p95 = statistics.median(t), t[int(0.95 * (len(t) - 1))]
-        where = "cluster " if db == "qortex" else "one node"
-        print(f"  {where}  {m:<14} p50 {p50:7.2f}  p95 {p95:7.2f}  "
-              f"{p50 / bare:5.1f}x one node's bare", flush=True)
+    print(f"search on {TABLE} (SciFact 5k, LangChain layout; cluster: {args.shards} shards), "
+          f"{args.clients} clients + a writer at 20 rows/s, k = 10 (ms)")
+    for scope in ("unscoped", "user"):
+        results = {}
+        for db in ("qortex_single", "qortex"):
+            writer = workload.Writer(dsn(db), TABLE, TABLE, False, corpus, 20, None)
+            thread = threading.Thread(target=writer.run)
+            thread.start()
+            results[db] = workload.search_phase(dsn(db), TABLE, TABLE, "tsv", queries, scope,
+                                                args.search_seconds, args.clients)
+            writer.stop.set()
+            thread.join()
+            found = writer.found
+            fresh = sum(f[0] and f[1] for f in found) / max(1, len(found))
+            results[db] += (writer.writes / args.search_seconds, fresh, len(found))
+        bare_times = results["qortex_single"][0]
+        bare50 = min(statistics.median(bare_times[m]) for m in ("bare (planner)", "bare (index)"))
+        bare95 = min(workload.pct(bare_times[m], 0.95) for m in ("bare (planner)", "bare (index)"))
+        for db in ("qortex_single", "qortex"):
+            times, counts, rate, fresh, n = results[db]
+            where = "cluster " if db == "qortex" else "one node"
+            for m in times:
+                p50, p95 = statistics.median(times[m]), workload.pct(times[m], 0.95)
+                print(f"  {scope:<9} {where}  {m:<15} p50 {p50:7.2f}  p95 {p95:7.2f}  "
+                      f"{p50 / bare50:5.2f}x p50  {p95 / bare95:5.2f}x p95  "
+                      f"rows/query {statistics.mean(counts[m]):4.1f}  n {len(times[m])}",
+                      flush=True)
+            print(f"  {scope:<9} {where}  writer {rate:.1f} rows/s, {n} inserts found at "
+                  f"once by term and embedding: {100 * fresh:.0f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -121,13 +121,17 @@ def exists(conn, table):
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
 
 
-def build_lc(conn, table, rows, matrix=None):
+def build_lc(conn, table, rows, matrix=None, distribute=False):
+    """The `lc` table, loaded, indexed, registered; `distribute`: spread over a Citus
+    cluster by id before it is loaded (bench/citus.py)."""
     if exists(conn, table):
         return
     t0 = time.perf_counter()
     dims = 384 if matrix is None else matrix.shape[1]
     print(f"building {table} ({len(rows):,} rows, {dims}-d) ...", flush=True)
     conn.execute(lc_ddl(table, dims))
+    if distribute:
+        conn.execute("SELECT create_distributed_table(%s, 'id')", (table,))
     rng = random.Random(11)
     with conn.cursor().copy(f"COPY {table} (id, content, metadata, user_id, is_global, "
                             f"embedding) FROM STDIN") as cp:
@@ -138,7 +142,9 @@ def build_lc(conn, table, rows, matrix=None):
             for n, ((i, content, _), e) in enumerate(zip(part, embs)):
                 user, glob, meta = scope_of(s + n, rng)
                 cp.write_row((i, content, json.dumps(meta), user, glob, e))
-    conn.execute(lc_indexes(table))
+    for sql in lc_indexes(table).split(";"):  # (one at a time: Citus sends each to the shards)
+        if sql.strip():
+            conn.execute(sql)
     conn.execute("SELECT qortex_register_collection(%s, %s, %s)", (table, table, COLUMNS))
     print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
 
