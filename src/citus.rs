@@ -8,8 +8,10 @@
 //! not cache what it read from it.
 use crate::cache::Cache;
 use crate::errors::{error, require_writable};
+use crate::settings::ForCall;
 use crate::spi::{plan, run, spi_failed, OID, TEXT, TEXT_ARRAY};
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient};
 use pgrx::JsonB;
@@ -53,6 +55,103 @@ pub fn is_state_table(name: &std::ffi::CStr) -> bool {
     };
     rel != pg_sys::InvalidOid && is_citus_table(rel)
 }
+
+/// Sets `settings` (already set for the call in `call`) on the workers too, for the
+/// statements this call sends to a distributed table's shards, until `reset_on_workers`.
+///
+/// Citus passes a `SET LOCAL` on to the workers only inside a distributed transaction it
+/// coordinates (a transaction block does that for reads; an autocommit read is sent without
+/// one), and only when the `SET` runs where it counts as part of a bigger transaction (a
+/// function or procedure). So the call's transaction is made a coordinated one (Citus's
+/// `UseCoordinatedTransaction`, as its own multi-statement paths do), and each setting is
+/// set by `qortex.set_local`, a function: Citus sends it to the workers already in the
+/// transaction and starts every later connection of it with it. On the coordinator the
+/// value is the one `call` holds, and `call`'s restore undoes it. Does nothing where Citus
+/// does not export that function (a version that has renamed it): the shards then search
+/// with the workers' own settings, as docs/reference/scale-out.md says.
+pub fn set_on_workers(
+    client: &SpiClient<'_>,
+    func: &str,
+    call: &ForCall,
+    settings: &[(&str, String)],
+) -> bool {
+    let Some(coordinate) = use_coordinated_transaction() else {
+        return false;
+    };
+    call.set("citus.propagate_set_commands", "local");
+    call.set("citus.function_opens_transaction_block", "on");
+    unsafe { pg_guard_ffi_boundary(|| coordinate()) };
+    let (names, values): (Vec<&str>, Vec<Option<String>>) =
+        settings.iter().map(|(n, v)| (*n, Some(v.clone()))).unzip();
+    set_local(client, func, names, values);
+    true
+}
+
+/// Sets back on the workers, for the rest of the transaction, what `set_on_workers` set: to
+/// each worker's own default (run it before the `ForCall` holding them is restored, which
+/// keeps the coordinator's values as they were).
+pub fn reset_on_workers(client: &SpiClient<'_>, func: &str, settings: &[(&str, String)]) {
+    let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
+    let defaults = vec![None; names.len()];
+    set_local(client, func, names, defaults);
+}
+
+fn set_local(client: &SpiClient<'_>, func: &str, names: Vec<&str>, values: Vec<Option<String>>) {
+    let p = plan(
+        client,
+        "SELECT qortex.set_local($1, $2)",
+        &[TEXT_ARRAY, TEXT_ARRAY],
+        false,
+    );
+    client
+        .select(&*p, None, &[names.into(), values.into()])
+        .unwrap_or_else(spi_failed(func));
+}
+
+/// Citus's `UseCoordinatedTransaction()`, looked up once per backend in the loaded citus
+/// library.
+fn use_coordinated_transaction() -> Option<unsafe extern "C" fn()> {
+    thread_local! {
+        static F: std::cell::OnceCell<Option<unsafe extern "C" fn()>> =
+            const { std::cell::OnceCell::new() };
+    }
+    F.with(|f| {
+        *f.get_or_init(|| {
+            let p = unsafe {
+                pg_sys::load_external_function(
+                    c"$libdir/citus".as_ptr(),
+                    c"UseCoordinatedTransaction".as_ptr(),
+                    false,
+                    std::ptr::null_mut(),
+                )
+            };
+            (!p.is_null()).then(|| unsafe {
+                std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn()>(p)
+            })
+        })
+    })
+}
+
+pgrx::extension_sql!(
+    r#"
+-- Citus: SET LOCAL run inside a function, so Citus passes it on to the workers of the
+-- transaction (citus::set_on_workers); a NULL value sets the worker's default.
+CREATE FUNCTION qortex.set_local(names TEXT[], settings TEXT[]) RETURNS void
+VOLATILE LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(pg_catalog.cardinality(names), 0) LOOP
+        IF settings[i] IS NULL THEN
+            EXECUTE pg_catalog.format('SET LOCAL %I TO DEFAULT', names[i]);
+        ELSE
+            EXECUTE pg_catalog.format('SET LOCAL %I = %L', names[i], settings[i]);
+        END IF;
+    END LOOP;
+END
+$$;
+"#,
+    name = "set_local",
+    requires = ["schema_0_1_0"]
+);
 
 /// Whether the citus extension is created in this database.
 fn installed(client: &SpiClient<'_>) -> bool {

@@ -135,3 +135,26 @@ CREATE  FUNCTION "qortex_distribute"() RETURNS jsonb /* pgrx :: JsonB */
 STRICT VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_distribute_wrapper';
+
+-- Citus: the text leg scores a distributed table's rows on its shards (each returns its best
+-- ids and scores, not its candidates' tsvectors).
+CREATE FUNCTION qortex.bm25(
+    document tsvector, lexemes TEXT[], idf double precision[], avgdl double precision,
+    k1 double precision DEFAULT 1.2, b double precision DEFAULT 0.75
+) RETURNS double precision
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'bm25_wrapper';
+
+-- Citus: SET LOCAL run inside a function, so Citus passes it on to the workers of the
+-- transaction (citus::set_on_workers); a NULL value sets the worker's default.
+CREATE FUNCTION qortex.set_local(names TEXT[], settings TEXT[]) RETURNS void
+VOLATILE LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(pg_catalog.cardinality(names), 0) LOOP
+        IF settings[i] IS NULL THEN
+            EXECUTE pg_catalog.format('SET LOCAL %I TO DEFAULT', names[i]);
+        ELSE
+            EXECUTE pg_catalog.format('SET LOCAL %I = %L', names[i], settings[i]);
+        END IF;
+    END LOOP;
+END
+$$;

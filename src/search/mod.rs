@@ -11,6 +11,7 @@
 mod bm25;
 mod estimate;
 mod rows;
+mod score;
 mod text_leg;
 mod vector_leg;
 

@@ -10,7 +10,7 @@ use super::{bm25, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::settings::{self, ForCall};
-use crate::spi::{plan, spi_failed, FLOAT8, INT8, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT8, OID, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -191,11 +191,72 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         settings.restore();
         self.trace.push(format!(
             "{} pass: {rows} rows (at most {limit})",
-            match pass {
-                Pass::AnyOf(terms) => format!("GIN, {} terms", terms.len()),
-                Pass::Parsed => "GIN, parsed query".into(),
-            }
+            read(pass)
         ));
+    }
+
+    fn ranked(
+        &mut self,
+        pass: &Pass,
+        terms: &[(String, f64)],
+        bm25: &Bm25,
+        avgdl: f64,
+        k: usize,
+    ) -> Option<Vec<LegHit>> {
+        if !crate::citus::is_citus_table(self.t.source) {
+            return None;
+        }
+        let tsquery = match pass {
+            Pass::AnyOf(terms) => tsquery_any(terms),
+            Pass::Parsed => match self.parsed() {
+                Some(q) => q,
+                None => return Some(Vec::new()),
+            },
+        };
+        let t = self.t;
+        // ties by id in byte order, as the leg ranks them, so each shard keeps the rows the
+        // leg would keep
+        let sql = format!(
+            "SELECT {id}::text COLLATE \"C\" AS qortex_id,
+                    qortex.bm25({tsv}, $7, $8, $9, $10, $11) AS qortex_score
+               FROM {table} WHERE {tsv} @@ $1::tsquery{scope}
+              ORDER BY qortex_score DESC, qortex_id LIMIT $2",
+            id = t.id,
+            tsv = t.tsv,
+            table = t.table,
+            scope = self.scope.sql
+        );
+        let mut types = Scope::types(TEXT, INT8).to_vec();
+        types.extend([TEXT_ARRAY, FLOAT8_ARRAY, FLOAT8, FLOAT8, FLOAT8]);
+        let p = plan(self.client, &sql, &types, false);
+        let (lexemes, idfs): (Vec<String>, Vec<f64>) = terms.iter().cloned().unzip();
+        let mut args = Vec::from(self.scope.args(tsquery.as_str().into(), (k as i64).into()));
+        args.extend([
+            lexemes.into(),
+            idfs.into(),
+            avgdl.into(),
+            bm25.k1.into(),
+            bm25.b.into(),
+        ]);
+        let settings = no_full_scans(t);
+        let hits: Vec<LegHit> = self
+            .client
+            .select(&*p, None, &args)
+            .unwrap_or_else(spi_failed(self.func))
+            .filter_map(|r| {
+                Some(LegHit {
+                    id: r.get::<String>(1).ok().flatten()?,
+                    score: r.get::<f64>(2).ok().flatten()?,
+                })
+            })
+            .collect();
+        settings.restore();
+        self.trace.push(format!(
+            "{} scored on the shards: {} rows (at most {k})",
+            read(pass),
+            hits.len()
+        ));
+        Some(hits)
     }
 
     fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
@@ -210,6 +271,14 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         )?;
         self.trace.push(how);
         Some(hits)
+    }
+}
+
+/// How a pass finds its rows, for `qortex.debug_plans`.
+fn read(pass: &Pass) -> String {
+    match pass {
+        Pass::AnyOf(terms) => format!("GIN, {} terms", terms.len()),
+        Pass::Parsed => "GIN, parsed query".into(),
     }
 }
 

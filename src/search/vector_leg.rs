@@ -16,6 +16,7 @@
 //! saves reading an embedding out of TOAST for every other candidate.
 use super::{estimate, Scope};
 use crate::catalog::Layout;
+use crate::citus;
 use crate::settings::ForCall;
 use crate::spi::{plan, spi_failed, INT8};
 use pgrx::datum::DatumWithOid;
@@ -82,33 +83,45 @@ pub fn run(
             iterative,
             max_scan_tuples,
         } => {
-            let settings = ForCall::new();
-            for off in ["enable_seqscan", "enable_bitmapscan", "enable_sort"] {
-                settings.set(off, "off");
-            }
-            settings.set("hnsw.ef_search", &ef_search.to_string());
             let order = if scores {
                 "relaxed_order"
             } else {
                 "strict_order"
             };
+            let mut pairs: Vec<(&str, String)> =
+                ["enable_seqscan", "enable_bitmapscan", "enable_sort"]
+                    .into_iter()
+                    .map(|off| (off, "off".to_string()))
+                    .collect();
+            pairs.push(("hnsw.ef_search", ef_search.to_string()));
             if iterative {
-                settings.set("hnsw.iterative_scan", order);
+                pairs.push(("hnsw.iterative_scan", order.to_string()));
             }
             if let Some(m) = max_scan_tuples {
-                settings.set("hnsw.max_scan_tuples", &m.to_string());
+                pairs.push(("hnsw.max_scan_tuples", m.to_string()));
             }
+            let settings = ForCall::new();
+            for (name, value) in &pairs {
+                settings.set(name, value);
+            }
+            // a distributed table's shards plan and search with the same settings
+            let workers = citus::is_citus_table(t.source)
+                && citus::set_on_workers(client, func, &settings, &pairs);
             let found = read(false);
+            if workers {
+                citus::reset_on_workers(client, func, &pairs);
+            }
             settings.restore();
             let mut how = format!(
-                "index {} (ef_search {ef_search}{}{})",
+                "index {} (ef_search {ef_search}{}{}{})",
                 t.vector_index.as_deref().unwrap_or("?"),
                 if iterative {
                     format!(", iterative {order}")
                 } else {
                     String::new()
                 },
-                max_scan_tuples.map_or(String::new(), |m| format!(", max_scan_tuples {m}"))
+                max_scan_tuples.map_or(String::new(), |m| format!(", max_scan_tuples {m}")),
+                if workers { ", on the workers too" } else { "" }
             );
             if scoped && found.len() < page_end.min(pool) {
                 how += &format!(" found {} rows in scope, then exact", found.len());

@@ -27,6 +27,8 @@ BAD = {
     "int[]": [None, [], [-1], [None], [2147483647]],
     "regclass": [None, "pg_class", "qortex.learners", "qortex.kb_chunks"],
     "bool": [None],
+    "tsvector": [None, "", "'a':1,2,3 'b'", " ".join(f"w{i}" for i in range(20_000))],
+    "float8[]": [None, [], [None], [math.nan], [math.inf, -1.0], [1.0] * 20_000],
 }
 
 # (function, [(argument type, a valid value)]): each argument in turn gets every bad value
@@ -39,6 +41,9 @@ CALLS = [
     ("interoception_record_edges", [("text", "kb"), ("text[]", ["1", "2"]), ("float8", 0.7)]),
     ("interoception_update", [("text[]", ["n1"]), ("text", "accepted"), ("text", "q1")]),
     ("interoception_update", [("jsonb", '{"n1": "accepted"}'), ("text", "q2")]),
+    ("qortex.bm25", [("tsvector", "'cat':1,3 'dog':2"), ("text[]", ["cat", "bird"]),
+                     ("float8[]", [1.5, 2.0]), ("float8", 2.5), ("float8", 1.2),
+                     ("float8", 0.75)]),
     ("qortex_check_text_index", [("text", "kb")]),
     ("qortex_context_hash", [("jsonb", '{"task": 1}')]),
     ("qortex_create_collection", [("text", "new_coll"), ("int", 3), ("jsonb", "{}")]),
@@ -69,7 +74,7 @@ CALLS = [
 ]
 CASTS = {"text": "text", "int": "int4", "bigint": "int8", "float8": "float8", "jsonb": "jsonb",
          "vector": "vector", "text[]": "text[]", "int[]": "int4[]", "regclass": "regclass",
-         "bool": "bool"}
+         "bool": "bool", "tsvector": "tsvector", "float8[]": "float8[]"}
 
 # SQLSTATE classes a bad argument may get: data exceptions, syntax/access/undefined
 # objects, integrity, invalid transaction state, program limits, feature not supported

@@ -102,6 +102,33 @@ def test_text_leg_is_bm25_with_or_semantics_and_stop_words_removed(kb):
     assert search(db, None, "the and of", k=10) == []
 
 
+def test_bm25_function_scores_each_row_as_the_text_leg_does(kb):
+    """qortex.bm25 (what a distributed table's shards score with) gives the same score as
+    the reference, for every row, from the same statistics; rows without a term score 0."""
+    db, _ = kb
+    ref = bm25_reference(db, "qortex.kb_chunks", "the cats barking")
+    lexemes = ["cat", "bark"]
+    n, avgdl = db.execute("""SELECT count(*), avg((SELECT sum(coalesce(array_length(positions,
+                                    1), 1)) FROM unnest(fts))) FROM qortex.kb_chunks""").fetchone()
+    idf = []
+    for lexeme in lexemes:
+        df = db.execute("SELECT count(*) FROM qortex.kb_chunks WHERE fts @@ %s::tsquery",
+                        (lexeme,)).fetchone()[0]
+        idf.append(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+    rows = db.execute("SELECT id::text, qortex.bm25(fts, %s, %s, %s) FROM qortex.kb_chunks",
+                      (lexemes, idf, float(avgdl))).fetchall()
+    assert len(rows) == len(DOCS)
+    for i, score in rows:
+        assert score == pytest.approx(ref.get(i, 0.0), rel=1e-12, abs=1e-12)
+    # k1 and b as given; NULL lexemes count for nothing; one idf per lexeme
+    assert db.execute("SELECT qortex.bm25('cat:1,2', '{cat}', '{1}', 2, 1.0, 0)").fetchone()[0] \
+        == pytest.approx(2 * 2.0 / (2 + 1.0))
+    assert db.execute("SELECT qortex.bm25('cat:1', '{cat,NULL}', '{1,5}', 1)").fetchone()[0] \
+        == pytest.approx(1.0)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="one idf per lexeme"):
+        db.execute("SELECT qortex.bm25('cat:1', '{cat,dog}', '{1}', 1)")
+
+
 def test_hybrid_rrf_and_weighted_fuse_both_legs(kb):
     db, ids = kb
     q, text = [0, 1, 0], "cats"

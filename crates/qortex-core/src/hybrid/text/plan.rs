@@ -28,6 +28,17 @@ pub trait TextSource {
     /// The best `k` rows holding any of the lexemes, by BM25, from the collection's index
     /// (exact: `index::top_k`), best first; `None` where no index may serve this search.
     fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>>;
+    /// The best `k` rows matching `pass`, scored by `bm25` with `terms` (lexeme, idf) and
+    /// `avgdl` where the rows are stored (a distributed table's shards, each returning only
+    /// its best `k` ids and scores), best first; `None` where rows are scored here.
+    fn ranked(
+        &mut self,
+        pass: &Pass,
+        terms: &[(String, f64)],
+        bm25: &Bm25,
+        avgdl: f64,
+        k: usize,
+    ) -> Option<Vec<LegHit>>;
 }
 
 /// One search's text leg.
@@ -113,6 +124,17 @@ impl TextLeg {
         terms.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         let scored: Vec<(String, f64)> =
             terms.iter().map(|(l, d)| (l.clone(), idf(n, *d))).collect();
+        // Where rows are scored where they are stored, every matching row is scored there
+        // (exact, no budget): only the best rows of each place come back, not their text.
+        let every = match self.mode {
+            TextMode::Or => Pass::AnyOf(terms.iter().map(|(l, _)| l.clone()).collect()),
+            TextMode::And | TextMode::Websearch => Pass::Parsed,
+        };
+        if let Some(mut hits) = src.ranked(&every, &scored, &self.bm25, avgdl, self.pool) {
+            rank_leg(&mut hits);
+            hits.truncate(self.pool);
+            return hits;
+        }
         let budget = self.budget.max(self.pool);
         let mut hits = Vec::new();
         let mut seen = HashSet::new();
@@ -146,6 +168,8 @@ mod tests {
         rows: Vec<(String, Vec<u8>, Vec<String>)>,
         reads: Vec<(Pass, usize)>,
         index: Option<Vec<LegHit>>,
+        /// Scores rows where they are (as a distributed table's shards do).
+        remote: bool,
     }
 
     impl Rows {
@@ -168,6 +192,7 @@ mod tests {
                 rows,
                 reads: Vec::new(),
                 index: None,
+                remote: false,
             }
         }
     }
@@ -185,7 +210,7 @@ mod tests {
         fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8])) {
             self.reads.push((pass.clone(), limit));
             let Pass::AnyOf(terms) = pass else {
-                panic!("only OR here")
+                return; // (rows here are not parsed queries)
             };
             for (id, bytes, _) in self
                 .rows
@@ -200,6 +225,28 @@ mod tests {
             self.index
                 .as_ref()
                 .map(|hits| hits.iter().take(k).cloned().collect())
+        }
+        fn ranked(
+            &mut self,
+            pass: &Pass,
+            terms: &[(String, f64)],
+            bm25: &Bm25,
+            avgdl: f64,
+            k: usize,
+        ) -> Option<Vec<LegHit>> {
+            if !self.remote {
+                return None;
+            }
+            let mut hits = Vec::new();
+            self.matches(pass, usize::MAX, &mut |id, bytes| {
+                let score = bm25.score_tsvector(terms, &TsVector::new(bytes).unwrap(), avgdl);
+                hits.push(LegHit { id, score });
+            });
+            // each "shard" returns its best k in any order; the leg orders them
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits.truncate(k);
+            hits.reverse();
+            Some(hits)
         }
     }
 
@@ -313,6 +360,45 @@ mod tests {
             hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
             ["a"]
         );
+    }
+
+    #[test]
+    fn rows_scored_where_they_are_stored_are_read_once_with_every_term() {
+        // the budget (2 rows) would read only the rare term; scored where the rows are,
+        // every matching row is scored and the same best rows come back as from reading all
+        let rows: [(&str, &[(&str, u16)]); 4] = [
+            ("a", &[("common", 1)]),
+            ("b", &[("common", 2), ("rare", 1)]),
+            ("c", &[("common", 3)]),
+            ("d", &[("common", 1)]),
+        ];
+        let mut remote = Rows::new(&rows);
+        remote.remote = true;
+        let hits = leg(1).run(&mut remote, &lexemes(&["common", "rare"]));
+        assert_eq!(
+            remote.reads,
+            vec![(Pass::AnyOf(lexemes(&["rare", "common"])), usize::MAX)]
+        );
+        let everything = TextLeg {
+            budget: 100,
+            need: 3,
+            ..leg(3)
+        }
+        .run(&mut Rows::new(&rows), &lexemes(&["common", "rare"]));
+        assert_eq!(hits, everything);
+        assert_eq!(
+            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
+        // AND and websearch: the parsed query
+        let mut remote = Rows::new(&[]);
+        remote.remote = true;
+        let and = TextLeg {
+            mode: TextMode::And,
+            ..leg(3)
+        };
+        assert!(and.run(&mut remote, &lexemes(&["x"])).is_empty());
+        assert_eq!(remote.reads, vec![(Pass::Parsed, usize::MAX)]);
     }
 
     #[test]
