@@ -7,15 +7,13 @@
 //! shards. Where a table is a Citus table qortex reads and writes it through SQL and does
 //! not cache what it read from it.
 use crate::cache::Cache;
-use crate::errors::{error, require_writable};
+use crate::errors::error;
 use crate::settings::ForCall;
-use crate::spi::{plan, run, spi_failed, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, OID, TEXT, TEXT_ARRAY};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, SpiClient};
-use pgrx::JsonB;
-use serde_json::{Map, Value};
+use pgrx::spi::SpiClient;
 use std::cell::RefCell;
 
 thread_local! {
@@ -185,192 +183,104 @@ fn read(rel: pg_sys::Oid) -> bool {
     })
 }
 
-/// How `qortex_distribute` lays out qortex's tables: (table, distribution column, the table
-/// it is co-located with), in order. Each is read and written by one distribution value per
-/// statement (a learner, a node, a query, a user), so Citus routes every statement to one
-/// shard (a search reads the factors of a page's nodes across shards).
-///
-/// The rest stays on the coordinator, where the calls that read it run: a collection's row
-/// names its tables (`regclass`), which exist on the coordinator only for managed
-/// collections and BM25 indexes, so no worker could hold a copy; ingestion jobs go with it;
-/// interoception's edges and their buffer are few rows, read by the coordinator's searches.
-const LAYOUT: [(&str, &str, Option<&str>); 5] = [
-    ("qortex.learners", "learner_name", None),
-    (
-        "qortex.learning_arm_states",
-        "learner_name",
-        Some("qortex.learners"),
-    ),
-    ("qortex.interoception_factors", "node_id", None),
-    ("qortex.interoception_feedback", "query_id", None),
-    ("qortex.user_memories", "user_id", None),
-];
-
-/// The statement trigger that keeps backends' learner configs fresh (`cache`): Citus
-/// distributes no table that has triggers, and would not fire them for writes to shards;
-/// qortex does not cache configs read from a Citus table instead.
-const CACHE_TRIGGERS: [(&str, &str); 1] = [("learners_changed", "qortex.learners")];
-
-/// The learning functions: each takes the learner first, as `learner`, and reads and writes
-/// only that learner's rows, so Citus runs a call on the node that holds the learner's shard.
-const LEARNING_FUNCTIONS: [&str; 10] = [
-    "qortex_learner_configure",
-    "qortex_select_arms",
-    "qortex_observe",
-    "qortex_observe_batch",
-    "qortex_top_arms",
-    "qortex_posteriors",
-    "qortex_metrics",
-    "qortex_decay_arm",
-    "qortex_decay_learner",
-    "qortex_reset",
-];
-
-/// Spread qortex's state over a Citus cluster (run on the coordinator; idempotent): the
-/// learning state by learner, co-located with the learners, and the learning functions run
-/// where their learner is; feedback factors by node, feedback by query, user memories by
-/// user. Returns what each table is now.
-#[pg_extern(volatile)]
-fn qortex_distribute() -> JsonB {
-    const F: &str = "qortex_distribute";
-    require_writable(F);
+/// Refuses (0A000) unless this is the coordinator of a Citus cluster: Citus loaded, its
+/// extension created in this database, and this node the coordinator.
+pub fn require_coordinator(client: &SpiClient<'_>, func: &str) {
     if !loaded() {
         error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("{F}: Citus is not loaded in this server"),
+            format!("{func}: Citus is not loaded in this server"),
         )
         .hint("put citus first in shared_preload_libraries, restart, then CREATE EXTENSION citus")
         .raise();
     }
-    let mut done = Map::new();
-    Spi::connect_mut(|client| {
-        let coordinator = installed(client).then(|| {
-            client
-                .select("SELECT pg_catalog.citus_is_coordinator()", Some(1), &[])
-                .unwrap_or_else(spi_failed(F))
-                .first()
-                .get_one::<bool>()
-                .ok()
-                .flatten()
-                == Some(true)
-        });
-        match coordinator {
-            None => error(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("{F}: the citus extension is not created in this database"),
-            )
-            .hint("CREATE EXTENSION citus, add the workers (citus_add_node), then call this again")
-            .raise(),
-            Some(false) => error(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("{F}: this node is a Citus worker"),
-            )
-            .hint("call it on the coordinator")
-            .raise(),
-            Some(true) => {}
-        }
-        for (trigger, table) in CACHE_TRIGGERS {
-            // (asked first: Citus refuses even DROP TRIGGER IF EXISTS on its tables)
-            let p = plan(
-                client,
-                "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2",
-                &[TEXT, TEXT],
-                false,
-            );
-            let present = client
-                .select(&*p, Some(1), &[table.into(), trigger.into()])
-                .unwrap_or_else(spi_failed(F))
-                .next()
-                .is_some();
-            if present {
-                run(
-                    client,
-                    F,
-                    &format!("DROP TRIGGER {} ON {table}", quote_identifier(trigger)),
-                );
-            }
-        }
-        for (table, column, colocate) in LAYOUT {
-            let p = plan(
-                client,
-                "SELECT 'distributed by ' OPERATOR(pg_catalog.||)
-                        pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
-                   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1::regclass",
-                &[TEXT],
-                false,
-            );
-            let now = client
-                .select(&*p, Some(1), &[table.into()])
-                .unwrap_or_else(spi_failed(F))
-                .next()
-                .and_then(|r| r.get::<String>(1).ok().flatten());
-            let state = match now {
-                Some(s) => s,
-                None => {
-                    let call = match colocate {
-                        None => format!(
-                            "SELECT pg_catalog.create_distributed_table('{table}', '{column}')"
-                        ),
-                        Some(with) => format!(
-                            "SELECT pg_catalog.create_distributed_table('{table}', '{column}',
-                                    colocate_with => '{with}')"
-                        ),
-                    };
-                    run(client, F, &call);
-                    // the rows now live in shards; the shell's own copy would only mislead
-                    run(
-                        client,
-                        F,
-                        &format!(
-                            "SELECT pg_catalog.truncate_local_data_after_distributing_table('{table}')"
-                        ),
-                    );
-                    format!("distributed by {column}")
-                }
-            };
-            done.insert(table.into(), Value::String(state));
-        }
-        // the learning functions run where their learner's rows are: each is made a
-        // distributed function on its `learner` unless it already is one
-        let p = plan(
-            client,
-            "SELECT p.oid::regprocedure::text, EXISTS (
-                        SELECT 1 FROM pg_catalog.pg_dist_object o
-                         WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid
-                           AND o.distribution_argument_index IS NOT NULL)
-               FROM pg_catalog.pg_proc p
-               JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
-               JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'qortex'
-              WHERE p.proname = ANY($1) AND p.proargnames[1] = 'learner'
-              ORDER BY 1",
-            &[TEXT_ARRAY],
-            false,
-        );
-        let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-        let functions: Vec<(String, bool)> = client
-            .select(&*p, None, &[names.into()])
-            .unwrap_or_else(spi_failed(F))
-            .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<bool>(2).ok()??)))
-            .collect();
-        let delegate = plan(
-            client,
-            "SELECT pg_catalog.create_distributed_function($1::regprocedure, 'learner',
-                                                           colocate_with => 'qortex.learners')",
-            &[TEXT],
-            false,
-        );
-        for (f, _) in functions.iter().filter(|(_, delegated)| !delegated) {
-            client
-                .update(&*delegate, None, &[f.as_str().into()])
-                .unwrap_or_else(spi_failed(F));
-        }
-        done.insert(
-            "learning functions".into(),
-            Value::String(format!(
-                "{} run on the node holding their learner's shard",
-                functions.len()
-            )),
-        );
+    let coordinator = installed(client).then(|| {
+        client
+            .select("SELECT pg_catalog.citus_is_coordinator()", Some(1), &[])
+            .unwrap_or_else(spi_failed(func))
+            .first()
+            .get_one::<bool>()
+            .ok()
+            .flatten()
+            == Some(true)
     });
-    JsonB(Value::Object(done))
+    match coordinator {
+        None => error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{func}: the citus extension is not created in this database"),
+        )
+        .hint("CREATE EXTENSION citus, add the workers (citus_add_node), then call this again")
+        .raise(),
+        Some(false) => error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{func}: this node is a Citus worker"),
+        )
+        .hint("call it on the coordinator")
+        .raise(),
+        Some(true) => {}
+    }
+}
+
+/// Whether qortex's state is spread over the cluster (`qortex_distribute` has run): new
+/// managed collections are then distributed too.
+pub fn distributed() -> bool {
+    is_state_table(c"learners")
+}
+
+/// Distribute each `(table, column, co-located with)` in order, unless it is a Citus table
+/// already, then move the rows they held into the shards and empty their local copies (in
+/// reverse order, so a table is emptied before the one its foreign key references), so
+/// nothing stale stays readable. Returns what each table is now: "distributed by <column>".
+pub fn distribute(
+    client: &mut SpiClient<'_>,
+    func: &str,
+    tables: &[(&str, &str, Option<&str>)],
+) -> Vec<String> {
+    let state = plan(
+        client,
+        "SELECT 'distributed by ' OPERATOR(pg_catalog.||)
+                pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+           FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1::regclass",
+        &[TEXT],
+        false,
+    );
+    let create = plan(
+        client,
+        "SELECT pg_catalog.create_distributed_table($1::regclass, $2,
+                colocate_with => COALESCE($3, 'default'))",
+        &[TEXT, TEXT, TEXT],
+        true,
+    );
+    let mut done = Vec::new();
+    let mut moved = Vec::new();
+    for (table, column, colocate) in tables {
+        let now = client
+            .select(&*state, Some(1), &[(*table).into()])
+            .unwrap_or_else(spi_failed(func))
+            .next()
+            .and_then(|r| r.get::<String>(1).ok().flatten());
+        done.push(now.unwrap_or_else(|| {
+            client
+                .update(
+                    &*create,
+                    None,
+                    &[(*table).into(), (*column).into(), (*colocate).into()],
+                )
+                .unwrap_or_else(spi_failed(func));
+            moved.push(*table);
+            format!("distributed by {column}")
+        }));
+    }
+    let empty = plan(
+        client,
+        "SELECT pg_catalog.truncate_local_data_after_distributing_table($1::regclass)",
+        &[TEXT],
+        true,
+    );
+    for table in moved.into_iter().rev() {
+        client
+            .update(&*empty, None, &[table.into()])
+            .unwrap_or_else(spi_failed(func));
+    }
+    done
 }

@@ -20,7 +20,7 @@ mod spi;
 mod catalog;
 
 // Capabilities, one concern each; none imports another (status reads the registry's and
-// interoception's summaries).
+// interoception's summaries; scale_out has the registry distribute managed collections).
 mod access;
 mod arm_store;
 mod ingest;
@@ -28,6 +28,7 @@ mod interoception;
 mod learning;
 mod memories;
 mod registry;
+mod scale_out;
 mod search;
 mod status;
 mod text_index;

@@ -193,9 +193,103 @@ fn qortex_create_collection(
             columns,
             stored_opts,
         );
-        text_index::create(client, F, &catalog::layout(client, F, &name));
+        match crate::citus::distributed() {
+            true => distribute_collection(client, F, &name, &chunks, &docs),
+            false => {
+                text_index::create(client, F, &catalog::layout(client, F, &name));
+            }
+        }
         JsonB(describe(client, F, &name))
     })
+}
+
+/// Spread every managed collection over the Citus cluster (`qortex_distribute`), as new ones
+/// are once it has run; returns how many there are.
+pub fn distribute_managed(client: &mut SpiClient<'_>, func: &str) -> usize {
+    let p = plan(
+        client,
+        "SELECT name, source::text, documents::text FROM qortex.collections
+          WHERE kind = 'managed' ORDER BY name",
+        &[],
+        false,
+    );
+    let managed: Vec<(String, String, String)> = client
+        .select(&*p, None, &[])
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| {
+            Some((
+                r.get::<String>(1).ok()??,
+                r.get::<String>(2).ok()??,
+                r.get::<String>(3).ok()??,
+            ))
+        })
+        .collect();
+    for (name, chunks, docs) in &managed {
+        distribute_collection(client, func, name, chunks, docs);
+    }
+    managed.len()
+}
+
+/// A managed collection's documents distributed by id and its chunks by document, co-located,
+/// so a document and its chunks share a shard (ingestion and deletion of a document touch
+/// one). Its BM25 index goes: Citus distributes no table with triggers, and the text leg
+/// scores on the shards instead. Citus wants the distribution column in every unique
+/// constraint, so the chunks' primary key becomes (id, document_id); ids stay unique, from
+/// their sequence.
+fn distribute_collection(
+    client: &mut SpiClient<'_>,
+    func: &str,
+    name: &str,
+    chunks: &str,
+    docs: &str,
+) {
+    let p = plan(
+        client,
+        "SELECT c.conrelid::oid, c.conname::text, pg_catalog.array_length(c.conkey, 1)
+           FROM pg_catalog.pg_constraint c
+          WHERE c.conrelid = $1::regclass AND c.contype = 'p'",
+        &[TEXT],
+        false,
+    );
+    let key = client
+        .select(&*p, Some(1), &[chunks.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| {
+            Some((
+                r.get::<pg_sys::Oid>(1).ok()??,
+                r.get::<String>(2).ok()??,
+                r.get::<i32>(3).ok()??,
+            ))
+        });
+    if let Some((oid, constraint, 1)) = key {
+        if !crate::citus::is_citus_table(oid) {
+            text_index::drop_index(client, func, name, Some((chunks, oid)));
+            let p = plan(
+                client,
+                "UPDATE qortex.collections SET text_index = NULL, text_index_stats = NULL
+                  WHERE name = $1",
+                &[TEXT],
+                true,
+            );
+            client
+                .update(&*p, None, &[name.into()])
+                .unwrap_or_else(spi_failed(func));
+        }
+        run(
+            client,
+            func,
+            &format!(
+                "ALTER TABLE {chunks} DROP CONSTRAINT {}, ADD PRIMARY KEY (id, document_id)",
+                quote_identifier(constraint)
+            ),
+        );
+    }
+    crate::citus::distribute(
+        client,
+        func,
+        &[(docs, "id", None), (chunks, "document_id", Some(docs))],
+    );
 }
 
 #[allow(clippy::too_many_arguments)]

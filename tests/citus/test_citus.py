@@ -32,6 +32,9 @@ def test_distribute_places_each_table_once(cluster):
         "qortex.interoception_feedback": "distributed by query_id",
         "qortex.user_memories": "distributed by user_id",
         "learning functions": "10 run on the node holding their learner's shard",
+        "managed collections": "0 distributed by document (documents by id, chunks by "
+                               "document_id)",
+        "id sequences": "each worker's own range (its group id << 48)",
     }
     assert one(cluster, "SELECT qortex_distribute()") == first
     # the same session now finds the row in its shard, called alone or inside a transaction
@@ -46,6 +49,67 @@ def test_distribute_places_each_table_once(cluster):
     assert one(cluster, "SELECT count(*) FROM ONLY qortex.learning_arm_states") == 1
     cluster.execute("SET citus.enable_manual_changes_to_shards = on")
     assert one(cluster, "SELECT pg_relation_size('qortex.learning_arm_states')") == 0
+
+
+def test_managed_collections_are_distributed_by_document(cluster, single):
+    """A collection made before qortex_distribute moves into shards with its rows; one made
+    after is distributed when created; both search, ingest and delete as on one node."""
+    def ingest(conn, coll, content, emb):
+        return one(conn, """SELECT qortex_ingest(%s, '{"user_id": "u1"}', %s::jsonb)""",
+                   coll, f'[{{"content": "{content}", "embedding": {emb}}}]')
+
+    search = """SELECT array_agg(id || ':' || round(score::numeric, 6) ORDER BY score DESC, id)
+                  FROM hybrid_search(%s, '[1,0,0]', 'cats purr', 5, %s::jsonb)"""
+    for conn in (cluster, single):
+        conn.execute("SELECT qortex_create_collection('before', 3)")
+        ingest(conn, "before", "cats purr loudly", "[1,0,0]")
+        ingest(conn, "before", "dogs bark at cats", "[0.6,0.8,0]")
+    built = "SELECT details->'text_leg'->'text_index'->>'built' FROM qortex_collections() " \
+            "WHERE name = %s"
+    assert one(cluster, built, "before") == "true"
+    found = one(cluster, search, "before", "{}")
+    first = one(cluster, "SELECT qortex_distribute()")
+    assert first["managed collections"].startswith("1 distributed by document")
+    cluster.execute("SELECT qortex_create_collection('after', 3)")
+    single.execute("SELECT qortex_create_collection('after', 3)")
+    for coll in ("before", "after"):
+        docs, chunks = placement(cluster, f"qortex.{coll}_documents"), \
+            placement(cluster, f"qortex.{coll}_chunks")
+        assert (docs[:2], chunks[:2]) == (("h", "id"), ("h", "document_id"))
+        assert docs[2] == chunks[2]  # co-located: a document and its chunks share a shard
+        assert one(cluster, built, coll) == "false"  # no BM25 index: scored on the shards
+    assert one(cluster, "SELECT count(*) FROM ONLY qortex.before_chunks") == 2
+    assert one(cluster, search, "before", "{}") == found == one(single, search, "before", "{}")
+    for conn in (cluster, single):
+        for coll in ("before", "after"):
+            ingest(conn, coll, "cats again", "[0.9,0.1,0]")
+            ingest(conn, coll, "fish swim", "[0,0,1]")
+    for coll in ("before", "after"):
+        for options in ("{}", '{"user_id": "u1"}', '{"text_mode": "and"}'):
+            assert one(cluster, search, coll, options) == one(single, search, coll, options)
+        doc = one(cluster, f"SELECT min(id) FROM qortex.{coll}_documents")
+        assert one(cluster, "SELECT qortex_delete_document(%s, %s)", coll, doc) == \
+            one(single, "SELECT qortex_delete_document(%s, %s)", coll, doc)
+        assert one(cluster, f"SELECT count(*) FROM qortex.{coll}_chunks "
+                            f"WHERE document_id = %s", doc) == 0
+        assert one(cluster, search, coll, "{}") == one(single, search, coll, "{}")
+    # ids come from the coordinator's sequences: unique across shards, as on one node
+    ids = "SELECT array_agg(id ORDER BY id) FROM qortex.after_chunks"
+    assert one(cluster, ids) == one(single, ids)
+    # a document written on a worker takes an id from that worker's range, and calling
+    # qortex_distribute again does not restart it
+    insert = "INSERT INTO qortex.after_documents (content) VALUES ('w') RETURNING id"
+    with connect("worker1", cluster.info.dbname, autocommit=True) as w:
+        group = one(w, "SELECT groupid FROM pg_dist_local_group")
+        first_id = one(w, insert)
+        assert first_id == (group << 48) + 1
+        assert one(cluster, "SELECT qortex_distribute()") == first | {
+            "managed collections": first["managed collections"].replace("1 ", "2 ", 1)}
+        assert one(w, insert) == first_id + 1
+    assert one(cluster, "SELECT count(*) FROM qortex.after_documents WHERE id >= %s",
+               1 << 48) == 2
+    cluster.execute("SELECT qortex_drop_collection('before', drop_data => true)")
+    assert one(cluster, "SELECT to_regclass('qortex.before_chunks')") is None
 
 
 def test_learning_calls_run_on_the_learners_node(cluster):
