@@ -54,8 +54,8 @@ pub fn is_state_table(name: &std::ffi::CStr) -> bool {
     rel != pg_sys::InvalidOid && is_citus_table(rel)
 }
 
-/// Sets `settings` (already set for the call in `call`) on the workers too, for the
-/// statements this call sends to a distributed table's shards, until `reset_on_workers`.
+/// Sets `settings` for the call (in `call`) and on the workers, for the statements this call
+/// sends to a distributed table's shards, until `reset_on_workers`.
 ///
 /// Citus passes a `SET LOCAL` on to the workers only inside a distributed transaction it
 /// coordinates (a transaction block does that for reads; an autocommit read is sent without
@@ -63,16 +63,20 @@ pub fn is_state_table(name: &std::ffi::CStr) -> bool {
 /// function or procedure). So the call's transaction is made a coordinated one (Citus's
 /// `UseCoordinatedTransaction`, as its own multi-statement paths do), and each setting is
 /// set by `qortex.set_local`, a function: Citus sends it to the workers already in the
-/// transaction and starts every later connection of it with it. On the coordinator the
-/// value is the one `call` holds, and `call`'s restore undoes it. Does nothing where Citus
-/// does not export that function (a version that has renamed it): the shards then search
-/// with the workers' own settings, as docs/reference/scale-out.md says.
+/// transaction and starts every later connection of it with it. On the coordinator `call`
+/// holds each setting, so its restore undoes what the `SET LOCAL`s did there. Where Citus
+/// does not export that function (a version that has renamed it) the settings are the
+/// call's only: the shards then search with the workers' own, as
+/// docs/reference/scale-out.md says.
 pub fn set_on_workers(
     client: &SpiClient<'_>,
     func: &str,
     call: &ForCall,
     settings: &[(&str, String)],
 ) -> bool {
+    for (name, value) in settings {
+        call.set(name, value);
+    }
     let Some(coordinate) = use_coordinated_transaction() else {
         return false;
     };

@@ -24,8 +24,8 @@ IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@
 )]
 fn bm25(
     document: &[u8],
-    lexemes: Vec<Option<String>>,
-    idf: Vec<Option<f64>>,
+    lexemes: Array<'_, &str>,
+    idf: Array<'_, f64>,
     avgdl: f64,
     k1: default!(f64, 1.2),
     b: default!(f64, 0.75),
@@ -44,16 +44,16 @@ fn bm25(
             ),
         );
     }
-    let terms: Vec<(String, f64)> = lexemes
-        .into_iter()
-        .zip(idf)
-        .filter_map(|(l, i)| Some((l?, i?)))
-        .collect();
     let doc = TsVector::new(document).unwrap_or_else(|e| {
         invalid_param(
             F,
             ParamError::new("document", format!("is not a tsvector: {e}")),
         )
     });
-    Bm25 { k1, b }.score_tsvector(&terms, &doc, avgdl)
+    // (read in place, once per row: a statement scores every row it finds)
+    let terms = lexemes
+        .iter()
+        .zip(idf.iter())
+        .filter_map(|(l, i)| Some((l?.as_bytes(), i?)));
+    Bm25 { k1, b }.score_terms(terms, &doc, avgdl)
 }

@@ -465,54 +465,63 @@ fn doc_freqs(
         } else {
             settings::TEXT_ROW_BUDGET.get() as i64 * 4
         };
-        let count = |tsquery: &str| {
-            format!(
-                "SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
-                   WHERE {tsv} @@ {tsquery}::tsquery LIMIT $3) s",
-                table = t.table,
-                tsv = t.tsv
-            )
-        };
-        // all in one statement; Citus plans no correlated subquery beside a set-returning
-        // function, so there one statement per lexeme
-        let citus = crate::citus::is_citus_table(t.source);
-        let counted = match citus {
-            false => format!(
-                "SELECT q.l, ({})
-                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
-                        AS q(l, tq)",
-                count("q.tq")
-            ),
-            true => format!("SELECT ($1::text[])[1], ({})", count("($2::text[])[1]")),
-        };
-        let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
         let queries: Vec<String> = missing
             .iter()
             .map(|l| tsquery_any(std::slice::from_ref(l)))
             .collect();
-        let batches: Vec<(Vec<String>, Vec<String>)> = match citus {
-            false => vec![(missing.clone(), queries)],
-            true => missing
-                .iter()
-                .cloned()
-                .zip(queries)
-                .map(|(l, q)| (vec![l], vec![q]))
-                .collect(),
+        // All in one statement. Citus plans no correlated subquery beside a set-returning
+        // function, so there a join of the lexemes with the rows holding them, counted on
+        // the shards and summed (uncapped, with the GIN index on the shards, where a
+        // bounded count would be one statement per lexeme).
+        let citus = crate::citus::is_citus_table(t.source);
+        let counted = match citus {
+            false => format!(
+                "SELECT q.l, (SELECT pg_catalog.count(*)::float8 FROM (SELECT 1 FROM {table}
+                               WHERE {tsv} @@ q.tq::tsquery LIMIT $3) s)
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))
+                        AS q(l, tq)",
+                table = t.table,
+                tsv = t.tsv
+            ),
+            true => format!(
+                "SELECT q.l, pg_catalog.count(*)::float8
+                   FROM {table} JOIN ROWS FROM (pg_catalog.unnest($1::text[]),
+                                                pg_catalog.unnest($2::text[])) AS q(l, tq)
+                     ON {tsv} @@ q.tq::tsquery
+                  WHERE $3::int8 IS NOT NULL
+                  GROUP BY q.l",
+                table = t.table,
+                tsv = t.tsv
+            ),
         };
+        let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
         let mut df = st.df.borrow_mut();
         let settings = no_full_scans(t);
-        for (lexemes, queries) in batches {
-            for r in client
-                .select(&*p, None, &[lexemes.into(), queries.into(), cap.into()])
-                .unwrap_or_else(spi_failed(func))
-            {
-                if let (Some(l), Some(d)) = (
-                    r.get::<String>(1).ok().flatten(),
-                    r.get::<f64>(2).ok().flatten(),
-                ) {
-                    df.insert(l, d);
-                }
+        let workers = [
+            ("enable_seqscan", "off".to_string()),
+            ("jit", "off".to_string()),
+        ];
+        let on_workers = citus && crate::citus::set_on_workers(client, func, &settings, &workers);
+        for l in &missing {
+            df.insert(l.clone(), 0.0); // (a lexeme no row holds has no row of its own)
+        }
+        for r in client
+            .select(
+                &*p,
+                None,
+                &[missing.clone().into(), queries.into(), cap.into()],
+            )
+            .unwrap_or_else(spi_failed(func))
+        {
+            if let (Some(l), Some(d)) = (
+                r.get::<String>(1).ok().flatten(),
+                r.get::<f64>(2).ok().flatten(),
+            ) {
+                df.insert(l, d);
             }
+        }
+        if on_workers {
+            crate::citus::reset_on_workers(client, func, &workers);
         }
         settings.restore();
     }

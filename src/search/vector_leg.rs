@@ -93,6 +93,8 @@ pub fn run(
                     .into_iter()
                     .map(|off| (off, "off".to_string()))
                     .collect();
+            // (hybrid_search runs without JIT: on the shards too)
+            pairs.push(("jit", "off".to_string()));
             pairs.push(("hnsw.ef_search", ef_search.to_string()));
             if iterative {
                 pairs.push(("hnsw.iterative_scan", order.to_string()));

@@ -40,10 +40,25 @@ impl Bm25 {
 
     /// BM25 of a tsvector in PostgreSQL's in-memory layout (see `score` for the terms).
     pub fn score_tsvector(&self, terms: &[(String, f64)], doc: &TsVector<'_>, avgdl: f64) -> f64 {
+        self.score_terms(
+            terms.iter().map(|(t, idf)| (t.as_bytes(), *idf)),
+            doc,
+            avgdl,
+        )
+    }
+
+    /// `score_tsvector` for terms as (lexeme bytes, idf), in order (the same sum, term by
+    /// term), without owning them.
+    pub fn score_terms<'t>(
+        &self,
+        terms: impl IntoIterator<Item = (&'t [u8], f64)>,
+        doc: &TsVector<'_>,
+        avgdl: f64,
+    ) -> f64 {
         let norm = self.k1 * (1.0 - self.b + self.b * doc.length() / avgdl.max(1e-9));
         terms
-            .iter()
-            .map(|(t, idf)| match doc.tf(t.as_bytes()) {
+            .into_iter()
+            .map(|(t, idf)| match doc.tf(t) {
                 0 => 0.0,
                 tf => idf * tf as f64 * (self.k1 + 1.0) / (tf as f64 + norm),
             })
