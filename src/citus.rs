@@ -14,7 +14,9 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::ffi::CStr;
 
 thread_local! {
     static TABLES: RefCell<Cache<bool>> = RefCell::new(Cache::new(256));
@@ -77,25 +79,85 @@ pub fn set_on_workers(
     for (name, value) in settings {
         call.set(name, value);
     }
-    let Some(coordinate) = use_coordinated_transaction() else {
+    let Some(coordinate) = citus_function(&USE_COORDINATED, c"UseCoordinatedTransaction") else {
         return false;
     };
     call.set("citus.propagate_set_commands", "local");
     call.set("citus.function_opens_transaction_block", "on");
     unsafe { pg_guard_ffi_boundary(|| coordinate()) };
-    let (names, values): (Vec<&str>, Vec<Option<String>>) =
-        settings.iter().map(|(n, v)| (*n, Some(v.clone()))).unzip();
-    set_local(client, func, names, values);
+    // (what an earlier statement of this (sub)transaction passed on is in force there still)
+    let (names, values): (Vec<&str>, Vec<Option<String>>) = ON_WORKERS.with(|w| {
+        let mut w = w.borrow_mut();
+        let now = transaction();
+        if w.0 != now {
+            *w = (now, HashMap::new());
+        }
+        let pending: Vec<(&str, Option<String>)> = settings
+            .iter()
+            .filter(|(n, v)| w.1.get(*n) != Some(v))
+            .map(|(n, v)| (*n, Some(v.clone())))
+            .collect();
+        for (n, v) in &pending {
+            w.1.insert(n.to_string(), v.clone().unwrap_or_default());
+        }
+        pending.into_iter().unzip()
+    });
+    if !names.is_empty() {
+        set_local(client, func, names, values);
+    }
     true
+}
+
+thread_local! {
+    /// What this backend has passed on to the workers, and in which (sub)transaction.
+    static ON_WORKERS: RefCell<((i64, u32), HashMap<String, String>)> =
+        RefCell::new(((0, 0), HashMap::new()));
+}
+
+/// This backend's current (sub)transaction: when its transaction started, and the
+/// subtransaction (a rolled-back one takes its workers' `SET LOCAL`s with it).
+fn transaction() -> (i64, u32) {
+    unsafe {
+        (
+            pg_sys::GetCurrentTransactionStartTimestamp(),
+            pg_sys::GetCurrentSubTransactionId(),
+        )
+    }
 }
 
 /// Sets back on the workers, for the rest of the transaction, what `set_on_workers` set: to
 /// each worker's own default (run it before the `ForCall` holding them is restored, which
-/// keeps the coordinator's values as they were).
-pub fn reset_on_workers(client: &SpiClient<'_>, func: &str, settings: &[(&str, String)]) {
-    let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
-    let defaults = vec![None; names.len()];
-    set_local(client, func, names, defaults);
+/// keeps the coordinator's values as they were). Where the call is a whole autocommit
+/// statement (Citus's `IsMultiStatementTransaction` is false) its transaction, and with it
+/// the workers' `SET LOCAL`s, ends with the statement: then only the settings in `now` are
+/// set back, those the call's own later statements must not plan with (each costs a round
+/// trip to every worker connection).
+pub fn reset_on_workers(
+    client: &SpiClient<'_>,
+    func: &str,
+    settings: &[(&str, String)],
+    now: &[&str],
+) {
+    let alone =
+        citus_function(&IS_MULTI_STATEMENT, c"IsMultiStatementTransaction").is_some_and(|f| {
+            let f = unsafe { std::mem::transmute::<CitusFn, unsafe extern "C" fn() -> bool>(f) };
+            !unsafe { pg_guard_ffi_boundary(|| f()) }
+        });
+    let names: Vec<&str> = settings
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !alone || now.contains(n))
+        .collect();
+    if !names.is_empty() {
+        ON_WORKERS.with(|w| {
+            let mut w = w.borrow_mut();
+            for n in &names {
+                w.1.remove(*n);
+            }
+        });
+        let defaults = vec![None; names.len()];
+        set_local(client, func, names, defaults);
+    }
 }
 
 fn set_local(client: &SpiClient<'_>, func: &str, names: Vec<&str>, values: Vec<Option<String>>) {
@@ -110,26 +172,31 @@ fn set_local(client: &SpiClient<'_>, func: &str, names: Vec<&str>, values: Vec<O
         .unwrap_or_else(spi_failed(func));
 }
 
-/// Citus's `UseCoordinatedTransaction()`, looked up once per backend in the loaded citus
-/// library.
-fn use_coordinated_transaction() -> Option<unsafe extern "C" fn()> {
-    thread_local! {
-        static F: std::cell::OnceCell<Option<unsafe extern "C" fn()>> =
-            const { std::cell::OnceCell::new() };
-    }
-    F.with(|f| {
+type CitusFn = unsafe extern "C" fn();
+
+thread_local! {
+    static USE_COORDINATED: OnceCell<Option<CitusFn>> = const { OnceCell::new() };
+    static IS_MULTI_STATEMENT: OnceCell<Option<CitusFn>> = const { OnceCell::new() };
+}
+
+/// A function of the loaded citus library (`None` where it exports none of that name),
+/// looked up once per backend.
+fn citus_function(
+    cell: &'static std::thread::LocalKey<OnceCell<Option<CitusFn>>>,
+    name: &CStr,
+) -> Option<CitusFn> {
+    cell.with(|f| {
         *f.get_or_init(|| {
             let p = unsafe {
                 pg_sys::load_external_function(
                     c"$libdir/citus".as_ptr(),
-                    c"UseCoordinatedTransaction".as_ptr(),
+                    name.as_ptr(),
                     false,
                     std::ptr::null_mut(),
                 )
             };
-            (!p.is_null()).then(|| unsafe {
-                std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn()>(p)
-            })
+            (!p.is_null())
+                .then(|| unsafe { std::mem::transmute::<*mut std::ffi::c_void, CitusFn>(p) })
         })
     })
 }

@@ -86,7 +86,21 @@ pub fn run(
         opts,
         trace: Vec::new(),
     };
+    // A distributed table's shards count and score its rows: with the GIN index (not a scan
+    // of the whole shard) and without JIT, as the statements run here
+    let call = ForCall::new();
+    let shards = [
+        ("enable_seqscan", "off".to_string()),
+        ("jit", "off".to_string()),
+    ];
+    let on_workers = !lexemes.is_empty()
+        && crate::citus::is_citus_table(t.source)
+        && crate::citus::set_on_workers(client, func, &call, &shards);
     let hits = leg.run(&mut source, &lexemes);
+    if on_workers {
+        crate::citus::reset_on_workers(client, func, &shards, &[]);
+    }
+    call.restore();
     let how = match source.trace.is_empty() {
         true => format!("{} lexemes, nothing to read", lexemes.len()),
         false => format!("{} lexemes; {}", lexemes.len(), source.trace.join("; ")),
@@ -497,11 +511,6 @@ fn doc_freqs(
         let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
         let mut df = st.df.borrow_mut();
         let settings = no_full_scans(t);
-        let workers = [
-            ("enable_seqscan", "off".to_string()),
-            ("jit", "off".to_string()),
-        ];
-        let on_workers = citus && crate::citus::set_on_workers(client, func, &settings, &workers);
         for l in &missing {
             df.insert(l.clone(), 0.0); // (a lexeme no row holds has no row of its own)
         }
@@ -519,9 +528,6 @@ fn doc_freqs(
             ) {
                 df.insert(l, d);
             }
-        }
-        if on_workers {
-            crate::citus::reset_on_workers(client, func, &workers);
         }
         settings.restore();
     }

@@ -111,7 +111,13 @@ pub fn run(
                 && citus::set_on_workers(client, func, &settings, &pairs);
             let found = read(false);
             if workers {
-                citus::reset_on_workers(client, func, &pairs);
+                // (the text leg reads GIN through bitmap scans and sorts its scores)
+                citus::reset_on_workers(
+                    client,
+                    func,
+                    &pairs,
+                    &["enable_bitmapscan", "enable_sort"],
+                );
             }
             settings.restore();
             let mut how = format!(

@@ -44,8 +44,17 @@ def test_per_call_hnsw_settings_reach_the_shards(cluster):
     c.execute("SET client_min_messages = warning")
     plan = [n for n in notices if "vector leg" in n]
     assert plan and "iterative" in plan[0] and "then exact" not in plan[0], notices
-    # in a transaction block the settings end with the call: the next statement on the
-    # same worker connections searches with the workers' own settings again
+    # within a bigger transaction the settings end with the call: the next statement on the
+    # same worker connections searches with the workers' own settings again (in a function
+    # called by an autocommit statement, and in a transaction block)
+    c.execute(f"""CREATE FUNCTION search_then_bare() RETURNS int[] LANGUAGE plpgsql AS $$
+                  DECLARE a int; b int;
+                  BEGIN
+                      SELECT count(*) INTO a FROM hybrid_search('t', '[0.5,0.5,0.5]', NULL, 150);
+                      EXECUTE $q${bare}$q$ INTO b;
+                      RETURN ARRAY[a, b];
+                  END $$""")
+    assert one(c, "SELECT search_then_bare()") == [150, 80]
     c.autocommit = False
     try:
         assert one(c, bare) == 80
