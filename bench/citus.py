@@ -3,7 +3,7 @@
 learning throughput (pgbench, 8 clients) and hybrid_search under the agents' workload.
 
     scripts/citus.sh start && make install     # the cluster, then a release build
-    .venv/bin/python bench/citus.py [--seconds 10] [--search-seconds 20] [--shards 32]
+    .venv/bin/python bench/citus.py [--seconds 10] [--search-seconds 20] [--shards 32] [--idle]
 
 Cluster: database `qortex` of scripts/citus.sh (coordinator 28830, workers 28831/28832),
 qortex_distribute() done. One node: database `qortex_single` on the coordinator's server
@@ -16,7 +16,8 @@ the cluster distributed by id over --shards shards before it is loaded. For each
 (unscoped, one user) and each database in turn: --clients threads run hybrid_search, the
 bare pgvector query with the same predicate and the SQL RRF baseline for --search-seconds
 while bench/workload.py's writer commits 20 rows a second and searches for each row it
-inserted. p50/p95 in ms, ratios to one node's bare query with the same predicate.
+inserted; with --idle, then again with one client and no writer. p50/p95 in ms, ratios to
+one node's bare query with the same predicate and, for the cluster, to its own.
 All three servers share the machine's cores, so the cluster's figures are a floor.
 """
 import argparse
@@ -91,6 +92,8 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--shards", type=int, default=32, help="shards of the distributed table "
                     "(Citus's default: 32)")
+    ap.add_argument("--idle", action="store_true",
+                    help="then the same searches again with one client and no writer")
     args = ap.parse_args()
     with connect("postgres", autocommit=True) as c:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname = 'qortex_single'").fetchone():
@@ -124,35 +127,54 @@ def main():
         print(f"  qortex_{name:<8} one node {one:9.0f}/s   cluster {many:9.0f}/s   "
               f"{many / one:5.2f}x", flush=True)
 
+    search(args, corpus, queries, args.clients, writing=True)
+    if args.idle:
+        search(args, corpus, queries, 1, writing=False)
+
+
+def search(args, corpus, queries, clients, writing):
+    """Each scope, one database after the other: `clients` threads searching (and the
+    writer, if `writing`); p50/p95 per method, ratios to one node's bare query and, for the
+    cluster, to its own."""
+    load = f"{clients} clients + a writer at 20 rows/s" if writing else "1 client, no writer"
     print(f"search on {TABLE} (SciFact 5k, LangChain layout; cluster: {args.shards} shards), "
-          f"{args.clients} clients + a writer at 20 rows/s, k = 10 (ms)")
+          f"{load}, k = 10 (ms)")
     for scope in ("unscoped", "user"):
         results = {}
         for db in ("qortex_single", "qortex"):
             writer = workload.Writer(dsn(db), TABLE, TABLE, False, corpus, 20, None)
             thread = threading.Thread(target=writer.run)
-            thread.start()
+            if writing:
+                thread.start()
             results[db] = workload.search_phase(dsn(db), TABLE, TABLE, "tsv", queries, scope,
-                                                args.search_seconds, args.clients)
-            writer.stop.set()
-            thread.join()
+                                                args.search_seconds, clients)
+            if writing:
+                writer.stop.set()
+                thread.join()
             found = writer.found
             fresh = sum(f[0] and f[1] for f in found) / max(1, len(found))
             results[db] += (writer.writes / args.search_seconds, fresh, len(found))
-        bare_times = results["qortex_single"][0]
-        bare50 = min(statistics.median(bare_times[m]) for m in ("bare (planner)", "bare (index)"))
-        bare95 = min(workload.pct(bare_times[m], 0.95) for m in ("bare (planner)", "bare (index)"))
+
+        def bare(db):
+            t = results[db][0]
+            return (min(statistics.median(t[m]) for m in ("bare (planner)", "bare (index)")),
+                    min(workload.pct(t[m], 0.95) for m in ("bare (planner)", "bare (index)")))
+        bare50, bare95 = bare("qortex_single")
         for db in ("qortex_single", "qortex"):
             times, counts, rate, fresh, n = results[db]
             where = "cluster " if db == "qortex" else "one node"
+            own50, own95 = bare(db)
             for m in times:
                 p50, p95 = statistics.median(times[m]), workload.pct(times[m], 0.95)
+                own = f"  ({p50 / own50:5.2f}x / {p95 / own95:5.2f}x its own bare)" \
+                    if db == "qortex" else ""
                 print(f"  {scope:<9} {where}  {m:<15} p50 {p50:7.2f}  p95 {p95:7.2f}  "
-                      f"{p50 / bare50:5.2f}x p50  {p95 / bare95:5.2f}x p95  "
+                      f"{p50 / bare50:5.2f}x p50  {p95 / bare95:5.2f}x p95{own}  "
                       f"rows/query {statistics.mean(counts[m]):4.1f}  n {len(times[m])}",
                       flush=True)
-            print(f"  {scope:<9} {where}  writer {rate:.1f} rows/s, {n} inserts found at "
-                  f"once by term and embedding: {100 * fresh:.0f}%", flush=True)
+            if writing:
+                print(f"  {scope:<9} {where}  writer {rate:.1f} rows/s, {n} inserts found at "
+                      f"once by term and embedding: {100 * fresh:.0f}%", flush=True)
 
 
 if __name__ == "__main__":
