@@ -92,15 +92,14 @@ pub fn set_on_workers(
         if w.0 != now {
             *w = (now, HashMap::new());
         }
-        let pending: Vec<(&str, Option<String>)> = settings
-            .iter()
-            .filter(|(n, v)| w.1.get(*n) != Some(v))
-            .map(|(n, v)| (*n, Some(v.clone())))
-            .collect();
-        for (n, v) in &pending {
-            w.1.insert(n.to_string(), v.clone().unwrap_or_default());
+        let (mut names, mut values) = (Vec::new(), Vec::new());
+        for (n, v) in settings {
+            if w.1.insert(n.to_string(), v.clone()).as_ref() != Some(v) {
+                names.push(*n);
+                values.push(Some(v.clone()));
+            }
         }
-        pending.into_iter().unzip()
+        (names, values)
     });
     if !names.is_empty() {
         set_local(client, func, names, values);

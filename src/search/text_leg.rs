@@ -502,24 +502,22 @@ fn doc_freqs(
                    FROM {table} JOIN ROWS FROM (pg_catalog.unnest($1::text[]),
                                                 pg_catalog.unnest($2::text[])) AS q(l, tq)
                      ON {tsv} @@ q.tq::tsquery
-                  WHERE $3::int8 IS NOT NULL
                   GROUP BY q.l",
                 table = t.table,
                 tsv = t.tsv
             ),
         };
-        let p = plan(client, &counted, &[TEXT_ARRAY, TEXT_ARRAY, INT8], false);
+        let types = [TEXT_ARRAY, TEXT_ARRAY, INT8];
+        let types = if citus { &types[..2] } else { &types[..] };
+        let p = plan(client, &counted, types, false);
         let mut df = st.df.borrow_mut();
         let settings = no_full_scans(t);
         for l in &missing {
             df.insert(l.clone(), 0.0); // (a lexeme no row holds has no row of its own)
         }
+        let args: [DatumWithOid; 3] = [missing.into(), queries.into(), cap.into()];
         for r in client
-            .select(
-                &*p,
-                None,
-                &[missing.clone().into(), queries.into(), cap.into()],
-            )
+            .select(&*p, None, &args[..types.len()])
             .unwrap_or_else(spi_failed(func))
         {
             if let (Some(l), Some(d)) = (

@@ -102,13 +102,15 @@ pub fn run(
             if let Some(m) = max_scan_tuples {
                 pairs.push(("hnsw.max_scan_tuples", m.to_string()));
             }
-            let settings = ForCall::new();
-            for (name, value) in &pairs {
-                settings.set(name, value);
-            }
             // a distributed table's shards plan and search with the same settings
+            let settings = ForCall::new();
             let workers = citus::is_citus_table(t.source)
                 && citus::set_on_workers(client, func, &settings, &pairs);
+            if !workers {
+                for (name, value) in &pairs {
+                    settings.set(name, value);
+                }
+            }
             let found = read(false);
             if workers {
                 // (the text leg reads GIN through bitmap scans and sorts its scores)
