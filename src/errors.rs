@@ -90,18 +90,6 @@ pub fn data_error(message: impl Into<String>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message)
 }
 
-/// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
-pub fn object_arg(func: &str, arg: &str, v: Option<crate::jsonb::Jsonb>) -> serde_json::Value {
-    match v.map(|j| j.0) {
-        None | Some(serde_json::Value::Null) => serde_json::json!({}),
-        Some(v @ serde_json::Value::Object(_)) => v,
-        Some(v) => invalid_param(
-            func,
-            ParamError::new(arg, format!("must be a JSON object, got {v}")),
-        ),
-    }
-}
-
 /// qortex's own statement failed in a way no argument can cause (SPI refused a prepared
 /// plan, a statement returned no row where it always returns one): SQLSTATE XX000, the
 /// one error that is a bug to report. Errors PostgreSQL raises inside a statement (a

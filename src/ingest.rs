@@ -2,7 +2,8 @@
 //! chunks in one statement, ingestion jobs that record failed documents and go on, and
 //! deletion of a document with its chunks.
 use crate::catalog::{self, Layout};
-use crate::errors::{error, internal, invalid_param, object_arg, required};
+use crate::errors::{error, internal, invalid_param, required};
+use crate::jsonb::object_arg;
 use crate::spi::{plan, spi_failed, BOOL, INT4, INT8, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -4,7 +4,8 @@
 //!   [`MAX_DEPTH`] is refused with 54001 (statement too complex) before it is parsed.
 //! - [`JsonbText`]: a jsonb passed through as its text, never parsed: rows' metadata read
 //!   from users' tables and returned as they are, however they nest.
-use crate::errors::error;
+//! - [`object_arg`]: an optional jsonb argument that must be an object (NULL → `{}`).
+use crate::errors::{error, invalid_param};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::Datum;
 use pgrx::nullable::Nullable;
@@ -15,6 +16,7 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, FromDatum, IntoDatum};
 use qortex_core::json::{nesting_depth, MAX_DEPTH};
+use qortex_core::ParamError;
 use serde_json::Value;
 use std::ffi::{CStr, CString};
 
@@ -25,6 +27,18 @@ pub struct Jsonb(pub Value);
 /// A jsonb value as its text.
 #[derive(Debug, Clone)]
 pub struct JsonbText(pub String);
+
+/// An optional jsonb argument that must be an object: NULL → `{}`, else 22023 naming `arg`.
+pub fn object_arg(func: &str, arg: &str, v: Option<Jsonb>) -> Value {
+    match v.map(|j| j.0) {
+        None | Some(Value::Null) => serde_json::json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(v) => invalid_param(
+            func,
+            ParamError::new(arg, format!("must be a JSON object, got {v}")),
+        ),
+    }
+}
 
 /// The text of a jsonb datum.
 unsafe fn text_of(datum: pg_sys::Datum) -> String {

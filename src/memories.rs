@@ -1,6 +1,7 @@
 //! One free-text memory per user (API.md §2): `qortex_remember` upserts it,
 //! `qortex_recall` reads it.
-use crate::errors::{internal, invalid_param, object_arg, required};
+use crate::errors::{internal, invalid_param, required};
+use crate::jsonb::object_arg;
 use crate::spi::{plan, spi_failed, JSONB, TEXT};
 use pgrx::prelude::*;
 use pgrx::JsonB;
