@@ -3,6 +3,7 @@
 one harness, one run.
 
     .venv/bin/python bench/quality.py [--methods all] [--options '{"fusion": "weighted"}']
+    .venv/bin/python bench/quality.py --sweep     # the candidate pool (BENCHMARKS.md)
 
 Data: $QORTEX_SCIFACT (default ../shared/data/scifact next to the repo). The corpus goes
 into a table `bench_scifact` (id, title, text, embedding vector(384), fts tsvector of
@@ -10,6 +11,11 @@ title || ' ' || text, HNSW m=16/ef_construction=64 cosine, GIN), registered as t
 collection `bench_scifact`; it is loaded once and kept. Metrics: nDCG@10 and recall@100
 with trec_eval semantics (binary relevance from qrels-train.tsv), over all 809 queries and
 over two halves split by query id (A: even ids, used for tuning; B: odd ids, held out).
+hybrid_search is called as users call it for a page, k = 10 (nDCG@10, R@10), and with
+k = 100 for R@100 (its default pool grows with k: 2 x (k + offset), at least 20).
+
+--sweep: hybrid_search(..., 10, {"candidates": pool, ...}) for each pool, fusion and rrf_k,
+so the default pool is chosen on half A and checked on half B.
 Connects with the libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER).
 """
 import argparse
@@ -123,8 +129,8 @@ def ndcg10(ranked, relevant):
     return dcg / ideal
 
 
-def recall100(ranked, relevant):
-    return len(set(ranked[:100]) & relevant) / len(relevant)
+def recall(ranked, relevant, n):
+    return len(set(ranked[:n]) & relevant) / len(relevant)
 
 
 def evaluate(conn, queries, rel, sql, params_of):
@@ -135,7 +141,8 @@ def evaluate(conn, queries, rel, sql, params_of):
         t0 = time.perf_counter()
         ranked = [r[0] for r in conn.execute(sql, params_of(q), prepare=True)]
         times.append(time.perf_counter() - t0)
-        per_query[q["id"]] = (ndcg10(ranked, rel[q["id"]]), recall100(ranked, rel[q["id"]]))
+        per_query[q["id"]] = (ndcg10(ranked, rel[q["id"]]), recall(ranked, rel[q["id"]], 100),
+                              recall(ranked, rel[q["id"]], 10))
     return per_query, times
 
 
@@ -146,17 +153,42 @@ def summary(per_query):
     ids = list(per_query)
     a = [q for q in ids if int(q) % 2 == 0]
     b = [q for q in ids if int(q) % 2 == 1]
-    return (mean(ids, 0), mean(ids, 1), mean(a, 0), mean(b, 0))
+    return (mean(ids, 0), mean(ids, 1), mean(a, 0), mean(b, 0), mean(ids, 2))
 
 
-def hybrid(options):
-    return ("SELECT id FROM hybrid_search(%(coll)s, %(emb)s::vector, %(text)s, 100, %(opts)s)",
-            options)
+def hybrid(options, k=100):
+    return ("SELECT id FROM hybrid_search(%(coll)s, %(emb)s::vector, %(text)s, "
+            f"{k}, %(opts)s)", options)
+
+
+SWEEP_POOLS = [10, 20, 30, 40, 60, 100, 200]
+SWEEP_FUSIONS = [("rrf k=60", {}), ("rrf k=30", {"rrf_k": 30}), ("rrf k=10", {"rrf_k": 10}),
+                 ("weighted 0.4/0.6", {"fusion": "weighted"})]
+
+
+def sweep(conn, queries, rel):
+    """nDCG@10 (all, A, B), R@10 and p50 of k = 10 searches for each pool and fusion."""
+    print(f"{'fusion':<18} {'pool':>5} {'nDCG@10':>8} {'nDCG A':>7} {'nDCG B':>7} "
+          f"{'R@10':>6} {'p50 ms':>7}")
+    conn.execute("SET qortex.use_text_index = on")
+    for fname, fopts in SWEEP_FUSIONS:
+        for pool in SWEEP_POOLS:
+            sql, _ = hybrid({}, k=10)
+            opts = json.dumps({**fopts, "candidates": pool})
+            per_query, times = evaluate(
+                conn, queries, rel, sql,
+                lambda q: {"coll": COLL, "emb": q["embedding"], "text": q["text"], "opts": opts})
+            nd, _, a, b, r10 = summary(per_query)
+            times.sort()
+            print(f"{fname:<18} {pool:>5} {nd:8.3f} {a:7.3f} {b:7.3f} {r10:6.3f} "
+                  f"{1000 * times[len(times) // 2]:7.2f}", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="all", help="all | qortex | baselines")
+    ap.add_argument("--sweep", action="store_true",
+                    help="the candidate pool: pools x fusions at k = 10, nothing else")
     ap.add_argument("--options", action="append", default=[],
                     help="extra hybrid_search options JSON to evaluate (repeatable)")
     args = ap.parse_args()
@@ -165,6 +197,12 @@ def main():
     rel = qrels()
     queries = load_csv("queries-train.csv")
     methods = {}
+    if args.sweep:
+        with psycopg.connect(autocommit=True) as conn:
+            ensure_corpus(conn)
+            print(f"{len(rel)} queries with labels; halves A (even ids) / B (odd ids)")
+            sweep(conn, queries, rel)
+        return
     if args.methods in ("all", "qortex"):
         methods.update({
             "qortex vector only": (
@@ -173,6 +211,8 @@ def main():
                 "SELECT id FROM hybrid_search(%(coll)s, NULL, %(text)s, 100)", {}),
             "qortex text only (BM25, GIN, exact)": (
                 "SELECT id FROM hybrid_search(%(coll)s, NULL, %(text)s, 100)", {}),
+            "qortex hybrid rrf (default), k=10": hybrid({}, k=10),
+            "qortex hybrid weighted, k=10": hybrid({"fusion": "weighted"}, k=10),
             "qortex hybrid rrf (default)": hybrid({}),
             "qortex hybrid weighted": hybrid({"fusion": "weighted"}),
             "qortex hybrid rrf (GIN, exact)": hybrid({}),
@@ -186,7 +226,7 @@ def main():
         ensure_corpus(conn)
         print(f"{len(rel)} queries with labels; halves A (even ids) / B (odd ids)")
         print(f"{'method':<46} {'nDCG@10':>8} {'R@100':>7} {'nDCG A':>7} {'nDCG B':>7} "
-              f"{'p50 ms':>7}")
+              f"{'R@10':>6} {'p50 ms':>7}")
         for name, (sql, opts) in methods.items():
             conn.execute("SET qortex.use_text_index = %s" % ("off" if "GIN" in name else "on"))
             def params_of(q, opts=opts):
@@ -195,9 +235,9 @@ def main():
                     p["opts"] = json.dumps(opts)
                 return p
             per_query, times = evaluate(conn, queries, rel, sql, params_of)
-            nd, rc, a, b = summary(per_query)
+            nd, rc, a, b, r10 = summary(per_query)
             times.sort()
-            print(f"{name:<46} {nd:8.3f} {rc:7.3f} {a:7.3f} {b:7.3f} "
+            print(f"{name:<46} {nd:8.3f} {rc:7.3f} {a:7.3f} {b:7.3f} {r10:6.3f} "
                   f"{1000 * times[len(times) // 2]:7.2f}", flush=True)
 
 

@@ -15,8 +15,10 @@ pub enum TextMode {
     Websearch,
 }
 
-/// Smallest candidate pool per leg.
-pub const MIN_CANDIDATES: usize = 100;
+/// The default candidate pool per leg is `POOL_FACTOR × (k + offset)`, at least
+/// `POOL_FLOOR`: chosen on SciFact's train queries (BENCHMARKS.md, "the candidate pool").
+pub const POOL_FACTOR: usize = 2;
+pub const POOL_FLOOR: usize = 20;
 pub const MAX_CANDIDATES: usize = 10_000;
 /// Largest `k`, and largest `offset`: a leg reads at most `k + offset` rows, so what a call
 /// may hold in memory is bounded whatever its arguments.
@@ -41,8 +43,8 @@ pub struct SearchOptions {
     pub rrf_k: f64,
     pub vector_weight: f64,
     pub text_weight: f64,
-    /// Candidates per leg, before `k + offset` is taken into account.
-    pub candidates: usize,
+    /// Candidates per leg the caller asked for (`None`: the default, see [`Self::pool`]).
+    pub candidates: Option<usize>,
     pub offset: usize,
     pub filter: Option<Value>,
     pub user_id: Option<String>,
@@ -62,7 +64,7 @@ impl Default for SearchOptions {
             // Tuned on half of SciFact's train queries (BENCHMARKS.md).
             vector_weight: 0.4,
             text_weight: 0.6,
-            candidates: MIN_CANDIDATES,
+            candidates: None,
             offset: 0,
             filter: None,
             user_id: None,
@@ -226,8 +228,7 @@ impl SearchOptions {
             rrf_k: num(obj, "rrf_k", 1e-9, 1e6)?.unwrap_or(d.rrf_k),
             vector_weight,
             text_weight,
-            candidates: int(obj, "candidates", 1, MAX_CANDIDATES as i64)?
-                .map_or(d.candidates, |c| c as usize),
+            candidates: int(obj, "candidates", 1, MAX_CANDIDATES as i64)?.map(|c| c as usize),
             offset: int(obj, "offset", 0, MAX_OFFSET as i64)?.map_or(0, |o| o as usize),
             filter,
             user_id,
@@ -238,12 +239,15 @@ impl SearchOptions {
         })
     }
 
-    /// Candidates each leg returns: the option, at least `k + offset`, at least 100.
+    /// Candidates each leg returns: the `candidates` option or, without it,
+    /// `POOL_FACTOR × (k + offset)` but at least `POOL_FLOOR`; never fewer than
+    /// `k + offset`, never more than `MAX_CANDIDATES` unless the page itself needs more.
     pub fn pool(&self, k: usize) -> usize {
-        self.candidates
-            .max(MIN_CANDIDATES)
-            .max(k + self.offset)
-            .min(MAX_CANDIDATES.max(k + self.offset))
+        let page_end = k + self.offset;
+        let asked = self
+            .candidates
+            .unwrap_or((POOL_FACTOR * page_end).max(POOL_FLOOR));
+        asked.max(page_end).min(MAX_CANDIDATES.max(page_end))
     }
 }
 
@@ -270,9 +274,21 @@ mod tests {
     fn options() {
         let o = SearchOptions::parse(Some(&json!({}))).unwrap();
         assert_eq!(o, SearchOptions::default());
-        assert_eq!(o.pool(10), 100);
+        assert_eq!(o.pool(10), 20);
+        assert_eq!(o.pool(1), 20);
+        assert_eq!(o.pool(25), 50);
+        assert_eq!(o.pool(10_000), 10_000);
+        let o = SearchOptions::parse(Some(&json!({"offset": 20}))).unwrap();
+        assert_eq!(o.pool(10), 60);
+        let o = SearchOptions::parse(Some(&json!({"offset": 100_000}))).unwrap();
+        assert_eq!(o.pool(10), 100_010);
         let o = SearchOptions::parse(Some(&json!({"candidates": 50, "offset": 120}))).unwrap();
         assert_eq!(o.pool(10), 130);
+        let o = SearchOptions::parse(Some(&json!({"candidates": 5}))).unwrap();
+        assert_eq!(o.pool(3), 5);
+        assert_eq!(o.pool(10), 10);
+        let o = SearchOptions::parse(Some(&json!({"candidates": 10_000}))).unwrap();
+        assert_eq!(o.pool(10), 10_000);
         for (bad, arg) in [
             (json!({"fusion": "max"}), "options.fusion"),
             (json!({"rrf_k": 0}), "options.rrf_k"),
