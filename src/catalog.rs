@@ -105,8 +105,8 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
         &[TEXT],
         false,
     );
-    let row = client
-        .select(&*p, Some(1), &[name.into()])
+    let row = p
+        .select(client, Some(1), &[name.into()])
         .unwrap_or_else(spi_failed(func))
         .next();
     let Some(row) = row else {
@@ -171,8 +171,8 @@ pub fn relation_name(client: &SpiClient<'_>, oid: pg_sys::Oid) -> Option<String>
         &[OID],
         false,
     );
-    let row = client
-        .select(&*p, Some(1), &[oid.into()])
+    let row = p
+        .select(client, Some(1), &[oid.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .next()?;
     Some(quoted(
@@ -211,8 +211,7 @@ pub fn vector_type(client: &SpiClient<'_>, func: &str) -> (String, pg_sys::Oid) 
         &[],
         false,
     );
-    client
-        .select(&*p, Some(1), &[])
+    p.select(client, Some(1), &[])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| {
@@ -255,8 +254,7 @@ pub fn indexes(client: &SpiClient<'_>, rel: pg_sys::Oid) -> Vec<TableIndex> {
         &[OID],
         false,
     );
-    client
-        .select(&*p, None, &[rel.into()])
+    p.select(client, None, &[rel.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .filter_map(|r| {
             Some(TableIndex {
@@ -326,8 +324,7 @@ impl IndexTables {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         // (as the owner: looking a name up needs USAGE on its schema)
         crate::owner::as_owner(|| {
-            client
-                .select(&*p, None, &[names.into()])
+            p.select(client, None, &[names.into()])
                 .unwrap_or_else(spi_failed(func))
                 .map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
                 .collect()
@@ -482,8 +479,8 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
     let mut cols: HashMap<i16, (String, String, String)> = HashMap::new();
     let mut rel = (String::new(), String::new());
     let mut collections_oid = pg_sys::InvalidOid;
-    for r in client
-        .select(&*p, None, &[c.source.into()])
+    for r in p
+        .select(client, None, &[c.source.into()])
         .unwrap_or_else(spi_failed(func))
     {
         let get = |i: usize| r.get::<String>(i).ok().flatten().unwrap_or_default();
@@ -650,8 +647,7 @@ pub fn unique_on(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> bool 
         &[OID, INT2],
         false,
     );
-    client
-        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+    p.select(client, Some(1), &[rel.into(), attnum.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .next()
         .is_some()
@@ -676,8 +672,8 @@ pub fn count_rows_where(
         &[TEXT],
         false,
     );
-    let readable = client
-        .select(&*p, Some(1), &[table.into()])
+    let readable = p
+        .select(client, Some(1), &[table.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .first()
         .get_one::<bool>()
@@ -695,8 +691,7 @@ pub fn count_rows_where(
         ),
     };
     let p = plan(client, &sql, &[TEXT], false);
-    client
-        .select(&*p, Some(1), &[value.into()])
+    p.select(client, Some(1), &[value.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .first()
         .get_one::<i64>()
@@ -713,8 +708,7 @@ pub fn column_type(client: &SpiClient<'_>, rel: pg_sys::Oid, attnum: i16) -> Opt
         &[OID, INT2],
         false,
     );
-    client
-        .select(&*p, Some(1), &[rel.into(), attnum.into()])
+    p.select(client, Some(1), &[rel.into(), attnum.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .next()
         .and_then(|r| r.get::<String>(1).ok().flatten())

@@ -166,8 +166,7 @@ fn set_local(client: &SpiClient<'_>, func: &str, names: Vec<&str>, values: Vec<O
         &[TEXT_ARRAY, TEXT_ARRAY],
         false,
     );
-    client
-        .select(&*p, None, &[names.into(), values.into()])
+    p.select(client, None, &[names.into(), values.into()])
         .unwrap_or_else(spi_failed(func));
 }
 
@@ -245,8 +244,7 @@ fn read(rel: pg_sys::Oid) -> bool {
             &[OID],
             false,
         );
-        client
-            .select(&*p, Some(1), &[rel.into()])
+        p.select(client, Some(1), &[rel.into()])
             .unwrap_or_else(spi_failed("qortex"))
             .next()
             .is_some()
@@ -324,15 +322,15 @@ pub fn distribute(
     let mut done = Vec::new();
     let mut moved = Vec::new();
     for (table, column, colocate) in tables {
-        let now = client
-            .select(&*state, Some(1), &[(*table).into()])
+        let now = state
+            .select(client, Some(1), &[(*table).into()])
             .unwrap_or_else(spi_failed(func))
             .next()
             .and_then(|r| r.get::<String>(1).ok().flatten());
         done.push(now.unwrap_or_else(|| {
             client
                 .update(
-                    &*create,
+                    &**create,
                     None,
                     &[(*table).into(), (*column).into(), (*colocate).into()],
                 )
@@ -349,7 +347,7 @@ pub fn distribute(
     );
     for table in moved.into_iter().rev() {
         client
-            .update(&*empty, None, &[table.into()])
+            .update(&**empty, None, &[table.into()])
             .unwrap_or_else(spi_failed(func));
     }
     done

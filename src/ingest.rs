@@ -120,7 +120,7 @@ fn insert_document(
     let metas: Vec<JsonB> = ch.metadata.into_iter().map(JsonB).collect();
     client
         .update(
-            &*p,
+            &**p,
             Some(1),
             &[
                 doc.user_id.as_deref().into(),
@@ -196,7 +196,7 @@ fn lock_job(client: &mut SpiClient<'_>, func: &str, id: i64, collection: &str) -
         true,
     );
     let row = client
-        .update(&*p, Some(1), &[id.into()])
+        .update(&**p, Some(1), &[id.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .unwrap_or_else(|| {
@@ -259,7 +259,7 @@ fn record(
     );
     client
         .update(
-            &*p,
+            &**p,
             None,
             &[
                 job.id.into(),
@@ -302,7 +302,7 @@ fn qortex_job_create(
         );
         client
             .update(
-                &*p,
+                &**p,
                 Some(1),
                 &[name.as_str().into(), total.into(), JsonB(metadata).into()],
             )
@@ -333,7 +333,7 @@ fn qortex_job_status(job_id: Option<i64>) -> JsonB {
             false,
         );
         let JsonB(mut v) = client
-            .select(&*p, Some(1), &[id.into()])
+            .select(&**p, Some(1), &[id.into()])
             .unwrap_or_else(spi_failed(F))
             .next()
             .and_then(|r| r.get::<JsonB>(1).ok().flatten())
@@ -370,7 +370,7 @@ fn qortex_delete_document(collection: Option<String>, document_id: Option<i64>) 
             true,
         );
         !client
-            .update(&*p, None, &[id.into()])
+            .update(&**p, None, &[id.into()])
             .unwrap_or_else(spi_failed(F))
             .is_empty()
     })

@@ -51,7 +51,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
             true,
         );
         client
-            .update(&*ins, None, &[ids.clone().into()])
+            .update(&**ins, None, &[ids.clone().into()])
             .unwrap_or_else(spi_failed(func));
         // One row per statement, in id order: each statement then names one node, so on a
         // Citus cluster (factors distributed by node) it goes to one shard.
@@ -64,7 +64,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         let mut current: HashMap<String, f64> = HashMap::new();
         for id in &ids {
             let w = client
-                .update(&*lock, Some(1), &[id.as_str().into()])
+                .update(&**lock, Some(1), &[id.as_str().into()])
                 .unwrap_or_else(spi_failed(func))
                 .first()
                 .get_one::<f64>()
@@ -107,7 +107,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                 .map(|(i, o)| (i.to_string(), o.name().to_string()))
                 .unzip();
             for r in client
-                .update(&*old, None, &[q.into(), nodes.clone().into()])
+                .update(&**old, None, &[q.into(), nodes.clone().into()])
                 .unwrap_or_else(spi_failed(func))
             {
                 if let (Some(n), Some(o)) = (
@@ -120,7 +120,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
                 }
             }
             client
-                .update(&*up, None, &[q.into(), nodes.into(), outs.into()])
+                .update(&**up, None, &[q.into(), nodes.into(), outs.into()])
                 .unwrap_or_else(spi_failed(func));
         }
         let mut out = Vec::with_capacity(pairs.len());
@@ -146,7 +146,7 @@ fn apply(func: &str, pairs: Vec<(String, Outcome)>, query_id: Option<&str>) -> V
         );
         for id in &ids {
             client
-                .update(&*upd, None, &[id.as_str().into(), current[id].into()])
+                .update(&**upd, None, &[id.as_str().into(), current[id].into()])
                 .unwrap_or_else(spi_failed(func));
         }
         out
@@ -239,7 +239,7 @@ fn interoception_decay(factor: Option<f64>) -> i64 {
             true,
         );
         client
-            .update(&*p, None, &[f.into()])
+            .update(&**p, None, &[f.into()])
             .unwrap_or_else(spi_failed(F))
             .len() as i64
     })
@@ -308,7 +308,7 @@ fn interoception_record_edges(
         );
         let p = plan(client, &sql, &[TEXT_ARRAY, FLOAT8], true);
         client
-            .update(&*p, None, &[ids.into(), threshold.into()])
+            .update(&**p, None, &[ids.into(), threshold.into()])
             .unwrap_or_else(spi_failed(F))
             .len() as i32
     });
@@ -325,7 +325,7 @@ fn check_nodes_exist(client: &SpiClient<'_>, func: &str, t: &Layout, ids: &[Stri
     );
     let p = plan(client, &sql, &[TEXT_ARRAY], false);
     let missing: Option<Vec<Option<String>>> = client
-        .select(&*p, Some(1), &[ids.to_vec().into()])
+        .select(&**p, Some(1), &[ids.to_vec().into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get(1).ok().flatten());
@@ -396,7 +396,7 @@ fn interoception_flush(
             true,
         );
         client
-            .update(&*p, None, &[min_hits.into(), min_avg.into()])
+            .update(&**p, None, &[min_hits.into(), min_avg.into()])
             .unwrap_or_else(spi_failed(F))
             .filter_map(|r| {
                 Some((

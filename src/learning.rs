@@ -63,7 +63,7 @@ fn read_config(
 ) -> (LearnerConfig, Vec<pg_sys::Oid>) {
     let p = plan(client, CONFIG_SQL, &[TEXT], false);
     let row = client
-        .select(&*p, Some(1), &[learner.into()])
+        .select(&**p, Some(1), &[learner.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .unwrap_or_else(|| internal(func, "the learner config query returned no row"));
@@ -96,7 +96,7 @@ fn stored_by_sql(
         );
         client
             .select(
-                &*p,
+                &**p,
                 None,
                 &[learner.into(), ctx.into(), arms.to_vec().into()],
             )
@@ -187,7 +187,7 @@ fn qortex_learner_configure(learner: Option<String>, config: Option<crate::jsonb
         );
         client
             .update(
-                &*p,
+                &**p,
                 None,
                 &[learner.as_str().into(), JsonB(json.clone()).into()],
             )
@@ -429,7 +429,7 @@ fn qortex_observe(
             );
             client
                 .update(
-                    &*p,
+                    &**p,
                     Some(1),
                     &[
                         learner.as_str().into(),
@@ -578,7 +578,7 @@ fn qortex_observe_batch(learner: Option<String>, outcomes: Option<crate::jsonb::
         );
         client
             .update(
-                &*p,
+                &**p,
                 None,
                 &[
                     learner.as_str().into(),
@@ -620,7 +620,7 @@ fn posteriors(func: &str, learner: &str, ctx: &str) -> Vec<PosteriorRow> {
             false,
         );
         client
-            .select(&*p, None, &[learner.into(), ctx.into()])
+            .select(&**p, None, &[learner.into(), ctx.into()])
             .unwrap_or_else(spi_failed(func))
             .map(|row| {
                 (
@@ -720,7 +720,7 @@ fn qortex_metrics(learner: Option<String>) -> JsonB {
             false,
         );
         let JsonB(mut m) = client
-            .select(&*p, Some(1), &[learner.as_str().into()])
+            .select(&**p, Some(1), &[learner.as_str().into()])
             .and_then(|t| t.first().get_one::<JsonB>())
             .unwrap_or_else(spi_failed(F))
             .unwrap_or_else(|| internal(F, "the metrics query returned no row"));
@@ -798,7 +798,7 @@ fn decay(
         );
         client
             .update(
-                &*p,
+                &**p,
                 None,
                 &[
                     learner.into(),
@@ -895,7 +895,7 @@ fn qortex_reset(
         );
         client
             .update(
-                &*p,
+                &**p,
                 None,
                 &[learner.as_str().into(), ctx.into(), arms.into()],
             )

@@ -54,7 +54,7 @@ fn qortex_remember(
         );
         client
             .update(
-                &*p,
+                &**p,
                 Some(1),
                 &[
                     user.as_str().into(),
@@ -108,7 +108,7 @@ fn qortex_recall(
             false,
         );
         client
-            .select(&*p, Some(1), &[user.as_str().into()])
+            .select(&**p, Some(1), &[user.as_str().into()])
             .unwrap_or_else(spi_failed(F))
             .map(|r| memory_row(&r))
             .collect()

@@ -92,7 +92,7 @@ fn qortex_distribute() -> JsonB {
                 false,
             );
             let present = client
-                .select(&*p, Some(1), &[table.into(), trigger.into()])
+                .select(&**p, Some(1), &[table.into(), trigger.into()])
                 .unwrap_or_else(spi_failed(F))
                 .next()
                 .is_some();
@@ -159,7 +159,7 @@ fn qortex_distribute() -> JsonB {
         );
         let names: Vec<String> = LEARNING_FUNCTIONS.iter().map(|s| s.to_string()).collect();
         let functions: Vec<(String, bool)> = client
-            .select(&*p, None, &[names.into()])
+            .select(&**p, None, &[names.into()])
             .unwrap_or_else(spi_failed(F))
             .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<bool>(2).ok()??)))
             .collect();
@@ -172,7 +172,7 @@ fn qortex_distribute() -> JsonB {
         );
         for (f, _) in functions.iter().filter(|(_, delegated)| !delegated) {
             client
-                .update(&*delegate, None, &[f.as_str().into()])
+                .update(&**delegate, None, &[f.as_str().into()])
                 .unwrap_or_else(spi_failed(F));
         }
         done.insert(

@@ -1,19 +1,128 @@
-//! SPI helpers shared by every capability: plans prepared once per backend, type OIDs.
+//! SPI helpers shared by every capability: plans prepared once per backend, type OIDs, and
+//! the trace of the statements one call ran (`qortex.debug_plans`).
 use crate::errors::internal;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use pgrx::{PgBuiltInOids, PgOid};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::rc::Rc;
+use std::time::Instant;
 
 thread_local! {
     /// Plans prepared once per backend and kept (SPI_keepplan), keyed by their SQL text
     /// (which, for a collection's statements, names its tables).
-    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<String, Rc<Plan>>> = RefCell::new(HashMap::new());
+    /// The statements the current traced call ran: what, how long, rows.
+    static TRACE: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Statements a trace keeps at most (a call that runs more says how many it left out).
+const TRACE_MAX: usize = 200;
+
+/// A kept plan and the SQL it was prepared from.
+pub struct Plan {
+    stmt: OwnedPreparedStatement,
+    sql: String,
+}
+
+impl std::ops::Deref for Plan {
+    type Target = OwnedPreparedStatement;
+    fn deref(&self) -> &OwnedPreparedStatement {
+        &self.stmt
+    }
+}
+
+impl Plan {
+    /// Run the plan as `client.select` does, recorded in the call's trace when one is kept.
+    pub fn select<'c>(
+        &self,
+        client: &SpiClient<'c>,
+        limit: Option<i64>,
+        args: &[DatumWithOid<'_>],
+    ) -> SpiResult<SpiTupleTable<'c>> {
+        traced(&self.sql, || client.select(&self.stmt, limit, args))
+    }
+}
+
+/// Keeps a trace of the statements run until it is taken or dropped (on an error too).
+pub struct Trace(());
+
+impl Trace {
+    /// Start tracing the statements of this call, if `on`.
+    pub fn start(on: bool) -> Option<Trace> {
+        on.then(|| {
+            TRACE.with(|t| *t.borrow_mut() = Some(Vec::new()));
+            Trace(())
+        })
+    }
+
+    /// The statements run since `start`, one line each, and the count.
+    pub fn take(self) -> Vec<String> {
+        TRACE.with(|t| t.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        TRACE.with(|t| t.borrow_mut().take());
+    }
+}
+
+/// Run `run`, a statement whose SQL is `sql`, timed into the trace when one is kept.
+pub fn traced<T>(sql: &str, run: impl FnOnce() -> SpiResult<T>) -> SpiResult<T>
+where
+    T: Rows,
+{
+    if TRACE.with(|t| t.borrow().is_none()) {
+        return run();
+    }
+    let started = Instant::now();
+    let r = run();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rows = r.as_ref().map_or(0, |t| t.rows());
+    note(format!("{ms:.3} ms, {rows} rows: {}", one_line(sql)));
+    r
+}
+
+/// A line for the trace, when one is kept (statements not run through `Plan::select`).
+pub fn note(line: String) {
+    TRACE.with(|t| {
+        if let Some(v) = t.borrow_mut().as_mut() {
+            if v.len() < TRACE_MAX {
+                v.push(line);
+            } else if v.len() == TRACE_MAX {
+                v.push(format!("(more statements than {TRACE_MAX}: not listed)"));
+            }
+        }
+    })
+}
+
+/// Whether a trace is kept now.
+pub fn tracing() -> bool {
+    TRACE.with(|t| t.borrow().is_some())
+}
+
+/// What a statement returned, for the trace.
+pub trait Rows {
+    fn rows(&self) -> usize;
+}
+
+impl Rows for SpiTupleTable<'_> {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+/// SQL on one line, at most 160 characters.
+fn one_line(sql: &str) -> String {
+    let s = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match s.char_indices().nth(160) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
 }
 
 pub const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
@@ -31,12 +140,7 @@ pub const OID: PgOid = PgOid::BuiltIn(PgBuiltInOids::OIDOID);
 pub const INT2: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2OID);
 
 /// The kept plan for `sql`, prepared on first use in this backend.
-pub fn plan(
-    client: &SpiClient<'_>,
-    sql: &str,
-    args: &[PgOid],
-    mutating: bool,
-) -> Rc<OwnedPreparedStatement> {
+pub fn plan(client: &SpiClient<'_>, sql: &str, args: &[PgOid], mutating: bool) -> Rc<Plan> {
     if let Some(p) = PLANS.with(|m| m.borrow().get(sql).cloned()) {
         return p;
     }
@@ -46,7 +150,10 @@ pub fn plan(
         client.prepare(sql, args)
     }
     .unwrap_or_else(|e| internal("qortex", format!("preparing a statement failed: {e}")));
-    let p = Rc::new(prepared.keep());
+    let p = Rc::new(Plan {
+        stmt: prepared.keep(),
+        sql: sql.to_owned(),
+    });
     PLANS.with(|m| m.borrow_mut().insert(sql.to_owned(), p.clone()));
     p
 }
@@ -75,7 +182,15 @@ thread_local! {
 pub fn planned(func: &str, sql: &str, args: &[DatumWithOid<'_>]) -> (f64, bool) {
     let custom = crate::settings::ForCall::new();
     custom.set("plan_cache_mode", "force_custom_plan");
+    let started = Instant::now();
     let r = planned_custom(func, sql, args);
+    if tracing() {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        note(format!(
+            "{ms:.3} ms, planned only (an estimate): {}",
+            one_line(sql)
+        ));
+    }
     custom.restore();
     r
 }

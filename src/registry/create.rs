@@ -154,7 +154,7 @@ pub fn distribute_managed(client: &mut SpiClient<'_>, func: &str) -> usize {
         false,
     );
     let managed: Vec<(String, String, String)> = client
-        .select(&*p, None, &[])
+        .select(&**p, None, &[])
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| {
             Some((
@@ -192,7 +192,7 @@ fn distribute_collection(
         false,
     );
     let key = client
-        .select(&*p, Some(1), &[chunks.into()])
+        .select(&**p, Some(1), &[chunks.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| {
@@ -213,7 +213,7 @@ fn distribute_collection(
                 true,
             );
             client
-                .update(&*p, None, &[name.into()])
+                .update(&**p, None, &[name.into()])
                 .unwrap_or_else(spi_failed(func));
         }
         run(

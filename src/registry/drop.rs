@@ -57,7 +57,7 @@ pub(super) fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &s
         false,
     );
     let kind = client
-        .select(&*p, Some(1), &[name.into()])
+        .select(&**p, Some(1), &[name.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get::<String>(1).ok().flatten());
@@ -93,6 +93,6 @@ fn forget(client: &mut SpiClient<'_>, func: &str, name: &str) {
         true,
     );
     client
-        .update(&*p, None, &[name.into()])
+        .update(&**p, None, &[name.into()])
         .unwrap_or_else(spi_failed(func));
 }

@@ -41,7 +41,7 @@ fn check_new_name(client: &SpiClient<'_>, func: &str, name: &str) {
         false,
     );
     let exists = client
-        .select(&*p, Some(1), &[name.into()])
+        .select(&**p, Some(1), &[name.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .is_some();
@@ -71,7 +71,7 @@ fn text_config(client: &SpiClient<'_>, func: &str, arg: &str, name: &str) -> Str
         false,
     );
     client
-        .select(&*p, Some(1), &[name.into()])
+        .select(&**p, Some(1), &[name.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get::<String>(1).ok().flatten())
@@ -119,7 +119,7 @@ fn insert_collection(
     );
     client
         .update(
-            &*p,
+            &**p,
             None,
             &[
                 name.into(),

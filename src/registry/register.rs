@@ -361,7 +361,7 @@ fn check_partition_value(
         .unwrap_or_else(|| internal(func, format!("column {attnum} vanished")));
     let p = plan(client, &format!("SELECT $1::{column_type}"), &[TEXT], false);
     client
-        .select(&*p, Some(1), &[value.into()])
+        .select(&**p, Some(1), &[value.into()])
         .unwrap_or_else(spi_failed(func));
 }
 
@@ -374,7 +374,7 @@ fn check_source(client: &SpiClient<'_>, func: &str, oid: pg_sys::Oid, table: &st
         false,
     );
     let row = client
-        .select(&*p, Some(1), &[oid.into()])
+        .select(&**p, Some(1), &[oid.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .unwrap_or_else(|| internal(func, format!("{table} vanished")));
@@ -416,7 +416,7 @@ fn column_info(client: &SpiClient<'_>, rel: pg_sys::Oid, col: &str) -> Option<(i
         false,
     );
     let r = client
-        .select(&*p, Some(1), &[rel.into(), col.into()])
+        .select(&**p, Some(1), &[rel.into(), col.into()])
         .unwrap_or_else(spi_failed("qortex"))
         .next()?;
     Some((

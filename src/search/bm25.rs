@@ -69,8 +69,7 @@ pub fn search(
                 &[TEXT],
                 false,
             );
-            client
-                .select(&*p, None, &[u.as_str().into()])
+            p.select(client, None, &[u.as_str().into()])
                 .unwrap_or_else(spi_failed(func))
                 .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
                 .collect()
@@ -174,8 +173,7 @@ fn read(client: &SpiClient<'_>, func: &str, x: &IndexTables, lexemes: &[String])
             &[],
             false,
         );
-        client
-            .select(&*p, Some(1), &[])
+        p.select(client, Some(1), &[])
             .unwrap_or_else(spi_failed(func))
             .next()
             .map(|r| {
@@ -209,8 +207,8 @@ fn read(client: &SpiClient<'_>, func: &str, x: &IndexTables, lexemes: &[String])
         &[TEXT_ARRAY],
         false,
     );
-    for r in client
-        .select(&*p, None, &[lexemes.to_vec().into()])
+    for r in p
+        .select(client, None, &[lexemes.to_vec().into()])
         .unwrap_or_else(spi_failed(func))
     {
         let Some(i) = r
@@ -246,8 +244,8 @@ fn read(client: &SpiClient<'_>, func: &str, x: &IndexTables, lexemes: &[String])
         false,
     );
     let mut unmerged = HashSet::new();
-    for r in client
-        .select(&*p, None, &[lexemes.to_vec().into()])
+    for r in p
+        .select(client, None, &[lexemes.to_vec().into()])
         .unwrap_or_else(spi_failed(func))
     {
         let (Some(i), Some(d), Some(tf), Some(dl), Some(g)) = (
@@ -280,8 +278,8 @@ fn read(client: &SpiClient<'_>, func: &str, x: &IndexTables, lexemes: &[String])
         &[TEXT_ARRAY],
         false,
     );
-    let dead = client
-        .select(&*p, None, &[lexemes.to_vec().into()])
+    let dead = p
+        .select(client, None, &[lexemes.to_vec().into()])
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| r.get::<i32>(1).ok().flatten().map(|d| d as u32))
         .collect();
@@ -334,9 +332,8 @@ impl BlockSource for Blocks<'_, '_> {
                     &[TEXT_ARRAY, INT4_ARRAY],
                     false,
                 );
-                for r in self
-                    .client
-                    .select(&*p, None, &[ls.into(), ss.into()])
+                for r in p
+                    .select(self.client, None, &[ls.into(), ss.into()])
                     .unwrap_or_else(spi_failed(self.func))
                 {
                     let (Some(l), Some(s), Some(b)) = (
@@ -382,8 +379,7 @@ fn ids_of(
         &[INT4_ARRAY],
         false,
     );
-    client
-        .select(&*p, None, &[docnos.into()])
+    p.select(client, None, &[docnos.into()])
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| Some((r.get::<i32>(1).ok()?? as u32, r.get::<String>(2).ok()??)))
         .collect()

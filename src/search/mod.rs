@@ -277,6 +277,7 @@ fn hybrid_search(
     // needs the values asks for its own): planning each call anew cost more than the rest.
     // No JIT: a plan with sequential scans switched off costs more than jit_above_cost and
     // would be compiled for ~100 ms, for statements that take well under one.
+    let trace = crate::spi::Trace::start(settings::DEBUG_PLANS.get());
     let generic = settings::ForCall::new();
     generic.set("jit", "off");
     let rows: Vec<Row> = Spi::connect(|client| {
@@ -332,14 +333,6 @@ fn hybrid_search(
                 hits
             }
         };
-        if settings::DEBUG_PLANS.get() {
-            error(
-                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-                format!("{F}: plan"),
-            )
-            .detail(explain.join("\n"))
-            .notice();
-        }
         let ids: Vec<String> = vector
             .iter()
             .chain(&text)
@@ -348,7 +341,12 @@ fn hybrid_search(
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let factors = if opts.feedback && !ids.is_empty() {
+        // (a search before any feedback was written runs no factors statement)
+        let weigh = opts.feedback && rows::may_have_factors();
+        if opts.feedback && !weigh {
+            explain.push("factors: none written yet, not read".into());
+        }
+        let factors = if weigh && !ids.is_empty() {
             rows::factors(client, F, &ids)
         } else {
             HashMap::new()
@@ -375,7 +373,7 @@ fn hybrid_search(
                 .into_iter()
                 .filter(|n| !factors.contains_key(n))
                 .collect();
-            if opts.feedback && !unweighed.is_empty() {
+            if weigh && !unweighed.is_empty() {
                 factors.extend(rows::factors(client, F, &unweighed));
             }
             graph_boost(&mut fused, &edges, weight, pool, &factors);
@@ -395,6 +393,17 @@ fn hybrid_search(
             &page.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
             query_embedding.filter(|_| unread),
         );
+        if let Some(trace) = trace {
+            let statements = trace.take();
+            explain.push(format!("statements ({}):", statements.len()));
+            explain.extend(statements.into_iter().map(|s| format!("  {s}")));
+            error(
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                format!("{F}: plan"),
+            )
+            .detail(explain.join("\n"))
+            .notice();
+        }
         page.into_iter()
             .map(|f| {
                 let d = details.get(&f.id).cloned().unwrap_or_default();

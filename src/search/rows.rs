@@ -7,6 +7,7 @@ use crate::catalog::Layout;
 use crate::jsonb::JsonbText;
 use crate::spi::{plan, spi_failed, INT8, TEXT, TEXT_ARRAY};
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 use qortex_core::hybrid::GRAPH_FANOUT;
 use std::collections::{HashMap, HashSet};
@@ -32,21 +33,20 @@ pub fn edges(client: &SpiClient<'_>, func: &str, seeds: &[String]) -> Vec<(Strin
         &[TEXT_ARRAY, INT8],
         false,
     );
-    client
-        .select(
-            &*p,
-            None,
-            &[seeds.to_vec().into(), (GRAPH_FANOUT as i64).into()],
-        )
-        .unwrap_or_else(spi_failed(func))
-        .filter_map(|r| {
-            Some((
-                r.get::<String>(1).ok()??,
-                r.get::<String>(2).ok()??,
-                r.get::<f64>(3).ok()??,
-            ))
-        })
-        .collect()
+    p.select(
+        client,
+        None,
+        &[seeds.to_vec().into(), (GRAPH_FANOUT as i64).into()],
+    )
+    .unwrap_or_else(spi_failed(func))
+    .filter_map(|r| {
+        Some((
+            r.get::<String>(1).ok()??,
+            r.get::<String>(2).ok()??,
+            r.get::<f64>(3).ok()??,
+        ))
+    })
+    .collect()
 }
 
 /// Which of `ids` are rows of the collection within the search's filter and user scope.
@@ -68,13 +68,38 @@ pub fn in_scope(
     );
     let p = plan(client, &sql, &Scope::types(TEXT_ARRAY, INT8), false);
     // $2 is unused here
-    client
-        .select(&*p, None, &scope.args(ids.to_vec().into(), 0i64.into()))
+    p.select(client, None, &scope.args(ids.to_vec().into(), 0i64.into()))
         .unwrap_or_else(spi_failed("hybrid_search"))
         .filter_map(|r| r.get::<String>(1).ok().flatten())
         .collect()
 }
 
+/// Whether `qortex.interoception_factors` may hold a row, from its size alone (no statement):
+/// a factor is written into a page of the table before its transaction commits, so a table
+/// of no pages holds none that any snapshot can see; a standby replays the table's growth
+/// before the row. Deleted rows leave pages behind until VACUUM truncates them, and then the
+/// factors are read and found empty. On Citus the factors live in shards: always read.
+pub fn may_have_factors() -> bool {
+    if crate::citus::is_state_table(c"interoception_factors") {
+        return true;
+    }
+    // SAFETY: the relation is opened by OID under AccessShareLock (the lock a SELECT of it
+    // takes), kept until the transaction ends as a statement's would be, and only its size
+    // is read before it is closed.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"qortex".as_ptr(), true);
+        let rel = pg_sys::get_relname_relid(c"interoception_factors".as_ptr(), nsp);
+        if rel == pg_sys::InvalidOid {
+            return true; // (the factors statement then says what is wrong)
+        }
+        let r = pg_sys::relation_open(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(r, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::relation_close(r, pg_sys::NoLock as pg_sys::LOCKMODE);
+        blocks > 0
+    }
+}
+
+/// The factors of `ids` that have one (callers ask `may_have_factors` first).
 pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<String, f64> {
     let p = plan(
         client,
@@ -82,8 +107,7 @@ pub fn factors(client: &SpiClient<'_>, func: &str, ids: &[String]) -> HashMap<St
         &[TEXT_ARRAY],
         false,
     );
-    client
-        .select(&*p, None, &[ids.to_vec().into()])
+    p.select(client, None, &[ids.to_vec().into()])
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| {
             Some((
@@ -106,8 +130,7 @@ pub fn absent_keys(client: &SpiClient<'_>, t: &Layout, m: &str, keys: &[String])
     let p = plan(client, &sql, &[TEXT], false);
     keys.iter()
         .filter(|k| {
-            client
-                .select(&*p, Some(1), &[k.as_str().into()])
+            p.select(client, Some(1), &[k.as_str().into()])
                 .unwrap_or_else(spi_failed("hybrid_search"))
                 .first()
                 .get_one::<bool>()
@@ -168,8 +191,7 @@ pub fn details(
         types.push(pgrx::PgOid::from(t.vector_type));
     }
     let p = plan(client, &sql, &types, false);
-    client
-        .select(&*p, None, &args)
+    p.select(client, None, &args)
         .unwrap_or_else(spi_failed(func))
         .filter_map(|r| {
             Some((

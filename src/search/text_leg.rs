@@ -9,15 +9,20 @@
 use super::{bm25, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
+use crate::errors::internal;
 use crate::settings::{self, ForCall};
-use crate::spi::{plan, spi_failed, FLOAT8, FLOAT8_ARRAY, INT8, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{
+    plan, spi_failed, traced, Plan, FLOAT8, FLOAT8_ARRAY, INT8, OID, TEXT, TEXT_ARRAY,
+};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
+use pgrx::{direct_function_call, IntoDatum};
 use qortex_core::hybrid::text::{Bm25, Pass, TextLeg, TextSource, TsVector};
 use qortex_core::hybrid::{LegHit, SearchOptions, TextMode};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -53,17 +58,7 @@ pub fn run(
     pool: usize,
     need: usize,
 ) -> (Vec<LegHit>, String) {
-    let lp = plan(
-        client,
-        "SELECT DISTINCT lexeme FROM pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2))",
-        &[TEXT, TEXT],
-        false,
-    );
-    let lexemes: Vec<String> = client
-        .select(&*lp, None, &[t.text_config.as_str().into(), query.into()])
-        .unwrap_or_else(spi_failed(func))
-        .filter_map(|r| r.get::<String>(1).ok().flatten())
-        .collect();
+    let lexemes = lexemes(func, t, query);
     let leg = TextLeg {
         mode: opts.text_mode,
         bm25: Bm25 {
@@ -108,6 +103,38 @@ pub fn run(
     (hits, how)
 }
 
+/// The query's distinct lexemes under the collection's text search configuration (stop words
+/// removed), in the tsvector's order: `to_tsvector` called in this backend, no statement.
+fn lexemes(func: &str, t: &Layout, query: &str) -> Vec<String> {
+    let config = CString::new(t.text_config.as_str())
+        .unwrap_or_else(|_| internal(func, "a text search configuration name holds NUL"));
+    // SAFETY: regconfigin and to_tsvector_byid are the SQL functions `::regconfig` and
+    // `to_tsvector(regconfig, text)` call, given arguments of their types (a C string; an
+    // OID and a text); neither returns NULL. The tsvector they return is a fresh varlena in
+    // the current memory context, read only while it lives (before this function returns).
+    unsafe {
+        let cfg = direct_function_call::<pg_sys::Oid>(
+            pg_sys::regconfigin,
+            &[config.as_c_str().into_datum()],
+        )
+        .unwrap_or_else(|| internal(func, "regconfigin returned NULL"));
+        let tsv = direct_function_call::<pg_sys::Datum>(
+            pg_sys::to_tsvector_byid,
+            &[cfg.into_datum(), query.into_datum()],
+        )
+        .unwrap_or_else(|| internal(func, "to_tsvector returned NULL"));
+        let v = pg_sys::pg_detoast_datum_packed(tsv.cast_mut_ptr());
+        let bytes = std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(v) as *const u8,
+            pgrx::varlena::varsize_any_exhdr(v),
+        );
+        let tsv = TsVector::new(bytes).unwrap_or_else(|e| internal(func, e));
+        tsv.entries()
+            .map(|(l, _)| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }
+}
+
 /// The rows and statistics of one collection, within one search's scope.
 struct SpiText<'a, 'c> {
     client: &'a SpiClient<'c>,
@@ -150,16 +177,15 @@ impl SpiText<'_, '_> {
             &[TEXT, TEXT],
             false,
         );
-        self.client
-            .select(
-                &*p,
-                Some(1),
-                &[self.t.text_config.as_str().into(), self.query.into()],
-            )
-            .unwrap_or_else(spi_failed(self.func))
-            .next()
-            .and_then(|r| r.get::<String>(1).ok().flatten())
-            .filter(|q| !q.is_empty())
+        p.select(
+            self.client,
+            Some(1),
+            &[self.t.text_config.as_str().into(), self.query.into()],
+        )
+        .unwrap_or_else(spi_failed(self.func))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten())
+        .filter(|q| !q.is_empty())
     }
 }
 
@@ -253,9 +279,8 @@ impl<'c> TextSource for SpiText<'_, 'c> {
             bm25.b.into(),
         ]);
         let settings = no_full_scans(t);
-        let hits: Vec<LegHit> = self
-            .client
-            .select(&*p, None, &args)
+        let hits: Vec<LegHit> = p
+            .select(self.client, None, &args)
             .unwrap_or_else(spi_failed(self.func))
             .filter_map(|r| {
                 Some(LegHit {
@@ -313,12 +338,12 @@ fn no_full_scans(t: &Layout) -> ForCall {
 fn for_each_tsvector(
     client: &SpiClient<'_>,
     func: &str,
-    p: &OwnedPreparedStatement,
+    p: &Plan,
     args: &[DatumWithOid<'_>],
     visit: &mut dyn FnMut(Option<String>, &[u8]),
 ) {
-    let mut t = client
-        .select(p, None, args)
+    let mut t = p
+        .select(client, None, args)
         .unwrap_or_else(spi_failed(func));
     if t.is_empty() {
         return;
@@ -349,8 +374,8 @@ fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
         &[OID],
         false,
     );
-    let mut n = client
-        .select(&*rp, Some(1), &[t.source.into()])
+    let mut n = rp
+        .select(client, Some(1), &[t.source.into()])
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get::<f64>(1).ok().flatten())
@@ -359,12 +384,8 @@ fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
     let citus = crate::citus::is_citus_table(t.source);
     if n < 0.0 || citus {
         // Never analyzed (or in shards): count.
-        n = client
-            .select(
-                &format!("SELECT pg_catalog.count(*)::float8 FROM {}", t.table),
-                Some(1),
-                &[],
-            )
+        let count = format!("SELECT pg_catalog.count(*)::float8 FROM {}", t.table);
+        n = traced(&count, || client.select(&count, Some(1), &[]))
             .unwrap_or_else(spi_failed(func))
             .next()
             .and_then(|r| r.get::<f64>(1).ok().flatten())
@@ -381,9 +402,9 @@ fn read_stats(client: &SpiClient<'_>, func: &str, t: &Layout) -> TextStats {
             &[TEXT, TEXT, TEXT],
             false,
         );
-        if let Some(r) = client
+        if let Some(r) = sp
             .select(
-                &*sp,
+                client,
                 Some(1),
                 &[
                     schema.as_str().into(),
@@ -516,8 +537,8 @@ fn doc_freqs(
             df.insert(l.clone(), 0.0); // (a lexeme no row holds has no row of its own)
         }
         let args: [DatumWithOid; 3] = [missing.into(), queries.into(), cap.into()];
-        for r in client
-            .select(&*p, None, &args[..types.len()])
+        for r in p
+            .select(client, None, &args[..types.len()])
             .unwrap_or_else(spi_failed(func))
         {
             if let (Some(l), Some(d)) = (

@@ -63,8 +63,7 @@ pub fn run(
             unsafe { DatumWithOid::new(embedding, t.vector_type) },
             (pool as i64).into(),
         );
-        client
-            .select(&*p, None, &args)
+        p.select(client, None, &args)
             .unwrap_or_else(spi_failed(func))
             .filter_map(|r| {
                 let id = r.get::<String>(1).ok().flatten()?;

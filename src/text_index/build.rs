@@ -81,7 +81,7 @@ fn create_outside_extension(client: &mut SpiClient<'_>, func: &str, t: &Layout) 
     );
     client
         .update(
-            &*p,
+            &**p,
             None,
             &[
                 t.name.as_str().into(),
@@ -296,7 +296,7 @@ fn fill(client: &mut SpiClient<'_>, func: &str, t: &Layout, x: &IndexTables) -> 
                 rows.into_iter().map(|r| (r.1, r.2)).unzip();
             client
                 .update(
-                    &*p,
+                    &**p,
                     None,
                     &[d.into(), i.into(), o.into(), g.into(), l.into()],
                 )
@@ -332,7 +332,7 @@ fn fill(client: &mut SpiClient<'_>, func: &str, t: &Layout, x: &IndexTables) -> 
             true,
         );
         client
-            .update(&*p, None, &[docs.into(), length.into()])
+            .update(&**p, None, &[docs.into(), length.into()])
             .unwrap_or_else(spi_failed(func));
         if docs > 0 {
             run(

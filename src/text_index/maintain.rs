@@ -139,7 +139,7 @@ fn insert(client: &mut SpiClient<'_>, t: &Layout, x: &IndexTables, rows: &str) {
     );
     let p = plan(client, &sql, &[INT4], true);
     client
-        .update(&*p, None, &[shard().into()])
+        .update(&**p, None, &[shard().into()])
         .unwrap_or_else(spi_failed(F));
 }
 
@@ -165,7 +165,7 @@ fn delete(client: &mut SpiClient<'_>, t: &Layout, x: &IndexTables, rows: &str) {
     );
     let p = plan(client, &sql, &[INT4], true);
     client
-        .update(&*p, None, &[shard().into()])
+        .update(&**p, None, &[shard().into()])
         .unwrap_or_else(spi_failed(F));
 }
 
@@ -179,7 +179,7 @@ fn pending(client: &SpiClient<'_>, x: &IndexTables) -> i64 {
     let p = plan(client, &sql, &[crate::spi::INT8], false);
     client
         .select(
-            &*p,
+            &**p,
             Some(1),
             &[(settings::TEXT_INDEX_MERGE_ROWS.get() as i64).into()],
         )
@@ -198,7 +198,7 @@ fn try_lock(client: &SpiClient<'_>, x: &IndexTables) -> bool {
         false,
     );
     client
-        .select(&*p, Some(1), &[x.docs.as_str().into()])
+        .select(&**p, Some(1), &[x.docs.as_str().into()])
         .unwrap_or_else(spi_failed(F))
         .next()
         .and_then(|r| r.get::<bool>(1).ok().flatten())
@@ -230,7 +230,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
                 true,
             );
             client
-                .update(&*p, None, &[ROUND.into()])
+                .update(&**p, None, &[ROUND.into()])
                 .unwrap_or_else(spi_failed(func))
                 .filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??)))
                 .collect()
@@ -249,7 +249,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
                 true,
             );
             client
-                .update(&*p, None, &[(ROUND / 100).max(1).into()])
+                .update(&**p, None, &[(ROUND / 100).max(1).into()])
                 .unwrap_or_else(spi_failed(func))
                 .filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??)))
                 .collect()
@@ -271,7 +271,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
                 false,
             );
             for r in client
-                .select(&*p, None, &[docnos.clone().into()])
+                .select(&**p, None, &[docnos.clone().into()])
                 .unwrap_or_else(spi_failed(func))
             {
                 let (Some(l), Some(d), Some(tf)) = (
@@ -302,7 +302,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
             true,
         );
         client
-            .update(&*p, None, &[docnos.clone().into()])
+            .update(&**p, None, &[docnos.clone().into()])
             .unwrap_or_else(spi_failed(func));
         let p = plan(
             client,
@@ -311,7 +311,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
             true,
         );
         client
-            .update(&*p, None, &[docnos.into()])
+            .update(&**p, None, &[docnos.into()])
             .unwrap_or_else(spi_failed(func));
         let (dead_l, dead_d): (Vec<String>, Vec<i32>) =
             dead.iter().map(|(d, l)| (l.clone(), *d)).unzip();
@@ -327,7 +327,7 @@ pub fn merge(client: &mut SpiClient<'_>, func: &str, x: &IndexTables) -> Merged 
             true,
         );
         client
-            .update(&*p, None, &[dead_l.into(), dead_d.into()])
+            .update(&**p, None, &[dead_l.into(), dead_d.into()])
             .unwrap_or_else(spi_failed(func));
         let dead_rows: HashSet<i32> = dead.iter().map(|d| d.0).collect();
         total.rows += docs.len();
@@ -372,7 +372,7 @@ pub fn fold(
             false,
         );
         for r in client
-            .select(&*p, None, &[lexemes.clone().into()])
+            .select(&**p, None, &[lexemes.clone().into()])
             .unwrap_or_else(spi_failed(func))
         {
             let (Some(l), Some(h)) = (
@@ -420,7 +420,7 @@ pub fn fold(
             false,
         );
         for r in client
-            .select(&*p, None, &[want_l.into(), want_s.into()])
+            .select(&**p, None, &[want_l.into(), want_s.into()])
             .unwrap_or_else(spi_failed(func))
         {
             if let (Some(l), Some(s), Some(b)) = (
@@ -502,7 +502,7 @@ pub fn fold(
             .collect();
         let p = plan(client, &sql, &types, true);
         client
-            .update(&*p, None, &args)
+            .update(&**p, None, &args)
             .unwrap_or_else(spi_failed(func));
     }
     (lexemes.len(), blocks_written)

@@ -370,7 +370,7 @@ def test_toasted_embeddings_are_searched_through_the_hnsw_index(db):
     before = index_scans()
     rows = search(db, q, None, k=10, coll="lc")
     assert index_scans() > before
-    assert re.match(r"vector leg \([0-9.]+ ms\): index lc_hnsw \(ef_search 100\)", notices[-1]), notices
+    assert re.match(r"vector leg \([0-9.]+ ms\): index lc_hnsw \(ef_search 40\)", notices[-1]), notices
     recall = len({r[0] for r in rows} & set(exact())) / 10
     assert recall >= 0.8, recall
     assert db.execute("SHOW enable_seqscan").fetchone()[0] == "on"  # put back after the call
@@ -379,3 +379,124 @@ def test_toasted_embeddings_are_searched_through_the_hnsw_index(db):
     assert re.match(r"vector leg \([0-9.]+ ms\): exact;", notices[-1]), notices
     assert [r[0] for r in rows] == exact("WHERE metadata @> '{\"few\": true}'")
     assert all(r[3]["few"] for r in rows)
+
+
+def plan_notice(conn, *args, **opts):
+    """The rows of a search and its qortex.debug_plans NOTICE (detail) as lines."""
+    notices = []
+    handler = lambda d: notices.append(d.message_detail or "")  # noqa: E731
+    conn.add_notice_handler(handler)
+    try:
+        conn.execute("SET qortex.debug_plans = on")
+        rows = search(conn, *args, **opts)
+        conn.execute("SET qortex.debug_plans = off")
+    finally:
+        conn.remove_notice_handler(handler)
+    assert len(notices) == 1, notices
+    return rows, notices[0].splitlines()
+
+
+def statements(lines):
+    """The statements a traced search ran: (rows, sql), in order."""
+    start = lines.index(next(x for x in lines if x.startswith("statements (")))
+    out = []
+    for x in lines[start + 1:]:
+        m = re.match(r"\s+[0-9.]+ ms, (?:(\d+) rows|planned only[^:]*): (.*)", x)
+        assert m, x
+        out.append((None if m.group(1) is None else int(m.group(1)), m.group(2)))
+    assert len(out) == int(re.match(r"statements \((\d+)\):", lines[start]).group(1))
+    return out
+
+
+@pytest.fixture
+def indexed(db):
+    """6,000 rows at 8 dimensions with an HNSW index the vector leg reads unscoped, 100 users
+    of 60 rows, a filter admitting 1%, a stored tsvector with GIN."""
+    db.execute("""CREATE TABLE t (id int PRIMARY KEY, body text, meta jsonb, owner text,
+                                   embedding vector(8), fts tsvector GENERATED ALWAYS AS
+                                   (to_tsvector('english', body)) STORED)""")
+    db.execute("SELECT setseed(0.3)")
+    db.execute("""INSERT INTO t SELECT i, 'row ' || i || ' words', jsonb_build_object(
+                         'rare', i % 100 = 0), 'u' || (i % 100),
+                         (SELECT array_agg(random() - 0.5) FROM generate_series(1, 8)
+                           WHERE i > 0)::vector
+                    FROM generate_series(1, 6000) i""")
+    db.execute("CREATE INDEX t_hnsw ON t USING hnsw (embedding vector_cosine_ops)")
+    db.execute("CREATE INDEX ON t (owner)")
+    db.execute("CREATE INDEX ON t USING gin (meta jsonb_path_ops)")
+    db.execute("CREATE INDEX ON t USING gin (fts)")
+    db.execute("ANALYZE t")
+    db.execute("""SELECT qortex_register_collection('t', 't', '{"id": "id", "embedding":
+                  "embedding", "content": "body", "metadata": "meta", "user_id": "owner",
+                  "tsvector": "fts"}')""")
+    return db
+
+
+def test_the_default_pool_and_ef_search_follow_k(indexed):
+    """The pool is 2 x (k + offset), at least 20; ef_search the pool, at least 40;
+    `candidates` asks for another pool; the vector leg returns the pool."""
+    db = indexed
+    q = [0.1, -0.2, 0.3, 0.1, 0, 0.2, -0.1, 0.05]
+    for k, opts, pool in [(10, {}, 20), (1, {}, 20), (30, {}, 60), (10, {"offset": 20}, 60),
+                          (100, {}, 200), (10, {"candidates": 300}, 300),
+                          (10, {"candidates": 5}, 10), (5, {"candidates": 7}, 7)]:
+        rows, lines = plan_notice(db, q, None, k=k, coll="t", **opts)
+        assert len(rows) == k
+        m = re.match(r"vector leg \([0-9.]+ ms\): index t_hnsw \(ef_search (\d+)\)", lines[0])
+        assert m, lines
+        assert int(m.group(1)) == max(40, pool), (k, opts, lines)
+        vector = [n for n, sql in statements(lines) if "ORDER BY embedding" in sql]
+        assert vector == [pool], (k, opts, lines)
+    # ef_search asked for is kept when above the pool
+    _, lines = plan_notice(db, q, None, k=10, coll="t", ef_search=123)
+    assert "(ef_search 123)" in lines[0], lines
+
+
+def test_k_rows_under_a_user_scope_and_a_one_percent_filter(indexed):
+    db = indexed
+    q = [0.3, 0.1, -0.2, 0.1, 0.4, 0, -0.3, 0.2]
+    for opts, check in [({"user_id": "u7"}, lambda r: r[0] % 100 == 7),
+                        ({"filter": {"rare": True}}, lambda r: r[0] % 100 == 0),
+                        ({"user_id": "u0", "filter": {"rare": True}},
+                         lambda r: r[0] % 100 == 0)]:
+        for text in (None, "words"):
+            rows = search(db, q, text, k=10, coll="t", **opts)
+            assert len(rows) == 10, (opts, text)
+            assert all(check((int(r[0]),)) for r in rows), (opts, rows)
+            exact = [str(r[0]) for r in db.execute(
+                "SELECT id FROM t WHERE id %% 100 = %s ORDER BY embedding <=> %s::vector, id "
+                "LIMIT 10", (7 if "user_id" in opts and opts["user_id"] == "u7" else 0,
+                             vec(q)))]
+            if text is None:
+                assert [r[0] for r in rows] == exact, (opts, rows)
+
+
+def test_a_search_without_factors_reads_none(indexed, empty_db):
+    """No factor written: no factors statement. Once another connection's first
+    interoception_update commits, the next search reads and applies it, also inside a
+    transaction block that began before the commit."""
+    db = indexed
+    q = [0.1, 0.1, 0.1, -0.1, 0.2, 0.3, 0, -0.2]
+    search(db, q, None, k=10, coll="t")  # (the first reads the collection's catalog rows)
+    rows, lines = plan_notice(db, q, None, k=10, coll="t")
+    # the vector leg and the page's rows: nothing else
+    assert [sql.split(" FROM ")[0] for _, sql in statements(lines)] == [
+        "SELECT id::text", "SELECT id::text, NULL::text, body::text, meta, embedding "
+        "OPERATOR(public.<=>) $2"], lines
+    assert "factors: none written yet, not read" in lines
+    assert all(r[9] == 1.0 for r in rows)
+    rows, lines = plan_notice(db, q, "words", k=10, coll="t")
+    assert not [s for _, s in statements(lines) if "interoception_factors" in s], lines
+    first, second = rows[-1][0], rows[0][0]
+    with db.transaction():
+        assert all(r[9] == 1.0 for r in search(db, q, "words", k=10, coll="t"))
+        with connect(empty_db, autocommit=True) as other:
+            other.execute("SELECT * FROM interoception_update(%s)",
+                          (Jsonb({first: "accepted"}),))
+        rows, lines = plan_notice(db, q, "words", k=10, coll="t")
+        assert [s for _, s in statements(lines) if "interoception_factors" in s], lines
+        assert {r[0]: r[9] for r in rows}[first] == pytest.approx(1.1), rows
+    with connect(empty_db, autocommit=True) as other:
+        other.execute("SELECT * FROM interoception_update(%s)", (Jsonb({second: "rejected"}),))
+    again = {r[0]: r[9] for r in search(db, q, "words", k=10, coll="t")}
+    assert again[second] == pytest.approx(0.95) and again[first] == pytest.approx(1.1), again
