@@ -433,13 +433,17 @@ def indexed(db):
 
 
 def test_the_default_pool_and_ef_search_follow_k(indexed):
-    """The pool is 2 x (k + offset), at least 20; ef_search the pool, at least 40;
-    `candidates` asks for another pool; the vector leg returns the pool."""
+    """The pool is k + offset, at least 10, with RRF; 4 x (k + offset), at least 40, weighted;
+    ef_search the pool, at least 40; `candidates` asks for another pool; the vector leg
+    returns the pool."""
     db = indexed
     q = [0.1, -0.2, 0.3, 0.1, 0, 0.2, -0.1, 0.05]
-    for k, opts, pool in [(10, {}, 20), (1, {}, 20), (30, {}, 60), (10, {"offset": 20}, 60),
-                          (100, {}, 200), (10, {"candidates": 300}, 300),
-                          (10, {"candidates": 5}, 10), (5, {"candidates": 7}, 7)]:
+    weighted = {"fusion": "weighted"}
+    for k, opts, pool in [(10, {}, 10), (1, {}, 10), (60, {}, 60), (10, {"offset": 50}, 60),
+                          (100, {}, 100), (10, weighted, 40), (20, weighted, 80),
+                          (5, {**weighted, "offset": 15}, 80),
+                          (10, {"candidates": 300}, 300), (10, {"candidates": 5}, 10),
+                          (5, {"candidates": 7}, 7)]:
         rows, lines = plan_notice(db, q, None, k=k, coll="t", **opts)
         assert len(rows) == k
         m = re.match(r"vector leg \([0-9.]+ ms\): index t_hnsw \(ef_search (\d+)\)", lines[0])

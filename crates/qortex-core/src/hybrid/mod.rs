@@ -10,6 +10,6 @@ pub mod vector;
 pub use filter::SplitFilter;
 pub use fusion::{castable_id, fuse, graph_boost, rank_leg, Fused, LegHit, GRAPH_FANOUT};
 pub use options::{
-    parse_k, Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MAX_K, MAX_OFFSET, POOL_FACTOR,
-    POOL_FLOOR,
+    parse_k, Fusion, SearchOptions, TextMode, MAX_CANDIDATES, MAX_K, MAX_OFFSET, RRF_POOL_FLOOR,
+    WEIGHTED_POOL_FACTOR, WEIGHTED_POOL_FLOOR,
 };

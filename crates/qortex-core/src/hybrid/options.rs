@@ -15,10 +15,13 @@ pub enum TextMode {
     Websearch,
 }
 
-/// The default candidate pool per leg is `POOL_FACTOR × (k + offset)`, at least
-/// `POOL_FLOOR`: chosen on SciFact's train queries (BENCHMARKS.md, "the candidate pool").
-pub const POOL_FACTOR: usize = 2;
-pub const POOL_FLOOR: usize = 20;
+/// The default candidate pool per leg, chosen on SciFact's train queries (BENCHMARKS.md, "the
+/// candidate pool"): for reciprocal-rank fusion `k + offset`, at least `RRF_POOL_FLOOR`
+/// (ranks past the page add nothing there); for weighted fusion, whose min-max normalisation
+/// is over the pool, `WEIGHTED_POOL_FACTOR × (k + offset)`, at least `WEIGHTED_POOL_FLOOR`.
+pub const RRF_POOL_FLOOR: usize = 10;
+pub const WEIGHTED_POOL_FACTOR: usize = 4;
+pub const WEIGHTED_POOL_FLOOR: usize = 40;
 pub const MAX_CANDIDATES: usize = 10_000;
 /// Largest `k`, and largest `offset`: a leg reads at most `k + offset` rows, so what a call
 /// may hold in memory is bounded whatever its arguments.
@@ -239,14 +242,15 @@ impl SearchOptions {
         })
     }
 
-    /// Candidates each leg returns: the `candidates` option or, without it,
-    /// `POOL_FACTOR × (k + offset)` but at least `POOL_FLOOR`; never fewer than
-    /// `k + offset`, never more than `MAX_CANDIDATES` unless the page itself needs more.
+    /// Candidates each leg returns: the `candidates` option or, without it, the fusion's
+    /// default (see `RRF_POOL_FLOOR`); never fewer than `k + offset`, never more than
+    /// `MAX_CANDIDATES` unless the page itself needs more.
     pub fn pool(&self, k: usize) -> usize {
         let page_end = k + self.offset;
-        let asked = self
-            .candidates
-            .unwrap_or((POOL_FACTOR * page_end).max(POOL_FLOOR));
+        let asked = self.candidates.unwrap_or(match self.fusion {
+            Fusion::Rrf => page_end.max(RRF_POOL_FLOOR),
+            Fusion::Weighted => (WEIGHTED_POOL_FACTOR * page_end).max(WEIGHTED_POOL_FLOOR),
+        });
         asked.max(page_end).min(MAX_CANDIDATES.max(page_end))
     }
 }
@@ -274,11 +278,19 @@ mod tests {
     fn options() {
         let o = SearchOptions::parse(Some(&json!({}))).unwrap();
         assert_eq!(o, SearchOptions::default());
-        assert_eq!(o.pool(10), 20);
-        assert_eq!(o.pool(1), 20);
-        assert_eq!(o.pool(25), 50);
+        assert_eq!(o.pool(10), 10);
+        assert_eq!(o.pool(1), 10);
+        assert_eq!(o.pool(25), 25);
         assert_eq!(o.pool(10_000), 10_000);
         let o = SearchOptions::parse(Some(&json!({"offset": 20}))).unwrap();
+        assert_eq!(o.pool(10), 30);
+        let o = SearchOptions::parse(Some(&json!({"fusion": "weighted"}))).unwrap();
+        assert_eq!(o.pool(1), 40);
+        assert_eq!(o.pool(10), 40);
+        assert_eq!(o.pool(30), 120);
+        assert_eq!(o.pool(5_000), 10_000);
+        assert_eq!(o.pool(10_000), 10_000);
+        let o = SearchOptions::parse(Some(&json!({"fusion": "weighted", "offset": 5}))).unwrap();
         assert_eq!(o.pool(10), 60);
         let o = SearchOptions::parse(Some(&json!({"offset": 100_000}))).unwrap();
         assert_eq!(o.pool(10), 100_010);
