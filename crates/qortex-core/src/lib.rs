@@ -1,6 +1,7 @@
 //! The pure core of qortex: everything that can be computed without a PostgreSQL server.
 //! No pgrx types here; the extension crate converts, runs SPI and raises errors.
 pub mod bandit;
+pub mod bm25;
 pub mod collections;
 pub mod context;
 pub mod counters;

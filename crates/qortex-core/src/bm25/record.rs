@@ -1,0 +1,144 @@
+//! A document as the write buffer stores it: one line item per document,
+//! `flags u8 | tid 6 bytes | length u32 | n u16 | n × (lexeme length u16, lexeme, tf u16)`,
+//! lexemes sorted and distinct. VACUUM sets the dead flag in place (the same size).
+use super::{pack_tid, unpack_tid, Tid};
+
+/// The flag byte's bit for a document VACUUM found dead.
+pub const DEAD: u8 = 1;
+/// Bytes before the first lexeme.
+pub const HEADER: usize = 1 + 6 + 4 + 2;
+
+/// A document: its heap TID, its length (Σ over lexemes of max(1, positions)), and its
+/// lexemes with term frequencies, sorted by lexeme and distinct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    pub tid: Tid,
+    pub len: u32,
+    pub terms: Vec<(Vec<u8>, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Bytes that are not a record (a corrupt page).
+    Corrupt,
+    /// More distinct lexemes than a record holds (65,535).
+    TooManyTerms(usize),
+}
+
+impl Doc {
+    /// A document from a tsvector's entries (lexeme, positions), in the tsvector's order
+    /// (sorted, distinct). `None` for a document without lexemes: it can match no query, so
+    /// it is not indexed and does not count in the statistics.
+    pub fn from_entries<'a>(
+        tid: Tid,
+        entries: impl IntoIterator<Item = (&'a [u8], u16)>,
+    ) -> Option<Doc> {
+        let mut len = 0u32;
+        let terms: Vec<(Vec<u8>, u16)> = entries
+            .into_iter()
+            .map(|(l, npos)| {
+                let tf = npos.max(1);
+                len = len.saturating_add(tf as u32);
+                (l.to_vec(), tf)
+            })
+            .collect();
+        (!terms.is_empty()).then_some(Doc { tid, len, terms })
+    }
+
+    /// Bytes of this document's record.
+    pub fn encoded_len(&self) -> usize {
+        HEADER + self.terms.iter().map(|(l, _)| 4 + l.len()).sum::<usize>()
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        let n = u16::try_from(self.terms.len())
+            .map_err(|_| RecordError::TooManyTerms(self.terms.len()))?;
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.push(0);
+        let (block, offset) = unpack_tid(self.tid);
+        out.extend_from_slice(&block.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        for (l, tf) in &self.terms {
+            out.extend_from_slice(&(l.len() as u16).to_le_bytes());
+            out.extend_from_slice(l);
+            out.extend_from_slice(&tf.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The document and whether it is dead.
+    pub fn decode(data: &[u8]) -> Result<(Doc, bool), RecordError> {
+        let (flags, tid) = header(data)?;
+        let len = u32::from_le_bytes(data[7..11].try_into().unwrap());
+        let n = u16::from_le_bytes(data[11..13].try_into().unwrap()) as usize;
+        let mut at = HEADER;
+        let mut terms = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = u16::from_le_bytes(
+                data.get(at..at + 2)
+                    .ok_or(RecordError::Corrupt)?
+                    .try_into()
+                    .unwrap(),
+            ) as usize;
+            let lex = data.get(at + 2..at + 2 + l).ok_or(RecordError::Corrupt)?;
+            let tf = u16::from_le_bytes(
+                data.get(at + 2 + l..at + 4 + l)
+                    .ok_or(RecordError::Corrupt)?
+                    .try_into()
+                    .unwrap(),
+            );
+            terms.push((lex.to_vec(), tf));
+            at += 4 + l;
+        }
+        if at != data.len() {
+            return Err(RecordError::Corrupt);
+        }
+        Ok((Doc { tid, len, terms }, flags & DEAD != 0))
+    }
+}
+
+/// A record's flags and TID, without decoding its lexemes (VACUUM's read).
+pub fn header(data: &[u8]) -> Result<(u8, Tid), RecordError> {
+    if data.len() < HEADER {
+        return Err(RecordError::Corrupt);
+    }
+    let block = u32::from_le_bytes(data[1..5].try_into().unwrap());
+    let offset = u16::from_le_bytes(data[5..7].try_into().unwrap());
+    Ok((data[0], pack_tid(block, offset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let d = Doc::from_entries(pack_tid(7, 3), [(&b"fox"[..], 2), (&b"jump"[..], 0)]).unwrap();
+        assert_eq!(d.len, 3);
+        assert_eq!(d.terms[1], (b"jump".to_vec(), 1));
+        let bytes = d.encode().unwrap();
+        assert_eq!(bytes.len(), d.encoded_len());
+        assert_eq!(Doc::decode(&bytes).unwrap(), (d.clone(), false));
+        let mut dead = bytes.clone();
+        dead[0] |= DEAD;
+        assert_eq!(Doc::decode(&dead).unwrap(), (d, true));
+        assert_eq!(header(&dead).unwrap(), (DEAD, pack_tid(7, 3)));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_record() {
+        let d = Doc::from_entries(1, [(&b"a"[..], 1)]).unwrap();
+        let bytes = d.encode().unwrap();
+        assert_eq!(
+            Doc::decode(&bytes[..bytes.len() - 1]),
+            Err(RecordError::Corrupt)
+        );
+        assert_eq!(Doc::decode(&bytes[..5]), Err(RecordError::Corrupt));
+        let mut longer = bytes;
+        longer.push(0);
+        assert_eq!(Doc::decode(&longer), Err(RecordError::Corrupt));
+        assert!(Doc::from_entries(1, []).is_none());
+    }
+}

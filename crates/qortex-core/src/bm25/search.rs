@@ -1,0 +1,400 @@
+//! The exact BM25 top-k of a query over a write buffer and segments, as one index.
+//!
+//! Statistics are the index's as a whole: N and Σ length over every document the buffer
+//! and the segments hold (dead ones too, until a merge drops them: so df ≤ N always), a
+//! lexeme's df summed over all of them. The buffer is scored exhaustively (it is small);
+//! each segment by MaxScore with block-max bounds (`hybrid::text::index::top_k`), skipping
+//! its dead documents. The results are ordered by score, then by where they are (the
+//! segments in the order given, the buffer last) and docno: a total order, so asking again
+//! for more rows returns the same first rows.
+use super::record::Doc;
+use super::segment::{is_dead, BlockRef, Bytes, Corrupt, Segment, TermEntry};
+use super::Tid;
+use crate::hybrid::text::index::codec::Posting;
+use crate::hybrid::text::index::topk::{top_k, BlockSource, Query, TermList};
+use crate::hybrid::text::{idf, Bm25};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+/// Postings the first phase of a segment's top-k reads at most, and below which it reads
+/// them all (`hybrid::text::index::top_k`; the values of qortex's text leg).
+const BOOTSTRAP: usize = 1_000;
+const EXHAUSTIVE: usize = 8_000;
+
+/// A row of the result: its score (> 0: it has a query lexeme) and heap TID.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub score: f64,
+    pub tid: Tid,
+}
+
+/// What a query needs of each segment, read once: the query's entries and the blocks of
+/// those present, and the dead bitmap.
+struct SegmentTerms {
+    entries: Vec<Option<TermEntry>>,
+    blocks: Vec<Vec<BlockRef>>,
+    dead: Vec<u8>,
+    /// Hits found so far (docno, score), best first, and whether they are all of them.
+    found: Vec<(u32, f64)>,
+    complete: bool,
+}
+
+/// A query's statistics and the parts of the index it reads: everything but the top-k.
+pub struct Prepared {
+    pub lexemes: Vec<Vec<u8>>,
+    pub n: f64,
+    pub avgdl: f64,
+    pub df: Vec<f64>,
+    bm25: Bm25,
+    segments: Vec<SegmentTerms>,
+    /// Live buffered documents with a query lexeme: (position, score, TID), best first.
+    buffer: Vec<(u32, f64, Tid)>,
+}
+
+/// A query over a snapshot of the index (segments and buffered documents as the caller
+/// read them): statistics first, then the top k for any k.
+pub struct Searcher<B: Bytes> {
+    pub segments: Vec<Segment<B>>,
+    pub prepared: Prepared,
+}
+
+struct Source<'a, B: Bytes> {
+    segment: &'a Segment<B>,
+    blocks: &'a [Vec<BlockRef>],
+    error: RefCell<Option<Corrupt>>,
+}
+
+impl<B: Bytes> BlockSource for Source<'_, B> {
+    fn fetch(&mut self, wanted: &[(usize, usize)]) -> Vec<Vec<Posting>> {
+        wanted
+            .iter()
+            .map(|&(t, j)| match self.segment.postings(&self.blocks[t][j]) {
+                Ok(ps) => ps,
+                Err(e) => {
+                    self.error.borrow_mut().get_or_insert(e);
+                    Vec::new()
+                }
+            })
+            .collect()
+    }
+}
+
+/// A document's BM25 for lexemes (sorted lookups in its sorted terms), with their idf.
+pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgdl: f64) -> f64 {
+    let norm = bm25.k1 * (1.0 - bm25.b + bm25.b * doc.len as f64 / avgdl.max(1e-9));
+    lexemes
+        .iter()
+        .zip(idfs)
+        .filter_map(|(l, idf)| {
+            let i = doc
+                .terms
+                .binary_search_by(|(t, _)| t.as_slice().cmp(l))
+                .ok()?;
+            let tf = doc.terms[i].1 as f64;
+            Some(idf * tf * (bm25.k1 + 1.0) / (tf + norm))
+        })
+        .sum()
+}
+
+impl<B: Bytes> Searcher<B> {
+    /// Statistics and the query's entries, over `segments` and `buffer` (documents with
+    /// their dead flag). `lexemes` distinct (the order is kept: it orders the sum).
+    pub fn new(
+        segments: Vec<Segment<B>>,
+        buffer: &[(Doc, bool)],
+        lexemes: Vec<Vec<u8>>,
+        bm25: Bm25,
+    ) -> Result<Self, Corrupt> {
+        let mut n = buffer.len() as f64;
+        let mut total: f64 = buffer.iter().map(|(d, _)| d.len as f64).sum();
+        let mut df = vec![0.0; lexemes.len()];
+        for (d, _) in buffer {
+            for (t, l) in lexemes.iter().enumerate() {
+                if d.terms
+                    .binary_search_by(|(x, _)| x.as_slice().cmp(l))
+                    .is_ok()
+                {
+                    df[t] += 1.0;
+                }
+            }
+        }
+        let mut segs = Vec::with_capacity(segments.len());
+        for s in &segments {
+            n += s.num_docs() as f64;
+            total += s.total_len() as f64;
+            let entries = s.lookup(&lexemes)?;
+            let mut blocks = Vec::with_capacity(entries.len());
+            for (t, e) in entries.iter().enumerate() {
+                match e {
+                    Some(e) => {
+                        df[t] += e.df as f64;
+                        blocks.push(s.blocks(e)?);
+                    }
+                    None => blocks.push(Vec::new()),
+                }
+            }
+            let any = entries.iter().any(Option::is_some);
+            segs.push(SegmentTerms {
+                entries,
+                blocks,
+                dead: if any { s.dead_bits()? } else { Vec::new() },
+                found: Vec::new(),
+                complete: !any,
+            });
+        }
+        let avgdl = if n > 0.0 { total / n } else { 1.0 };
+        let idfs: Vec<f64> = df.iter().map(|&d| idf(n, d)).collect();
+        let mut hits: Vec<(u32, f64, Tid)> = buffer
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, dead))| !dead)
+            .map(|(i, (d, _))| (i as u32, score_doc(&bm25, d, &lexemes, &idfs, avgdl), d.tid))
+            .filter(|h| h.1 > 0.0)
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(Searcher {
+            segments,
+            prepared: Prepared {
+                lexemes,
+                n,
+                avgdl,
+                df,
+                bm25,
+                segments: segs,
+                buffer: hits,
+            },
+        })
+    }
+
+    /// The idf of each query lexeme.
+    pub fn idfs(&self) -> Vec<f64> {
+        let p = &self.prepared;
+        p.df.iter().map(|&d| idf(p.n, d)).collect()
+    }
+
+    /// BM25 of one document under these statistics (the operator outside a scan).
+    pub fn score(&self, doc: &Doc) -> f64 {
+        let p = &self.prepared;
+        score_doc(&p.bm25, doc, &p.lexemes, &self.idfs(), p.avgdl)
+    }
+
+    /// A segment's best `k` (and its ties at the k-th score), kept for a later larger k.
+    fn segment_top(&mut self, s: usize, k: usize) -> Result<(), Corrupt> {
+        let st = &self.prepared.segments[s];
+        if st.complete || st.found.len() >= k {
+            return Ok(());
+        }
+        let terms: Vec<TermList> = st
+            .entries
+            .iter()
+            .zip(&st.blocks)
+            .zip(&self.prepared.df)
+            .map(|((e, bs), &df)| TermList {
+                df: if e.is_some() { df } else { 0.0 },
+                blocks: bs.iter().map(|b| b.header).collect(),
+                delta: Vec::new(),
+            })
+            .collect();
+        let dead = &st.dead;
+        let allowed = |d: u32, _global: bool| !is_dead(dead, d);
+        let none = HashSet::new();
+        let q = Query {
+            n: self.prepared.n,
+            avgdl: self.prepared.avgdl,
+            bm25: self.prepared.bm25,
+            k,
+            allowed: &allowed,
+            dead: &none,
+            bootstrap: BOOTSTRAP,
+            exhaustive: EXHAUSTIVE,
+        };
+        let mut src = Source {
+            segment: &self.segments[s],
+            blocks: &st.blocks,
+            error: RefCell::new(None),
+        };
+        let (found, _) = top_k(&terms, &q, &mut src);
+        if let Some(e) = src.error.into_inner() {
+            return Err(e);
+        }
+        let found: Vec<(u32, f64)> = found.into_iter().filter(|h| h.1 > 0.0).collect();
+        let st = &mut self.prepared.segments[s];
+        st.complete = found.len() < k;
+        st.found = found;
+        Ok(())
+    }
+
+    /// The best `k` rows, best first (a total order: see the module's comment).
+    pub fn top(&mut self, k: usize) -> Result<Vec<Hit>, Corrupt> {
+        // (score, source, docno or position, TID if known)
+        let mut all: Vec<(f64, usize, u32, Option<Tid>)> = Vec::new();
+        let buffer_src = self.segments.len();
+        for s in 0..self.segments.len() {
+            self.segment_top(s, k)?;
+            all.extend(
+                self.prepared.segments[s]
+                    .found
+                    .iter()
+                    .map(|&(d, sc)| (sc, s, d, None)),
+            );
+        }
+        all.extend(
+            self.prepared
+                .buffer
+                .iter()
+                .take(k)
+                .map(|&(i, sc, tid)| (sc, buffer_src, i, Some(tid))),
+        );
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        all.truncate(k);
+        let mut out = Vec::with_capacity(all.len());
+        for (score, s, d, tid) in all {
+            let tid = match tid {
+                Some(t) => t,
+                None => self.segments[s].tids(&[d])?[0],
+            };
+            out.push(Hit { score, tid });
+        }
+        Ok(out)
+    }
+
+    /// Whether `top(k)` returned every row with a query lexeme (asking for more finds none).
+    pub fn exhausted(&self, k: usize) -> bool {
+        let p = &self.prepared;
+        let total: usize = p.segments.iter().map(|s| s.found.len()).sum::<usize>() + p.buffer.len();
+        p.segments.iter().all(|s| s.complete) && total <= k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bm25::segment::encode_segment;
+    use crate::bm25::segment::tests::doc;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The reference: every document scored by the formula, N and df over all of them.
+    fn reference(docs: &[(Doc, bool)], q: &[Vec<u8>], bm25: Bm25) -> Vec<(f64, Tid)> {
+        let n = docs.len() as f64;
+        let avgdl = docs.iter().map(|d| d.0.len as f64).sum::<f64>() / n;
+        let idfs: Vec<f64> = q
+            .iter()
+            .map(|l| {
+                let df = docs
+                    .iter()
+                    .filter(|d| d.0.terms.iter().any(|(t, _)| t == l))
+                    .count();
+                idf(n, df as f64)
+            })
+            .collect();
+        let mut out: Vec<(f64, Tid)> = docs
+            .iter()
+            .filter(|d| !d.1)
+            .map(|d| (score_doc(&bm25, &d.0, q, &idfs, avgdl), d.0.tid))
+            .filter(|h| h.0 > 0.0)
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out
+    }
+
+    fn corpus(rng: &mut ChaCha8Rng, n: usize, tid0: u64) -> Vec<Doc> {
+        (0..n)
+            .map(|i| {
+                let len = if rng.gen_bool(0.05) {
+                    300
+                } else {
+                    rng.gen_range(1..40)
+                };
+                let mut t: Vec<(String, u16)> = Vec::new();
+                for _ in 0..len {
+                    // Zipf-ish: small ids much more often
+                    let w = (rng.gen::<f64>().powi(3) * 500.0) as u32;
+                    t.push((format!("w{w}"), 1));
+                }
+                let mut m: std::collections::BTreeMap<String, u16> = Default::default();
+                for (w, _) in t {
+                    *m.entry(w).or_default() += 1;
+                }
+                let t: Vec<(&str, u16)> = m.iter().map(|(w, n)| (w.as_str(), *n)).collect();
+                doc(tid0 + i as u64, &t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn top_k_over_segments_and_buffer_equals_scoring_everything() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let bm25 = Bm25::default();
+        for round in 0..12 {
+            let parts: Vec<Vec<Doc>> = (0..(round % 4 + 1))
+                .map(|p| {
+                    let n = rng.gen_range(1..700);
+                    corpus(&mut rng, n, (p as u64 + 1) << 32)
+                })
+                .collect();
+            let segs: Vec<Segment<Vec<u8>>> = parts
+                .iter()
+                .map(|d| Segment::open(encode_segment(d, 64)).unwrap())
+                .collect();
+            let nb = rng.gen_range(0..60);
+            let buffer: Vec<(Doc, bool)> = corpus(&mut rng, nb, 1)
+                .into_iter()
+                .map(|d| (d, rng.gen_bool(0.1)))
+                .collect();
+            let mut all: Vec<(Doc, bool)> =
+                parts.iter().flatten().map(|d| (d.clone(), false)).collect();
+            all.extend(buffer.iter().cloned());
+            for q in [
+                vec!["w0"],
+                vec!["w1", "w30", "w499"],
+                vec!["w3", "nope"],
+                vec!["w200", "w7", "w45", "w2", "w90", "w0"],
+            ] {
+                let lex: Vec<Vec<u8>> = q.iter().map(|s| s.as_bytes().to_vec()).collect();
+                let want = reference(&all, &lex, bm25);
+                let mut s = Searcher::new(segs.clone(), &buffer, lex.clone(), bm25).unwrap();
+                for k in [1, 10, 100, 5000] {
+                    let got = s.top(k).unwrap();
+                    assert_eq!(got.len(), want.len().min(k), "round {round} {q:?} k {k}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g.score - w.0).abs() < 1e-9 * w.0.max(1.0), "{g:?} {w:?}");
+                    }
+                    // the TIDs: equal where the reference has no tie
+                    let ws: std::collections::HashMap<Tid, f64> =
+                        want.iter().map(|w| (w.1, w.0)).collect();
+                    for g in &got {
+                        assert!((ws[&g.tid] - g.score).abs() < 1e-9 * g.score.max(1.0));
+                    }
+                    let distinct: HashSet<Tid> = got.iter().map(|h| h.tid).collect();
+                    assert_eq!(distinct.len(), got.len());
+                    if k >= want.len() {
+                        assert!(s.exhausted(k));
+                    }
+                }
+                // a larger k starts with the same rows
+                let a = s.top(10).unwrap();
+                let b = s.top(40).unwrap();
+                assert_eq!(a[..], b[..a.len()]);
+            }
+        }
+    }
+
+    #[test]
+    fn dead_documents_of_a_segment_are_skipped_but_still_counted() {
+        let docs = vec![
+            doc(1, &[("fox", 3)]),
+            doc(2, &[("fox", 1), ("dog", 1)]),
+            doc(3, &[("dog", 1)]),
+        ];
+        let mut bytes = encode_segment(&docs, 1);
+        let (off, _) = Segment::open(bytes.clone()).unwrap().dead_range();
+        bytes[off as usize] |= 1; // docno 0 dead
+        let seg = Segment::open(bytes).unwrap();
+        let mut s = Searcher::new(vec![seg], &[], vec![b"fox".to_vec()], Bm25::default()).unwrap();
+        assert_eq!(s.prepared.n, 3.0);
+        assert_eq!(s.prepared.df, vec![2.0]);
+        let got = s.top(10).unwrap();
+        assert_eq!(got.iter().map(|h| h.tid).collect::<Vec<_>>(), [2]);
+    }
+}

@@ -1,0 +1,539 @@
+//! An immutable segment, as one byte string the shell lays over pages:
+//!
+//! ```text
+//! header   magic, version, counts, Σ length, the offsets below          (HEADER_LEN bytes)
+//! index    per dictionary block: its offset and length, its first lexeme
+//! dict     blocks of up to DICT_BLOCK lexemes, sorted: lexeme, df, first block, blocks
+//! blocks   per posting block (32 bytes): first and last docno, postings, max tf, min
+//!          length, its bytes' offset and length — a true bound of any posting's score
+//! postings the blocks (`hybrid::text::index::codec`: docno deltas, tf, length)
+//! docmap   per docno, its heap TID (6 bytes)
+//! dead     a bit per docno, set by VACUUM; starts at a multiple of `align` so that VACUUM
+//!          changes only the pages that hold it
+//! ```
+//!
+//! Docnos are the documents' positions in the segment. Every read goes through `Bytes`, so
+//! a reader loads the header and the index once and then only the parts a query needs.
+use super::record::Doc;
+use super::Tid;
+use crate::hybrid::text::index::codec::{self, BlockHeader, Posting, BLOCK};
+use std::collections::HashMap;
+
+pub const MAGIC: u32 = 0x5142_5347; // "QBSG"
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 88;
+/// Lexemes per dictionary block: a lookup reads the index (once) and one block.
+pub const DICT_BLOCK: usize = 64;
+const BLOCK_ENTRY: usize = 32;
+const TID_LEN: usize = 6;
+
+/// Bytes that are not what the segment's header says (the shell reports which index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn corrupt(what: &str) -> Corrupt {
+    Corrupt(format!("segment {what}"))
+}
+
+/// A segment's bytes, read where they are (pages).
+pub trait Bytes {
+    fn read(&self, off: u64, len: usize) -> Result<Vec<u8>, Corrupt>;
+}
+
+impl Bytes for Vec<u8> {
+    fn read(&self, off: u64, len: usize) -> Result<Vec<u8>, Corrupt> {
+        let off = usize::try_from(off).map_err(|_| corrupt("offset"))?;
+        self.get(off..off.checked_add(len).ok_or_else(|| corrupt("length"))?)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| corrupt("read past its end"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    pub num_docs: u32,
+    pub num_terms: u32,
+    pub total_len: u64,
+    pub index_off: u64,
+    pub index_count: u32,
+    pub dict_off: u64,
+    pub blocks_off: u64,
+    pub postings_off: u64,
+    pub docmap_off: u64,
+    pub dead_off: u64,
+    pub bytes: u64,
+}
+
+/// A lexeme's entry: its document frequency and its posting blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermEntry {
+    pub df: u32,
+    pub first_block: u32,
+    pub n_blocks: u32,
+}
+
+/// A posting block: its bounds and where its bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    pub header: BlockHeader,
+    pub off: u64,
+    pub len: u32,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Result<u16, Corrupt> {
+    Ok(u16::from_le_bytes(
+        b.get(at..at + 2)
+            .ok_or_else(|| corrupt("truncated"))?
+            .try_into()
+            .unwrap(),
+    ))
+}
+fn u32_at(b: &[u8], at: usize) -> Result<u32, Corrupt> {
+    Ok(u32::from_le_bytes(
+        b.get(at..at + 4)
+            .ok_or_else(|| corrupt("truncated"))?
+            .try_into()
+            .unwrap(),
+    ))
+}
+fn u64_at(b: &[u8], at: usize) -> Result<u64, Corrupt> {
+    Ok(u64::from_le_bytes(
+        b.get(at..at + 8)
+            .ok_or_else(|| corrupt("truncated"))?
+            .try_into()
+            .unwrap(),
+    ))
+}
+
+/// The bytes of a segment of `docs` (docno = position), its dead bitmap (all zero) starting
+/// at a multiple of `align`. Every document needs at least one lexeme.
+pub fn encode_segment(docs: &[Doc], align: usize) -> Vec<u8> {
+    let mut lists: HashMap<&[u8], Vec<Posting>> = HashMap::new();
+    let mut total_len = 0u64;
+    for (docno, d) in docs.iter().enumerate() {
+        total_len += d.len as u64;
+        for (lex, tf) in &d.terms {
+            lists.entry(lex.as_slice()).or_default().push(Posting {
+                docno: docno as u32,
+                tf: *tf,
+                dl: d.len,
+                global: false,
+            });
+        }
+    }
+    let mut terms: Vec<(&[u8], Vec<Posting>)> = lists.into_iter().collect();
+    terms.sort_unstable_by(|a, b| a.0.cmp(b.0));
+
+    let (mut dict, mut index, mut blocks, mut postings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut n_blocks = 0u32;
+    let mut index_count = 0u32;
+    for chunk in terms.chunks(DICT_BLOCK) {
+        let start = dict.len();
+        for (lex, ps) in chunk {
+            let bs = codec::blocks(ps);
+            dict.extend_from_slice(&(lex.len() as u16).to_le_bytes());
+            dict.extend_from_slice(lex);
+            dict.extend_from_slice(&(ps.len() as u32).to_le_bytes());
+            dict.extend_from_slice(&n_blocks.to_le_bytes());
+            dict.extend_from_slice(&(bs.len() as u32).to_le_bytes());
+            for (h, data) in bs {
+                blocks.extend_from_slice(&h.first.to_le_bytes());
+                blocks.extend_from_slice(&h.last.to_le_bytes());
+                blocks.extend_from_slice(&h.n.to_le_bytes());
+                blocks.extend_from_slice(&h.max_tf.to_le_bytes());
+                blocks.extend_from_slice(&0u16.to_le_bytes());
+                blocks.extend_from_slice(&h.min_dl.to_le_bytes());
+                blocks.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                blocks.extend_from_slice(&(postings.len() as u64).to_le_bytes());
+                postings.extend_from_slice(&data);
+                n_blocks += 1;
+            }
+        }
+        let first = chunk[0].0;
+        index.extend_from_slice(&(start as u32).to_le_bytes());
+        index.extend_from_slice(&((dict.len() - start) as u32).to_le_bytes());
+        index.extend_from_slice(&(first.len() as u16).to_le_bytes());
+        index.extend_from_slice(first);
+        index_count += 1;
+    }
+    let mut docmap = Vec::with_capacity(docs.len() * TID_LEN);
+    for d in docs {
+        let (block, offset) = super::unpack_tid(d.tid);
+        docmap.extend_from_slice(&block.to_le_bytes());
+        docmap.extend_from_slice(&offset.to_le_bytes());
+    }
+
+    let index_off = HEADER_LEN as u64;
+    let dict_off = index_off + index.len() as u64;
+    let blocks_off = dict_off + dict.len() as u64;
+    let postings_off = blocks_off + blocks.len() as u64;
+    let docmap_off = postings_off + postings.len() as u64;
+    let align = align.max(1) as u64;
+    let dead_off = (docmap_off + docmap.len() as u64).div_ceil(align) * align;
+    let bytes = dead_off + docs.len().div_ceil(8) as u64;
+
+    let mut out = Vec::with_capacity(bytes as usize);
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(docs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(terms.len() as u32).to_le_bytes());
+    out.extend_from_slice(&total_len.to_le_bytes());
+    out.extend_from_slice(&index_off.to_le_bytes());
+    out.extend_from_slice(&index_count.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for off in [
+        dict_off,
+        blocks_off,
+        postings_off,
+        docmap_off,
+        dead_off,
+        bytes,
+    ] {
+        out.extend_from_slice(&off.to_le_bytes());
+    }
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    out.extend_from_slice(&index);
+    out.extend_from_slice(&dict);
+    out.extend_from_slice(&blocks);
+    out.extend_from_slice(&postings);
+    out.extend_from_slice(&docmap);
+    out.resize(bytes as usize, 0);
+    out
+}
+
+/// The header of a segment's bytes, checked.
+pub fn parse_header(b: &[u8]) -> Result<Header, Corrupt> {
+    if b.len() < HEADER_LEN || u32_at(b, 0)? != MAGIC {
+        return Err(corrupt("header: bad magic"));
+    }
+    if u16_at(b, 4)? != VERSION {
+        return Err(corrupt("header: unknown version"));
+    }
+    let h = Header {
+        num_docs: u32_at(b, 8)?,
+        num_terms: u32_at(b, 12)?,
+        total_len: u64_at(b, 16)?,
+        index_off: u64_at(b, 24)?,
+        index_count: u32_at(b, 32)?,
+        dict_off: u64_at(b, 40)?,
+        blocks_off: u64_at(b, 48)?,
+        postings_off: u64_at(b, 56)?,
+        docmap_off: u64_at(b, 64)?,
+        dead_off: u64_at(b, 72)?,
+        bytes: u64_at(b, 80)?,
+    };
+    let ordered = h.index_off == HEADER_LEN as u64
+        && h.index_off <= h.dict_off
+        && h.dict_off <= h.blocks_off
+        && h.blocks_off <= h.postings_off
+        && h.postings_off <= h.docmap_off
+        && h.docmap_off + TID_LEN as u64 * h.num_docs as u64 <= h.dead_off
+        && h.dead_off + (h.num_docs as u64).div_ceil(8) == h.bytes;
+    if !ordered {
+        return Err(corrupt("header: sections out of order"));
+    }
+    Ok(h)
+}
+
+/// A segment open for reading: its header and dictionary index in memory.
+#[derive(Clone)]
+pub struct Segment<B: Bytes> {
+    pub bytes: B,
+    pub header: Header,
+    /// Per dictionary block: offset (from `dict_off`), length, first lexeme.
+    index: Vec<(u32, u32, Vec<u8>)>,
+}
+
+impl<B: Bytes> Segment<B> {
+    pub fn open(bytes: B) -> Result<Self, Corrupt> {
+        let header = parse_header(&bytes.read(0, HEADER_LEN)?)?;
+        let raw = bytes.read(
+            header.index_off,
+            (header.dict_off - header.index_off) as usize,
+        )?;
+        let mut index = Vec::with_capacity(header.index_count as usize);
+        let mut at = 0;
+        for _ in 0..header.index_count {
+            let off = u32_at(&raw, at)?;
+            let len = u32_at(&raw, at + 4)?;
+            let l = u16_at(&raw, at + 8)? as usize;
+            let first = raw
+                .get(at + 10..at + 10 + l)
+                .ok_or_else(|| corrupt("index"))?;
+            index.push((off, len, first.to_vec()));
+            at += 10 + l;
+        }
+        if at != raw.len() {
+            return Err(corrupt("index: trailing bytes"));
+        }
+        Ok(Segment {
+            bytes,
+            header,
+            index,
+        })
+    }
+
+    pub fn num_docs(&self) -> u32 {
+        self.header.num_docs
+    }
+
+    pub fn total_len(&self) -> u64 {
+        self.header.total_len
+    }
+
+    fn dict_block(&self, i: usize) -> Result<Vec<(Vec<u8>, TermEntry)>, Corrupt> {
+        let (off, len, _) = &self.index[i];
+        let raw = self
+            .bytes
+            .read(self.header.dict_off + *off as u64, *len as usize)?;
+        let mut out = Vec::with_capacity(DICT_BLOCK);
+        let mut at = 0;
+        while at < raw.len() {
+            let l = u16_at(&raw, at)? as usize;
+            let lex = raw
+                .get(at + 2..at + 2 + l)
+                .ok_or_else(|| corrupt("dictionary"))?;
+            let e = TermEntry {
+                df: u32_at(&raw, at + 2 + l)?,
+                first_block: u32_at(&raw, at + 6 + l)?,
+                n_blocks: u32_at(&raw, at + 10 + l)?,
+            };
+            out.push((lex.to_vec(), e));
+            at += 14 + l;
+        }
+        Ok(out)
+    }
+
+    /// Each lexeme's entry (`None` where the segment does not have it), reading each
+    /// dictionary block once.
+    pub fn lookup(&self, lexemes: &[Vec<u8>]) -> Result<Vec<Option<TermEntry>>, Corrupt> {
+        let mut out = vec![None; lexemes.len()];
+        let mut by_block: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (q, lex) in lexemes.iter().enumerate() {
+            let i = self
+                .index
+                .partition_point(|(_, _, first)| first.as_slice() <= lex.as_slice());
+            if i > 0 {
+                by_block.entry(i - 1).or_default().push(q);
+            }
+        }
+        for (i, qs) in by_block {
+            let block = self.dict_block(i)?;
+            for q in qs {
+                if let Ok(j) = block.binary_search_by(|(l, _)| l.as_slice().cmp(&lexemes[q])) {
+                    out[q] = Some(block[j].1);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every lexeme with its entry, in order (a merge reads them all).
+    pub fn terms(&self) -> Result<Vec<(Vec<u8>, TermEntry)>, Corrupt> {
+        let mut out = Vec::with_capacity(self.header.num_terms as usize);
+        for i in 0..self.index.len() {
+            out.extend(self.dict_block(i)?);
+        }
+        if out.len() != self.header.num_terms as usize {
+            return Err(corrupt("dictionary: wrong number of lexemes"));
+        }
+        Ok(out)
+    }
+
+    /// A lexeme's posting blocks (headers and where their bytes are).
+    pub fn blocks(&self, e: &TermEntry) -> Result<Vec<BlockRef>, Corrupt> {
+        let raw = self.bytes.read(
+            self.header.blocks_off + e.first_block as u64 * BLOCK_ENTRY as u64,
+            e.n_blocks as usize * BLOCK_ENTRY,
+        )?;
+        let mut out = Vec::with_capacity(e.n_blocks as usize);
+        for c in raw.chunks_exact(BLOCK_ENTRY) {
+            let header = BlockHeader {
+                first: u32_at(c, 0)?,
+                last: u32_at(c, 4)?,
+                n: u32_at(c, 8)?,
+                max_tf: u16_at(c, 12)?,
+                min_dl: u32_at(c, 16)?,
+            };
+            if header.first > header.last || header.n as usize > 2 * BLOCK {
+                return Err(corrupt("block table"));
+            }
+            out.push(BlockRef {
+                header,
+                len: u32_at(c, 20)?,
+                off: u64_at(c, 24)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A block's postings, checked against its header.
+    pub fn postings(&self, b: &BlockRef) -> Result<Vec<Posting>, Corrupt> {
+        let raw = self
+            .bytes
+            .read(self.header.postings_off + b.off, b.len as usize)?;
+        let ps = codec::decode(&raw).ok_or_else(|| corrupt("posting block"))?;
+        let ok = ps.len() == b.header.n as usize
+            && ps.first().is_some_and(|p| p.docno == b.header.first)
+            && ps
+                .last()
+                .is_some_and(|p| p.docno == b.header.last && p.docno < self.header.num_docs);
+        if !ok {
+            return Err(corrupt("posting block: not what its header says"));
+        }
+        Ok(ps)
+    }
+
+    /// The heap TIDs of these docnos.
+    pub fn tids(&self, docnos: &[u32]) -> Result<Vec<Tid>, Corrupt> {
+        docnos
+            .iter()
+            .map(|&d| {
+                if d >= self.header.num_docs {
+                    return Err(corrupt("docno past the docmap"));
+                }
+                let raw = self
+                    .bytes
+                    .read(self.header.docmap_off + d as u64 * TID_LEN as u64, TID_LEN)?;
+                Ok(super::pack_tid(u32_at(&raw, 0)?, u16_at(&raw, 4)?))
+            })
+            .collect()
+    }
+
+    /// Every docno's TID, in docno order (VACUUM and merges read them all).
+    pub fn all_tids(&self) -> Result<Vec<Tid>, Corrupt> {
+        let raw = self.bytes.read(
+            self.header.docmap_off,
+            self.header.num_docs as usize * TID_LEN,
+        )?;
+        raw.chunks_exact(TID_LEN)
+            .map(|c| Ok(super::pack_tid(u32_at(c, 0)?, u16_at(c, 4)?)))
+            .collect()
+    }
+
+    /// Where the dead bitmap is: offset and length in bytes.
+    pub fn dead_range(&self) -> (u64, usize) {
+        (
+            self.header.dead_off,
+            (self.header.num_docs as usize).div_ceil(8),
+        )
+    }
+
+    /// The dead bitmap as it is now.
+    pub fn dead_bits(&self) -> Result<Vec<u8>, Corrupt> {
+        let (off, len) = self.dead_range();
+        self.bytes.read(off, len)
+    }
+}
+
+/// Whether docno `d` is set in a dead bitmap.
+pub fn is_dead(bits: &[u8], d: u32) -> bool {
+    bits.get(d as usize / 8)
+        .is_some_and(|b| b & (1 << (d % 8)) != 0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bm25::pack_tid;
+
+    pub fn doc(tid: u64, terms: &[(&str, u16)]) -> Doc {
+        let mut t: Vec<(&[u8], u16)> = terms.iter().map(|(l, n)| (l.as_bytes(), *n)).collect();
+        t.sort();
+        t.dedup_by(|a, b| a.0 == b.0);
+        Doc::from_entries(tid, t).unwrap()
+    }
+
+    #[test]
+    fn a_segment_reads_back_what_was_written() {
+        let mut docs = Vec::new();
+        for i in 0..1000u64 {
+            let mut t = vec![("all", 1)];
+            if i % 3 == 0 {
+                t.push(("three", (i % 5 + 1) as u16));
+            }
+            if i == 777 {
+                t.push(("rare", 2));
+            }
+            docs.push(doc(pack_tid(i as u32 / 50, (i % 50) as u16 + 1), &t));
+        }
+        for (i, d) in docs.iter_mut().take(300).enumerate() {
+            d.terms.push((format!("t{i:04}").into_bytes(), 1));
+            d.terms.sort();
+        }
+        let bytes = encode_segment(&docs, 8144);
+        let s = Segment::open(bytes).unwrap();
+        assert_eq!(s.num_docs(), 1000);
+        assert_eq!(s.header.num_terms, 303);
+        assert_eq!(s.header.dead_off % 8144, 0);
+        let q: Vec<Vec<u8>> = ["rare", "none", "all", "three", "t0150", "a", "zzz"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let e = s.lookup(&q).unwrap();
+        assert_eq!(e[0].unwrap().df, 1);
+        assert_eq!(e[1], None);
+        assert_eq!(e[2].unwrap().df, 1000);
+        assert_eq!(e[2].unwrap().n_blocks, 8);
+        assert_eq!(e[3].unwrap().df, 334);
+        assert_eq!(e[4].unwrap().df, 1);
+        assert_eq!((e[5], e[6]), (None, None));
+        let bs = s.blocks(&e[0].unwrap()).unwrap();
+        let ps = s.postings(&bs[0]).unwrap();
+        assert_eq!((ps[0].docno, ps[0].tf, ps[0].dl), (777, 2, 6));
+        assert_eq!(s.tids(&[777]).unwrap(), [pack_tid(15, 28)]);
+        let all = s.all_tids().unwrap();
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[51], pack_tid(1, 2));
+        assert_eq!(s.dead_bits().unwrap(), vec![0; 125]);
+        let terms = s.terms().unwrap();
+        assert_eq!(terms.len(), 303);
+        assert!(terms.windows(2).all(|w| w[0].0 < w[1].0));
+        let three = s.blocks(&e[3].unwrap()).unwrap();
+        let got: Vec<(u32, u16)> = three
+            .iter()
+            .flat_map(|b| s.postings(b).unwrap())
+            .map(|p| (p.docno, p.tf))
+            .collect();
+        let want: Vec<(u32, u16)> = (0..1000)
+            .filter(|i| i % 3 == 0)
+            .map(|i| (i, (i % 5 + 1) as u16))
+            .collect();
+        assert_eq!(got, want);
+        assert!(three
+            .iter()
+            .all(|b| b.header.max_tf <= 5 && b.header.min_dl >= 2));
+    }
+
+    #[test]
+    fn refuses_bytes_that_are_not_a_segment() {
+        let docs = vec![doc(1, &[("a", 1)]), doc(2, &[("b", 1)])];
+        let bytes = encode_segment(&docs, 1);
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        assert!(Segment::open(bad).is_err());
+        let mut bad = bytes.clone();
+        bad[80] ^= 1; // the length
+        assert!(Segment::open(bad).is_err());
+        assert!(Segment::open(bytes[..40].to_vec()).is_err());
+        let s = Segment::open(bytes.clone()).unwrap();
+        assert!(s.tids(&[2]).is_err());
+        // a block table entry pointing elsewhere
+        let mut bad = bytes;
+        let h = parse_header(&bad).unwrap();
+        let at = h.blocks_off as usize + 20;
+        bad[at] ^= 0x7f;
+        let s = Segment::open(bad).unwrap();
+        let e = s.lookup(&[b"a".to_vec()]).unwrap()[0].unwrap();
+        let b = s.blocks(&e).unwrap();
+        assert!(s.postings(&b[0]).is_err());
+    }
+}
