@@ -23,6 +23,7 @@ mod catalog;
 // interoception's summaries; scale_out has the registry distribute managed collections).
 mod access;
 mod arm_store;
+mod bm25am;
 mod ingest;
 mod interoception;
 mod learning;

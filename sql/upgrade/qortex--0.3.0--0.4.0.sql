@@ -158,3 +158,48 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The qortex_bm25 index access method (docs/reference/bm25-index.md): its query type, the
+-- ordering operator, the access method and its operator class, and its functions.
+-- qortex_bm25_query: a BM25 query's lexemes (a tsvector underneath: the same text form).
+CREATE TYPE qortex_bm25_query;
+CREATE FUNCTION qortex_bm25_query_in(cstring) RETURNS qortex_bm25_query
+    AS 'tsvectorin' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION qortex_bm25_query_out(qortex_bm25_query) RETURNS cstring
+    AS 'tsvectorout' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION qortex_bm25_query_recv(internal) RETURNS qortex_bm25_query
+    AS 'tsvectorrecv' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION qortex_bm25_query_send(qortex_bm25_query) RETURNS bytea
+    AS 'tsvectorsend' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE qortex_bm25_query (
+    INPUT = qortex_bm25_query_in, OUTPUT = qortex_bm25_query_out,
+    RECEIVE = qortex_bm25_query_recv, SEND = qortex_bm25_query_send, LIKE = pg_catalog.tsvector
+);
+CREATE CAST (tsvector AS qortex_bm25_query) WITHOUT FUNCTION;
+-- the query's lexemes as to_tsvector makes them (stop words removed, stemmed)
+CREATE FUNCTION qortex_bm25_query(config regconfig, query text) RETURNS qortex_bm25_query
+    AS 'to_tsvector_byid' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION qortex_bm25_query(query text) RETURNS qortex_bm25_query
+    AS 'to_tsvector' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION qortex_bm25_distance(document tsvector, query qortex_bm25_query) RETURNS double precision
+STABLE STRICT PARALLEL SAFE COST 100000 LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_distance_wrapper';
+
+CREATE FUNCTION qortex_bm25_handler(internal) RETURNS index_am_handler
+STRICT LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_handler_wrapper';
+
+CREATE OPERATOR <@> (LEFTARG = tsvector, RIGHTARG = qortex_bm25_query, FUNCTION = qortex_bm25_distance);
+CREATE ACCESS METHOD qortex_bm25 TYPE INDEX HANDLER qortex_bm25_handler;
+CREATE OPERATOR CLASS bm25_tsvector_ops DEFAULT FOR TYPE tsvector USING qortex_bm25 AS
+    OPERATOR 1 <@> (tsvector, qortex_bm25_query) FOR ORDER BY pg_catalog.float_ops;
+
+CREATE FUNCTION qortex_bm25_flush(index regclass) RETURNS bigint
+VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_flush_wrapper';
+
+CREATE FUNCTION qortex_bm25_merge(index regclass) RETURNS bigint
+VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_merge_wrapper';
+
+CREATE FUNCTION qortex_bm25_info(index regclass) RETURNS TABLE (
+    segments integer, buffer_docs bigint, buffer_pages integer, docs bigint,
+    dead_docs bigint, pages bigint, bytes bigint
+) STABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_info_wrapper';

@@ -143,13 +143,7 @@ def test_postmaster_killed_under_load_loses_no_acknowledged_write(primary):
     pid = int((PRIMARY[0] / "data" / "postmaster.pid").read_text().split()[0])
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
                               text=True).stdout.split()
-    os.kill(pid, signal.SIGKILL)
-    for child in children:
-        try:
-            os.kill(int(child), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    reap([pid] + [int(c) for c in children])
+    kill_server(pid, children)
     stop.set()
     for t in threads:
         t.join()
@@ -181,13 +175,39 @@ def test_postmaster_killed_under_load_loses_no_acknowledged_write(primary):
 
 
 def wait_replay(primary_conn, standby_conn):
-    lsn = primary_conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    # the insert position: WAL of a transaction without an xid may not be written yet
+    lsn = primary_conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
     for _ in range(300):
         if standby_conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
                                 (lsn,)).fetchone()[0]:
             return
         time.sleep(0.05)
     raise AssertionError("the standby did not replay in time")
+
+
+def kill_server(pid, children):
+    """The machine goes down: the postmaster (`pid`) and its `children`, at once."""
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap([pid] + [int(c) for c in children])
+
+
+def make_standby():
+    """A fresh hot standby of PRIMARY (pg_basebackup -R, streaming), started and up."""
+    d, port = STANDBY
+    subprocess.run([CLUSTER, "stop", str(d)], check=True)
+    subprocess.run(["rm", "-rf", str(d)], check=True)
+    d.mkdir(parents=True)
+    if os.getuid() == 0:
+        subprocess.run(["chown", "postgres:", str(d)], check=True)
+    as_owner([f"{bindir()}/pg_basebackup", "-D", str(d / "data"), "-R", "-X", "stream",
+              "-h", str(PRIMARY[0] / "run"), "-p", str(PRIMARY[1]), "-U", "postgres"])
+    subprocess.run([CLUSTER, "start", str(d), str(port)], check=True)
+    wait_up(STANDBY)
 
 
 def test_streaming_standby_reads_refuses_writes_and_follows_config(primary):
@@ -201,16 +221,7 @@ def test_streaming_standby_reads_refuses_writes_and_follows_config(primary):
         p.execute("INSERT INTO reg VALUES ('r1', 'cats sleep', '[1,0,0]'), ('r2', 'owls', '[0,1,0]')")
         p.execute("""SELECT qortex_register_collection('reg', 'reg',
                      '{"id": "id", "embedding": "emb", "content": "body"}')""")
-    d, port = STANDBY
-    subprocess.run([CLUSTER, "stop", str(d)], check=True)
-    subprocess.run(["rm", "-rf", str(d)], check=True)
-    d.mkdir(parents=True)
-    if os.getuid() == 0:
-        subprocess.run(["chown", "postgres:", str(d)], check=True)
-    as_owner([f"{bindir()}/pg_basebackup", "-D", str(d / "data"), "-R", "-X", "stream",
-              "-h", str(PRIMARY[0] / "run"), "-p", str(PRIMARY[1]), "-U", "postgres"])
-    subprocess.run([CLUSTER, "start", str(d), str(port)], check=True)
-    wait_up(STANDBY)
+    make_standby()
     with connect(primary, "repl") as p, connect(STANDBY, "repl") as s:
         assert s.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         # reads: the same answers as the primary's, the BM25 index used

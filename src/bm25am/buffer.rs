@@ -1,0 +1,131 @@
+//! The write buffer: a chain of pages of one line item per document. An insert appends to
+//! the tail page (one WAL record); a full tail gets a new page in the same record. A flush
+//! freezes the chain (inserts move to a fresh tail) and turns it into a segment.
+use super::meta::Meta;
+use super::page::{allocate, Kind, Locked, Mode, Record, FROZEN, META_BLOCK};
+use crate::errors::raise;
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use qortex_core::bm25::record::header;
+use qortex_core::bm25::Doc;
+
+/// Append a document's record to the buffer's tail. Returns the buffer's pages after it.
+pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
+    loop {
+        let meta = Meta::read(rel);
+        let tail = Locked::read(rel, meta.buffer_tail, Mode::Exclusive);
+        let o = tail.check(Kind::Buffer, None);
+        if o.flags & FROZEN != 0 || o.next != pg_sys::InvalidBlockNumber {
+            continue; // a flush or another insert moved the tail since the metapage was read
+        }
+        if tail.fits(record.len()) {
+            let mut rec = Record::start(rel);
+            let added = rec.register(&tail, false).add_item(record);
+            assert!(added, "space was checked");
+            rec.finish();
+            return meta.buffer_pages;
+        }
+        // a new tail: the old one points to it, the metapage names it, in one record
+        let new = allocate(rel);
+        let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+        let mut meta = Meta::of(&m);
+        if meta.buffer_tail != tail.block() {
+            continue; // cannot happen while the old tail is locked, but never trust it
+        }
+        let mut rec = Record::start(rel);
+        let mut old = rec.register(&tail, false);
+        let mut img = rec.register(&new, true);
+        img.init(Kind::Buffer, 0);
+        if !img.add_item(record) {
+            raise(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "qortex_bm25: a record of {} bytes does not fit a page",
+                    record.len()
+                ),
+            );
+        }
+        let mut oo = old.opaque();
+        oo.next = new.block();
+        old.set_opaque(oo);
+        meta.buffer_tail = new.block();
+        meta.buffer_pages += 1;
+        meta.write(&mut rec.register(&m, false));
+        rec.finish();
+        return meta.buffer_pages;
+    }
+}
+
+/// The documents of the chain from `head` up to (and with) `last`, or to its end; with
+/// whether each is dead, and the blocks read.
+pub fn read_chain(
+    rel: pg_sys::Relation,
+    head: pg_sys::BlockNumber,
+    last: Option<pg_sys::BlockNumber>,
+) -> (Vec<(Doc, bool)>, Vec<pg_sys::BlockNumber>) {
+    let (mut docs, mut blocks) = (Vec::new(), Vec::new());
+    let mut blk = head;
+    while blk != pg_sys::InvalidBlockNumber {
+        let p = Locked::read_kind(rel, blk, Mode::Share, Kind::Buffer, None);
+        for item in p.items() {
+            match Doc::decode(item) {
+                Ok(d) => docs.push(d),
+                Err(_) => raise(
+                    PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+                    format!("qortex_bm25: block {blk} holds a record that is not one; REINDEX the index"),
+                ),
+            }
+        }
+        blocks.push(blk);
+        if Some(blk) == last {
+            break;
+        }
+        blk = p.check(Kind::Buffer, None).next;
+        if blocks.len() > u32::MAX as usize / 2 {
+            raise(
+                PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+                "qortex_bm25: the write buffer's chain loops; REINDEX the index",
+            );
+        }
+    }
+    (docs, blocks)
+}
+
+/// Mark dead every record of the chain whose TID `dead` says is gone. Returns (marked,
+/// live records left).
+pub fn mark_dead(
+    rel: pg_sys::Relation,
+    head: pg_sys::BlockNumber,
+    dead: &mut dyn FnMut(u64) -> bool,
+) -> (u64, u64) {
+    let (mut marked, mut live) = (0, 0);
+    let mut blk = head;
+    while blk != pg_sys::InvalidBlockNumber {
+        let p = Locked::read_kind(rel, blk, Mode::Exclusive, Kind::Buffer, None);
+        let mut hits = Vec::new();
+        for (i, item) in p.items().iter().enumerate() {
+            let (flags, tid) = header(item).unwrap_or_else(|_| {
+                raise(PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED, format!("qortex_bm25: block {blk} holds a record that is not one; REINDEX the index"))
+            });
+            if flags & qortex_core::bm25::record::DEAD != 0 {
+                continue;
+            }
+            if dead(tid) {
+                hits.push(i);
+            } else {
+                live += 1;
+            }
+        }
+        if !hits.is_empty() {
+            let mut rec = Record::start(rel);
+            let mut img = rec.register(&p, false);
+            for &i in &hits {
+                img.item_mut(i)[0] |= qortex_core::bm25::record::DEAD;
+            }
+            rec.finish();
+            marked += hits.len() as u64;
+        }
+        blk = p.check(Kind::Buffer, None).next;
+    }
+    (marked, live)
+}

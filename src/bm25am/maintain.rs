@@ -1,0 +1,261 @@
+//! Flushes (the write buffer into a segment), merges (segments into one, dropping the dead)
+//! and freeing displaced pages. Each runs under the maintenance lock; none makes a reader
+//! wait: a reader works from the metapage it copied, whose pages stay until no snapshot
+//! can still need them.
+//!
+//! Order, so a crash leaks pages but never loses or corrupts: the new segment's pages are
+//! written first; one record on the metapage then publishes it (and drops what it
+//! replaces); only then are the replaced pages stamped displaced.
+use super::buffer::read_chain;
+use super::meta::{Meta, SegEntry, MAX_SEGMENTS};
+use super::page::{
+    allocate, stamp_now, stamp_removable, Kind, Locked, Maint, Mode, Record, DISPLACED, FROZEN,
+    META_BLOCK,
+};
+use super::store;
+use pgrx::pg_sys;
+use qortex_core::bm25::segment::encode_segment;
+use qortex_core::bm25::{live_docs, tier_of, Doc, MERGE_FANOUT};
+
+/// Pages of write buffer at which an insert flushes it (if no flush or VACUUM is running).
+pub const FLUSH_PAGES: u32 = 16;
+/// Documents a tier-0 segment holds at most (about a flush's).
+pub const TIER_BASE: u64 = 512;
+/// Documents at or below which a writer merges a full tier itself; larger merges are
+/// VACUUM's (or `qortex_bm25_merge`'s).
+pub const WRITER_MERGE_DOCS: u64 = 40_000;
+
+fn segment_of(rel: pg_sys::Relation, meta: &mut Meta, mut docs: Vec<Doc>) -> SegEntry {
+    docs.sort_by_key(|d| d.tid);
+    let id = meta.next_segment;
+    meta.next_segment += 1;
+    let total: u64 = docs.iter().map(|d| d.len as u64).sum();
+    let bytes = encode_segment(&docs, super::page::PAYLOAD);
+    store::write(
+        rel,
+        id,
+        tier_of(docs.len() as u64, TIER_BASE),
+        &bytes,
+        docs.len() as u64,
+        total,
+    )
+}
+
+/// Turn the write buffer into a segment. Returns the documents flushed (0: nothing to do).
+pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
+    // 1. freeze the chain: a fresh tail takes the inserts from now on
+    let meta = Meta::read(rel);
+    let mut tail = Locked::read(rel, meta.buffer_tail, Mode::Exclusive);
+    loop {
+        let o = tail.check(Kind::Buffer, None);
+        if o.next == pg_sys::InvalidBlockNumber {
+            break;
+        }
+        tail = Locked::read(rel, o.next, Mode::Exclusive);
+    }
+    // SAFETY: a locked page.
+    let empty_tail = unsafe { pg_sys::PageGetMaxOffsetNumber(tail.page()) } == 0;
+    if empty_tail && meta.buffer_head == tail.block() {
+        return 0;
+    }
+    let last = tail.block();
+    {
+        let new = allocate(rel);
+        let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+        let mut meta = Meta::of(&m);
+        let mut rec = Record::start(rel);
+        let mut old = rec.register(&tail, false);
+        let mut img = rec.register(&new, true);
+        img.init(Kind::Buffer, 0);
+        let mut o = old.opaque();
+        o.next = new.block();
+        o.flags |= FROZEN;
+        old.set_opaque(o);
+        meta.buffer_tail = new.block();
+        meta.buffer_pages += 1;
+        meta.write(&mut rec.register(&m, false));
+        rec.finish();
+    }
+    drop(tail);
+    // 2. the frozen chain's live documents into a segment
+    let (docs, frozen) = read_chain(rel, meta.buffer_head, Some(last));
+    let live: Vec<Doc> = docs
+        .into_iter()
+        .filter(|(_, dead)| !dead)
+        .map(|(d, _)| d)
+        .collect();
+    let flushed = live.len() as u64;
+    let mut meta = Meta::read(rel);
+    let entry = (!live.is_empty()).then(|| segment_of(rel, &mut meta, live));
+    // 3. publish: the segment in, the frozen pages out of the chain
+    let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+    let mut now = Meta::of(&m);
+    let new_head = Locked::read_kind(rel, last, Mode::Share, Kind::Buffer, None)
+        .check(Kind::Buffer, None)
+        .next;
+    now.buffer_head = new_head;
+    now.buffer_pages -= frozen.len() as u32;
+    now.next_segment = meta.next_segment;
+    if let Some(e) = entry {
+        let mut list = now.segments().to_vec();
+        list.push(e);
+        now.set_segments(&list);
+    }
+    now.flushes += 1;
+    let mut rec = Record::start(rel);
+    now.write(&mut rec.register(&m, false));
+    rec.finish();
+    drop(m);
+    // 4. the frozen pages are displaced
+    store::displace(rel, &frozen, Kind::Buffer, None, stamp_now());
+    flushed
+}
+
+/// Make sure the metapage can list one more segment: merge the tiers due, and if that is
+/// not enough, every segment into one.
+pub fn make_room(rel: pg_sys::Relation, maint: &Maint) {
+    if (Meta::read(rel).n_segments as usize) < MAX_SEGMENTS - 1 {
+        return;
+    }
+    merge_due(rel, maint, u64::MAX);
+    let meta = Meta::read(rel);
+    if (meta.n_segments as usize) >= MAX_SEGMENTS - 1 {
+        let all: Vec<u64> = meta.segments().iter().map(|e| e.id).collect();
+        merge(rel, maint, &all);
+    }
+}
+
+/// Publish a segment of `docs` (a document too large for the write buffer).
+pub fn add_segment(rel: pg_sys::Relation, _maint: &Maint, docs: Vec<Doc>) {
+    let mut meta = Meta::read(rel);
+    let e = segment_of(rel, &mut meta, docs);
+    let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+    let mut now = Meta::of(&m);
+    let mut list = now.segments().to_vec();
+    list.push(e);
+    now.set_segments(&list);
+    now.next_segment = meta.next_segment;
+    let mut rec = Record::start(rel);
+    now.write(&mut rec.register(&m, false));
+    rec.finish();
+}
+
+/// Merge segments `ids` into one, dropping their dead documents. Returns the documents kept.
+pub fn merge(rel: pg_sys::Relation, _maint: &Maint, ids: &[u64]) -> u64 {
+    let meta = Meta::read(rel);
+    let chosen: Vec<SegEntry> = meta
+        .segments()
+        .iter()
+        .filter(|e| ids.contains(&e.id))
+        .copied()
+        .collect();
+    if chosen.is_empty() {
+        return 0;
+    }
+    let segs: Vec<_> = chosen.iter().map(|e| store::open(rel, e)).collect();
+    let with_dead: Vec<_> = segs
+        .iter()
+        .map(|s| (s, s.dead_bits().unwrap_or_else(|e| store::corrupt(rel, e))))
+        .collect();
+    let docs = live_docs(&with_dead).unwrap_or_else(|e| store::corrupt(rel, e));
+    let kept = docs.len() as u64;
+    let mut next = Meta::read(rel);
+    let entry = (!docs.is_empty()).then(|| segment_of(rel, &mut next, docs));
+    let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+    let mut now = Meta::of(&m);
+    let mut list: Vec<SegEntry> = now
+        .segments()
+        .iter()
+        .filter(|e| !ids.contains(&e.id))
+        .copied()
+        .collect();
+    if let Some(e) = entry {
+        list.push(e);
+    }
+    now.set_segments(&list);
+    now.next_segment = next.next_segment;
+    now.merges += 1;
+    let mut rec = Record::start(rel);
+    now.write(&mut rec.register(&m, false));
+    rec.finish();
+    drop(m);
+    let stamp = stamp_now();
+    for e in &chosen {
+        let (maps, data) = store::pages(rel, e);
+        store::displace(rel, &data, Kind::Data, Some(e.id), stamp);
+        store::displace(rel, &maps, Kind::Map, Some(e.id), stamp);
+    }
+    kept
+}
+
+/// The merges the tiers call for: any tier with `MERGE_FANOUT` segments or more (all of
+/// them), and any segment with a fifth of its documents dead (alone), whose documents
+/// together are at most `max_docs`.
+pub fn due(meta: &Meta, max_docs: u64) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    let mut tiers: std::collections::BTreeMap<u32, Vec<&SegEntry>> = Default::default();
+    for e in meta.segments() {
+        tiers.entry(e.tier).or_default().push(e);
+    }
+    for (_, es) in tiers {
+        if es.len() >= MERGE_FANOUT && es.iter().map(|e| e.docs).sum::<u64>() <= max_docs {
+            out.push(es.iter().map(|e| e.id).collect());
+        } else {
+            for e in es {
+                if e.dead * 5 >= e.docs && e.dead > 0 && e.docs <= max_docs {
+                    out.push(vec![e.id]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run the merges due (up to `max_docs` each). Returns how many ran.
+pub fn merge_due(rel: pg_sys::Relation, maint: &Maint, max_docs: u64) -> usize {
+    let mut ran = 0;
+    loop {
+        let plan = due(&Meta::read(rel), max_docs);
+        let Some(ids) = plan.into_iter().next() else {
+            return ran;
+        };
+        merge(rel, maint, &ids);
+        ran += 1;
+    }
+}
+
+/// Free the displaced pages no snapshot can still read: each is stamped free (logged)
+/// and recorded in the free space map. Returns the pages freed.
+pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) -> u64 {
+    // SAFETY: `rel` is open.
+    let nblocks =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    let mut freed = 0;
+    for blk in 1..nblocks {
+        let p = Locked::read(rel, blk, Mode::Exclusive);
+        // SAFETY: a locked page.
+        let new = unsafe { pg_sys::PageIsNew(p.page()) };
+        let o = p.opaque();
+        let free_now = match o {
+            _ if new => true,
+            Some(o) if o.kind == Kind::Free as u16 => true,
+            Some(o) if o.flags & DISPLACED != 0 && stamp_removable(heap, o.stamp) => {
+                let mut rec = Record::start(rel);
+                rec.register(&p, false).free();
+                rec.finish();
+                freed += 1;
+                true
+            }
+            _ => false,
+        };
+        drop(p);
+        if free_now {
+            // SAFETY: records a hint; the page is trusted again only if it reads free.
+            unsafe { pg_sys::RecordFreeIndexPage(rel, blk) };
+        }
+        crate::bm25am::vacuum_delay();
+    }
+    // SAFETY: `rel` is open.
+    unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel) };
+    freed
+}

@@ -1,0 +1,280 @@
+//! `ORDER BY tsv <@> query`: the exact BM25 top-k over the write buffer and every segment
+//! (`qortex_core::bm25::Searcher`), from one copy of the metapage. The first rows come from
+//! a top-10; when the executor wants more (a LIMIT beyond it, a filter above the scan) the
+//! next batch doubles, with the statistics and the query's dictionary entries kept.
+//!
+//! The operator itself, evaluated outside the scan (the SELECT list, say), scores with the
+//! statistics of the scan running the same query in this backend, so it returns the
+//! score the scan ordered by.
+use super::buffer::read_chain;
+use super::meta::Meta;
+use super::store::{self, PageBytes};
+use crate::errors::raise;
+use crate::settings;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use qortex_core::bm25::{score_doc, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
+use qortex_core::hybrid::text::{Bm25, TsVector};
+use std::cell::RefCell;
+
+/// Rows the first batch of a scan holds.
+const FIRST_BATCH: usize = 10;
+
+/// Statistics a scan scores with, for the operator evaluated beside it.
+struct Active {
+    scan: usize,
+    lexemes: Vec<Vec<u8>>,
+    idfs: Vec<f64>,
+    avgdl: f64,
+    bm25: Bm25,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Vec<Active>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Default)]
+struct ScanState {
+    lexemes: Vec<Vec<u8>>,
+    searcher: Option<Searcher<PageBytes>>,
+    hits: Vec<Hit>,
+    pos: usize,
+    asked: usize,
+    /// Registered in ACTIVE under this key (the state's address).
+    key: usize,
+}
+
+impl ScanState {
+    fn reset(&mut self) {
+        self.searcher = None;
+        self.hits.clear();
+        self.pos = 0;
+        self.asked = 0;
+        let key = self.key;
+        ACTIVE.with(|a| a.borrow_mut().retain(|x| x.scan != key));
+    }
+}
+
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
+
+/// A qortex_bm25_query's (a tsvector's) lexemes, checked: at least one, at most MAX_QUERY_TERMS.
+pub fn query_lexemes(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let tsv = TsVector::new(bytes).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("qortex_bm25: not a qortex_bm25_query: {e}"),
+        )
+    });
+    let lexemes: Vec<Vec<u8>> = tsv.entries().map(|(l, _)| l.to_vec()).collect();
+    if lexemes.is_empty() {
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "qortex_bm25: the query has no lexemes",
+        )
+        .hint("Every word of it is a stop word of the text search configuration, or it is empty; a BM25 ranking needs at least one lexeme.")
+        .raise();
+    }
+    if lexemes.len() > MAX_QUERY_TERMS {
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "qortex_bm25: the query has {} distinct lexemes (at most {MAX_QUERY_TERMS})",
+                lexemes.len()
+            ),
+        )
+        .raise();
+    }
+    lexemes
+}
+
+fn bm25() -> Bm25 {
+    Bm25 {
+        k1: settings::BM25_K1.get(),
+        b: settings::BM25_B.get(),
+    }
+}
+
+unsafe fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut ScanState {
+    // SAFETY (caller): `opaque` was set by `ambeginscan` to a state that lives as long as
+    // the scan's memory context.
+    &mut *((*scan).opaque as *mut ScanState)
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: RelationGetIndexScan allocates the scan; the state is freed (dropped) with
+    // the memory context the scan lives in.
+    let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+    let st = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(ScanState::default());
+    (*st).key = st as usize;
+    (*scan).opaque = st as *mut std::ffi::c_void;
+    scan
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    norderbys: i32,
+) {
+    // SAFETY: the scan is ours; `orderbys` holds `norderbys` keys.
+    let st = state(scan);
+    st.reset();
+    if norderbys < 1 || orderbys.is_null() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "a qortex_bm25 index is read only by ORDER BY column <@> query",
+        );
+    }
+    let key = &*orderbys;
+    if key.sk_flags as u32 & pg_sys::SK_ISNULL != 0 {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "qortex_bm25: the query is NULL",
+        );
+    }
+    let bytes = <&[u8]>::from_datum(key.sk_argument, false).expect("a non-null query");
+    st.lexemes = query_lexemes(bytes);
+    if norderbys > 0 {
+        std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    dir: pg_sys::ScanDirection::Type,
+) -> bool {
+    // SAFETY: the scan is ours and open on its index.
+    if dir != pg_sys::ScanDirection::ForwardScanDirection {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "a qortex_bm25 index scans forward only",
+        );
+    }
+    let st = state(scan);
+    if st.lexemes.is_empty() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "a qortex_bm25 index is read only by ORDER BY column <@> query",
+        );
+    }
+    let index = (*scan).indexRelation;
+    if st.searcher.is_none() {
+        let snap = (*scan).xs_snapshot;
+        if snap.is_null() || (*snap).snapshot_type != pg_sys::SnapshotType::SNAPSHOT_MVCC {
+            raise(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "a qortex_bm25 index is read with MVCC snapshots only",
+            );
+        }
+        let meta = Meta::read(index);
+        let (docs, _) = read_chain(index, meta.buffer_head, None);
+        let segments = meta
+            .segments()
+            .iter()
+            .map(|e| store::open(index, e))
+            .collect();
+        let s = Searcher::new(segments, &docs, st.lexemes.clone(), bm25())
+            .unwrap_or_else(|e| store::corrupt(index, e));
+        ACTIVE.with(|a| {
+            a.borrow_mut().push(Active {
+                scan: st.key,
+                lexemes: st.lexemes.clone(),
+                idfs: s.idfs(),
+                avgdl: s.prepared.avgdl,
+                bm25: bm25(),
+            })
+        });
+        st.searcher = Some(s);
+    }
+    loop {
+        if let Some(h) = st.hits.get(st.pos).copied() {
+            st.pos += 1;
+            let (block, offset) = unpack_tid(h.tid);
+            pgrx::itemptr::item_pointer_set_all(&mut (*scan).xs_heaptid, block, offset);
+            (*scan).xs_recheck = false;
+            (*scan).xs_recheckorderby = false;
+            return true;
+        }
+        let s = st.searcher.as_mut().expect("prepared above");
+        if st.asked > 0 && s.exhausted(st.asked) {
+            return false;
+        }
+        st.asked = if st.asked == 0 {
+            FIRST_BATCH
+        } else {
+            st.asked.saturating_mul(2)
+        };
+        st.hits = s.top(st.asked).unwrap_or_else(|e| store::corrupt(index, e));
+        if st.hits.len() <= st.pos {
+            return false;
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
+    // SAFETY: the scan is ours; its state is freed with its memory context.
+    state(scan).reset();
+}
+
+/// `tsv <@> query`: minus the BM25 score of `doc`, with the statistics of this backend's
+/// running scan of the same query.
+///
+/// STABLE (it reads the scan's statistics and the k1, b settings), and costed high (100,000
+/// operator costs a row) so the planner never sorts by it above another scan, where it
+/// could not score, while an index scan exists: the rows the index scan returns pay the
+/// same cost on every plan, and only a sort pays it for every row it sorts.
+#[pg_extern(
+    stable,
+    parallel_safe,
+    strict,
+    sql = r#"
+CREATE FUNCTION qortex_bm25_distance(document tsvector, query qortex_bm25_query) RETURNS double precision
+STABLE STRICT PARALLEL SAFE COST 100000 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#,
+    requires = ["qortex_bm25_query_type"]
+)]
+fn qortex_bm25_distance(document: &[u8], query: &[u8]) -> f64 {
+    let lexemes = query_lexemes(query);
+    let k = bm25();
+    let found = ACTIVE.with(|a| {
+        let a = a.borrow();
+        let mut same = a.iter().filter(|x| x.lexemes == lexemes && x.bm25 == k);
+        let first = same.next().map(|x| (x.idfs.clone(), x.avgdl));
+        let ambiguous =
+            same.any(|x| Some((&x.idfs, x.avgdl)) != first.as_ref().map(|f| (&f.0, f.1)));
+        (first, ambiguous)
+    });
+    let (Some((idfs, avgdl)), false) = found else {
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "tsvector <@> qortex_bm25_query is scored only beside a qortex_bm25 index scan of the same query",
+        )
+        .hint("Use it as ORDER BY column <@> query LIMIT k over a column with a qortex_bm25 index (the same expression may also appear in the SELECT list).")
+        .raise()
+    };
+    let tsv = TsVector::new(document).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("<@>: the document is not a tsvector: {e}"),
+        )
+    });
+    let doc = qortex_core::bm25::Doc::from_entries(0, tsv.entries());
+    match doc {
+        Some(d) => -score_doc(&k, &d, &lexemes, &idfs, avgdl),
+        None => 0.0,
+    }
+}
