@@ -58,6 +58,7 @@ fn qortex_status() -> JsonB {
     });
     status["counters"] = counters_json();
     status["interoception"] = crate::interoception::summary("qortex_status");
+    status["bm25_indexes"] = Spi::connect(|client| crate::bm25am::summary(client, "qortex_status"));
     status["collections"] = Spi::connect(|client| {
         let names = catalog::names(client, "qortex_status");
         Value::Array(

@@ -203,3 +203,6 @@ CREATE FUNCTION qortex_bm25_info(index regclass) RETURNS TABLE (
     segments integer, buffer_docs bigint, buffer_pages integer, docs bigint,
     dead_docs bigint, pages bigint, bytes bigint
 ) STABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_info_wrapper';
+
+CREATE FUNCTION qortex_bm25_check(index regclass) RETURNS jsonb
+VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_check_wrapper';

@@ -32,10 +32,11 @@ pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
         if meta.buffer_tail != tail.block() {
             continue; // cannot happen while the old tail is locked, but never trust it
         }
+        let serial = meta.serial();
         let mut rec = Record::start(rel);
         let mut old = rec.register(&tail, false);
         let mut img = rec.register(&new, true);
-        img.init(Kind::Buffer, 0);
+        img.init(Kind::Buffer, serial);
         if !img.add_item(record) {
             raise(
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -47,6 +48,7 @@ pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
         }
         let mut oo = old.opaque();
         oo.next = new.block();
+        oo.next_owner = serial;
         old.set_opaque(oo);
         meta.buffer_tail = new.block();
         meta.buffer_pages += 1;
@@ -56,17 +58,17 @@ pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
     }
 }
 
-/// The documents of the chain from `head` up to (and with) `last`, or to its end; with
-/// whether each is dead, and the blocks read.
+/// The documents of the chain from the metapage's head up to (and with) `last`, or to its
+/// end; with whether each is dead, and the blocks read.
 pub fn read_chain(
     rel: pg_sys::Relation,
-    head: pg_sys::BlockNumber,
+    meta: &Meta,
     last: Option<pg_sys::BlockNumber>,
 ) -> (Vec<(Doc, bool)>, Vec<pg_sys::BlockNumber>) {
     let (mut docs, mut blocks) = (Vec::new(), Vec::new());
-    let mut blk = head;
+    let (mut blk, mut owner) = (meta.buffer_head, meta.buffer_head_owner);
     while blk != pg_sys::InvalidBlockNumber {
-        let p = Locked::read_kind(rel, blk, Mode::Share, Kind::Buffer, None);
+        let p = Locked::read_kind(rel, blk, Mode::Share, Kind::Buffer, Some(owner));
         for item in p.items() {
             match Doc::decode(item) {
                 Ok(d) => docs.push(d),
@@ -80,7 +82,8 @@ pub fn read_chain(
         if Some(blk) == last {
             break;
         }
-        blk = p.check(Kind::Buffer, None).next;
+        let o = p.check(Kind::Buffer, Some(owner));
+        (blk, owner) = (o.next, o.next_owner);
         if blocks.len() > u32::MAX as usize / 2 {
             raise(
                 PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
@@ -95,13 +98,13 @@ pub fn read_chain(
 /// live records left).
 pub fn mark_dead(
     rel: pg_sys::Relation,
-    head: pg_sys::BlockNumber,
+    meta: &Meta,
     dead: &mut dyn FnMut(u64) -> bool,
 ) -> (u64, u64) {
     let (mut marked, mut live) = (0, 0);
-    let mut blk = head;
+    let (mut blk, mut owner) = (meta.buffer_head, meta.buffer_head_owner);
     while blk != pg_sys::InvalidBlockNumber {
-        let p = Locked::read_kind(rel, blk, Mode::Exclusive, Kind::Buffer, None);
+        let p = Locked::read_kind(rel, blk, Mode::Exclusive, Kind::Buffer, Some(owner));
         let mut hits = Vec::new();
         for (i, item) in p.items().iter().enumerate() {
             let (flags, tid) = header(item).unwrap_or_else(|_| {
@@ -125,7 +128,8 @@ pub fn mark_dead(
             rec.finish();
             marked += hits.len() as u64;
         }
-        blk = p.check(Kind::Buffer, None).next;
+        let o = p.check(Kind::Buffer, Some(owner));
+        (blk, owner) = (o.next, o.next_owner);
     }
     (marked, live)
 }

@@ -9,13 +9,13 @@ use pgrx::prelude::*;
 
 /// The index `oid`, open with `lock`, checked to be a qortex_bm25 index the caller may use
 /// (`owner`: owns its table; else may SELECT from it); closed when dropped.
-struct Index {
-    rel: pg_sys::Relation,
+pub(super) struct Index {
+    pub(super) rel: pg_sys::Relation,
     lock: i32,
 }
 
 impl Index {
-    fn open(func: &str, oid: pg_sys::Oid, lock: u32, owner: bool) -> Index {
+    pub(super) fn open(func: &str, oid: pg_sys::Oid, lock: u32, owner: bool) -> Index {
         // SAFETY: try_relation_open returns null for a relation that does not exist; the
         // relation is closed by Drop.
         unsafe {
@@ -143,6 +143,35 @@ fn qortex_bm25_merge(index: pg_sys::Oid) -> i64 {
         .sum()
 }
 
+/// What an index holds (qortex_bm25_info's row).
+pub struct Info {
+    pub segments: i32,
+    pub buffer_docs: i64,
+    pub buffer_pages: i32,
+    pub docs: i64,
+    pub dead_docs: i64,
+    pub pages: i64,
+}
+
+/// The index `oid`'s Info, for a caller with SELECT on its table.
+pub fn info(func: &str, oid: pg_sys::Oid) -> Info {
+    let ix = Index::open(func, oid, pg_sys::AccessShareLock, false);
+    let meta = Meta::read(ix.rel);
+    let (docs, _) = super::buffer::read_chain(ix.rel, &meta, None);
+    // SAFETY: an open relation.
+    let pages = unsafe {
+        pg_sys::RelationGetNumberOfBlocksInFork(ix.rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+    } as i64;
+    Info {
+        segments: meta.n_segments as i32,
+        buffer_docs: docs.iter().filter(|d| !d.1).count() as i64,
+        buffer_pages: meta.buffer_pages as i32,
+        docs: meta.segments().iter().map(|e| e.docs as i64).sum(),
+        dead_docs: meta.segments().iter().map(|e| e.dead as i64).sum(),
+        pages,
+    }
+}
+
 /// What the index holds: its segments, the write buffer's documents and pages, documents
 /// in segments and how many VACUUM found dead, and its size.
 #[allow(clippy::type_complexity)]
@@ -166,21 +195,15 @@ fn qortex_bm25_info(
         name!(bytes, i64),
     ),
 > {
-    let ix = Index::open("qortex_bm25_info", index, pg_sys::AccessShareLock, false);
-    let meta = Meta::read(ix.rel);
-    let (docs, _) = super::buffer::read_chain(ix.rel, meta.buffer_head, None);
-    // SAFETY: an open relation.
-    let pages = unsafe {
-        pg_sys::RelationGetNumberOfBlocksInFork(ix.rel, pg_sys::ForkNumber::MAIN_FORKNUM)
-    } as i64;
+    let i = info("qortex_bm25_info", index);
     let row = (
-        meta.n_segments as i32,
-        docs.iter().filter(|d| !d.1).count() as i64,
-        meta.buffer_pages as i32,
-        meta.segments().iter().map(|e| e.docs as i64).sum(),
-        meta.segments().iter().map(|e| e.dead as i64).sum(),
-        pages,
-        pages * pg_sys::BLCKSZ as i64,
+        i.segments,
+        i.buffer_docs,
+        i.buffer_pages,
+        i.docs,
+        i.dead_docs,
+        i.pages,
+        i.pages * pg_sys::BLCKSZ as i64,
     );
     TableIterator::once(row)
 }

@@ -63,12 +63,14 @@ pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
         let new = allocate(rel);
         let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
         let mut meta = Meta::of(&m);
+        let serial = meta.serial();
         let mut rec = Record::start(rel);
         let mut old = rec.register(&tail, false);
         let mut img = rec.register(&new, true);
-        img.init(Kind::Buffer, 0);
+        img.init(Kind::Buffer, serial);
         let mut o = old.opaque();
         o.next = new.block();
+        o.next_owner = serial;
         o.flags |= FROZEN;
         old.set_opaque(o);
         meta.buffer_tail = new.block();
@@ -78,7 +80,7 @@ pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
     }
     drop(tail);
     // 2. the frozen chain's live documents into a segment
-    let (docs, frozen) = read_chain(rel, meta.buffer_head, Some(last));
+    let (docs, frozen) = read_chain(rel, &meta, Some(last));
     let live: Vec<Doc> = docs
         .into_iter()
         .filter(|(_, dead)| !dead)
@@ -90,12 +92,13 @@ pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
     // 3. publish: the segment in, the frozen pages out of the chain
     let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
     let mut now = Meta::of(&m);
-    let new_head = Locked::read_kind(rel, last, Mode::Share, Kind::Buffer, None)
-        .check(Kind::Buffer, None)
-        .next;
-    now.buffer_head = new_head;
+    let last_page = Locked::read_kind(rel, last, Mode::Share, Kind::Buffer, None);
+    let o = last_page.check(Kind::Buffer, None);
+    drop(last_page);
+    now.buffer_head = o.next;
+    now.buffer_head_owner = o.next_owner;
     now.buffer_pages -= frozen.len() as u32;
-    now.next_segment = meta.next_segment;
+    now.advance_serials(meta.next_segment);
     if let Some(e) = entry {
         let mut list = now.segments().to_vec();
         list.push(e);
@@ -134,7 +137,7 @@ pub fn add_segment(rel: pg_sys::Relation, _maint: &Maint, docs: Vec<Doc>) {
     let mut list = now.segments().to_vec();
     list.push(e);
     now.set_segments(&list);
-    now.next_segment = meta.next_segment;
+    now.advance_serials(meta.next_segment);
     let mut rec = Record::start(rel);
     now.write(&mut rec.register(&m, false));
     rec.finish();
@@ -173,7 +176,7 @@ pub fn merge(rel: pg_sys::Relation, _maint: &Maint, ids: &[u64]) -> u64 {
         list.push(e);
     }
     now.set_segments(&list);
-    now.next_segment = next.next_segment;
+    now.advance_serials(next.next_segment);
     now.merges += 1;
     let mut rec = Record::start(rel);
     now.write(&mut rec.register(&m, false));

@@ -40,6 +40,8 @@ pub struct Meta {
     pub _pad: u32,
     pub flushes: u64,
     pub merges: u64,
+    /// The owner of the buffer's head page (write-buffer pages have serials of their own).
+    pub buffer_head_owner: u64,
     pub segments: [SegEntry; MAX_SEGMENTS],
 }
 
@@ -57,12 +59,26 @@ impl Meta {
             _pad: 0,
             flushes: 0,
             merges: 0,
+            buffer_head_owner: 0,
             segments: [SegEntry::default(); MAX_SEGMENTS],
         }
     }
 
     pub fn segments(&self) -> &[SegEntry] {
         &self.segments[..self.n_segments as usize]
+    }
+
+    /// A new serial: a segment's id, or a write-buffer page's owner.
+    pub fn serial(&mut self) -> u64 {
+        let s = self.next_segment;
+        self.next_segment += 1;
+        s
+    }
+
+    /// Serials taken from a copy of the metapage (new segments' ids) are taken here too;
+    /// inserters may have taken others meanwhile, so the counter only moves forward.
+    pub fn advance_serials(&mut self, copy: u64) {
+        self.next_segment = self.next_segment.max(copy);
     }
 
     pub fn set_segments(&mut self, list: &[SegEntry]) {

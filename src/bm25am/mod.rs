@@ -12,8 +12,10 @@
 //! - `build`, `insert`, `scan`, `vacuum`: the access method's phases;
 //! - `maintain`: flushes, merges and freeing displaced pages;
 //! - `functions`: the SQL functions to flush, merge and inspect an index.
+//! - `check`: `qortex_bm25_check`, the index against its table.
 mod buffer;
 mod build;
+mod check;
 mod functions;
 mod insert;
 mod maintain;
@@ -117,6 +119,35 @@ fn qortex_bm25_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::Index
     am.amgettuple = Some(scan::amgettuple);
     am.amendscan = Some(scan::amendscan);
     am.into_pg_boxed()
+}
+
+/// The qortex_bm25 indexes of this database whose tables the caller may read, with what
+/// each holds (for `qortex_status()`).
+pub fn summary(client: &pgrx::spi::SpiClient<'_>, func: &str) -> serde_json::Value {
+    let rows = client
+        .select(
+            "SELECT c.oid, c.oid::pg_catalog.regclass::text, i.indrelid::pg_catalog.regclass::text
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_am a ON a.oid = c.relam AND a.amname = 'qortex_bm25'
+               JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid AND i.indisvalid
+              WHERE pg_catalog.has_table_privilege(i.indrelid, 'SELECT')
+              ORDER BY 2",
+            None,
+            &[],
+        )
+        .unwrap_or_else(crate::spi::spi_failed(func));
+    let mut out = Vec::new();
+    for row in rows {
+        let get = |n| row.get::<String>(n).ok().flatten().unwrap_or_default();
+        let oid = row.get::<pg_sys::Oid>(1).ok().flatten().expect("an oid");
+        let i = functions::info(func, oid);
+        out.push(serde_json::json!({
+            "index": get(2), "table": get(3), "segments": i.segments, "docs": i.docs,
+            "dead_docs": i.dead_docs, "buffer_docs": i.buffer_docs,
+            "bytes": i.pages * pg_sys::BLCKSZ as i64,
+        }));
+    }
+    serde_json::Value::Array(out)
 }
 
 /// Whether `rel` is a qortex_bm25 index.

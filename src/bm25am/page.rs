@@ -2,9 +2,12 @@
 //! release what they hold, generic WAL records, and allocation. Every page read is checked
 //! (magic and kind) before anything on it is trusted.
 //!
-//! Every page: a standard header, contents, and a 32-byte special area
-//! `{magic, kind, flags, owner, next, stamp}`; `owner` is the segment id of a segment's
-//! pages, `next` the next page of a chain. A flush or merge displaces pages by a flag and a
+//! Every page: a standard header, contents, and a 40-byte special area
+//! `{magic, kind, flags, owner, next, stamp, next_owner}`; `owner` is the segment id of a
+//! segment's pages and a serial of its own for a write-buffer page, `next` the next page of
+//! the buffer's chain and `next_owner` that page's owner, so a reader following the chain
+//! (or a metapage copy) to a page freed and reused meanwhile finds another owner and stops
+//! with an error instead of reading the wrong rows. A flush or merge displaces pages by a flag and a
 //! stamp (a full transaction id) and changes nothing else: a reader that copied the
 //! metapage before still reads them as what they were, until no snapshot can need them
 //! and they are freed.
@@ -49,6 +52,8 @@ pub struct Opaque {
     pub _pad: u32,
     /// When a displaced page was displaced (a full transaction id; 0 otherwise).
     pub stamp: u64,
+    /// The owner `next` must have.
+    pub next_owner: u64,
 }
 
 pub const SPECIAL: usize = std::mem::size_of::<Opaque>();
@@ -300,6 +305,7 @@ impl Image {
             next: pg_sys::InvalidBlockNumber,
             _pad: 0,
             stamp: 0,
+            next_owner: 0,
         });
     }
 
@@ -330,6 +336,8 @@ impl Image {
         o.owner = 0;
         o.flags = 0;
         o.stamp = 0;
+        o.next = pg_sys::InvalidBlockNumber;
+        o.next_owner = 0;
         self.set_opaque(o);
     }
 

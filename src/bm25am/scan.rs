@@ -180,7 +180,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             );
         }
         let meta = Meta::read(index);
-        let (docs, _) = read_chain(index, meta.buffer_head, None);
+        let (docs, _) = read_chain(index, &meta, None);
         let segments = meta
             .segments()
             .iter()

@@ -18,10 +18,18 @@ pub struct PageBytes {
 }
 
 impl Bytes for PageBytes {
+    fn size(&self) -> u64 {
+        (self.blocks.len() * PAYLOAD) as u64
+    }
+
     fn read(&self, off: u64, len: usize) -> Result<Vec<u8>, Corrupt> {
+        let end = off
+            .checked_add(len as u64)
+            .filter(|&e| e <= self.size())
+            .ok_or_else(|| Corrupt(format!("segment {}: read past its pages", self.id)))?;
         let mut out = Vec::with_capacity(len);
         let mut at = off as usize;
-        let end = at + len;
+        let end = end as usize;
         while at < end {
             let (page, within) = (at / PAYLOAD, at % PAYLOAD);
             let blk = *self

@@ -43,9 +43,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     // no flush or merge while marking: a document they copied would come back alive
     let maint = Maint::lock(rel);
     let meta = Meta::read(rel);
-    let (marked, mut live) = mark_dead(rel, meta.buffer_head, &mut |tid| {
-        gone(callback, callback_state, tid)
-    });
+    let (marked, mut live) = mark_dead(rel, &meta, &mut |tid| gone(callback, callback_state, tid));
     let mut removed = marked;
     let mut newly_dead: BTreeMap<u64, u64> = BTreeMap::new();
     for e in meta.segments() {

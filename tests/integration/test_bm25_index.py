@@ -173,6 +173,11 @@ def merge(conn, index):
     conn.execute("SELECT qortex_bm25_merge(%s::regclass)", (index,))
 
 
+def check(conn, index):
+    """qortex_bm25_check's report."""
+    return conn.execute("SELECT qortex_bm25_check(%s::regclass)", (index,)).fetchone()[0]
+
+
 def markers(ids, prefix="mk"):
     return " ".join(f"{prefix}{i}" for i in ids)
 
@@ -811,6 +816,83 @@ def test_the_operator_outside_an_index_scan_is_refused_with_55000(small):
 # 8. operations
 
 
+def test_the_check_compares_the_index_with_its_table(db):
+    """qortex_bm25_check: ok on an index with rows in segments and the buffer; deleted rows
+    not yet vacuumed are counted as not visible, not as problems; rows written while the
+    index was not maintained (indisready off) are missing, and REINDEX makes it ok."""
+    make_table(db)
+    load(db, random_rows(30, 900))
+    flush(db, "t_bm25")
+    load(db, random_rows(31, 200, start=901))
+    n = len(ref.fetch(db, "t").docs)
+    report = check(db, "t_bm25")
+    assert report["ok"] and report["rows"] == report["indexed"] == n, report
+    assert (report["missing"], report["not_visible"], report["problems"]) == (0, 0, []), report
+    db.execute("DELETE FROM t WHERE id <= 100")
+    n = len(ref.fetch(db, "t").docs)
+    report = check(db, "t_bm25")
+    assert report["ok"] and report["rows"] == n and report["not_visible"] > 90, report
+    db.execute("VACUUM t")
+    report = check(db, "t_bm25")
+    assert report["ok"] and report["rows"] == report["indexed"] == n, report
+    # rows the index never saw
+    db.execute("UPDATE pg_index SET indisready = false WHERE indexrelid = 't_bm25'::regclass")
+    db.execute("INSERT INTO t VALUES (5001, 'omni unseen'), (5002, 'omni unseen too')")
+    db.execute("UPDATE pg_index SET indisready = true WHERE indexrelid = 't_bm25'::regclass")
+    report = check(db, "t_bm25")
+    assert not report["ok"] and report["missing"] == 2, report
+    assert len(report["problems"]) == 2 and "not in the index" in report["problems"][0]
+    db.execute("REINDEX INDEX t_bm25")
+    assert check(db, "t_bm25")["ok"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT qortex_bm25_check('t'::regclass)")
+
+
+def test_info_and_status_show_what_an_index_holds_to_those_who_may_read_it(db):
+    """qortex_bm25_info and qortex_status()'s bm25_indexes: segments, documents, dead ones,
+    the buffer, the size; a role without SELECT on the table sees neither (42501, and no
+    entry); flush and merge are the table owner's (42501)."""
+    make_table(db)
+    load(db, random_rows(33, 700, long_docs=False))
+    flush(db, "t_bm25")
+    load(db, random_rows(34, 50, start=701, long_docs=False))
+    n = len(ref.fetch(db, "t").docs)
+    state = info(db, "t_bm25")
+    assert state["segments"] >= 1 and state["buffer_docs"] == 48, state  # 2 of 50 empty
+    assert state["docs"] + state["buffer_docs"] == n, state
+    assert state["bytes"] == state["pages"] * 8192 and state["dead_docs"] == 0, state
+    entry = [e for e in db.execute("SELECT qortex_status()").fetchone()[0]["bm25_indexes"]
+             if e["index"] == "t_bm25"]
+    assert entry == [{"index": "t_bm25", "table": "t", "segments": state["segments"],
+                      "docs": state["docs"],
+                      "dead_docs": 0, "buffer_docs": state["buffer_docs"],
+                      "bytes": state["bytes"]}], entry
+    role = f"bm25_reader_{db.info.dbname}"
+    db.execute(f'DROP ROLE IF EXISTS "{role}"')
+    db.execute(f'CREATE ROLE "{role}"')
+    try:
+        db.execute(f'GRANT USAGE ON SCHEMA qortex TO "{role}"')
+        db.execute("SELECT qortex_grant(%s)", (role,))
+        db.execute(f'SET ROLE "{role}"')
+        assert not [e for e in db.execute("SELECT qortex_status()").fetchone()[0]["bm25_indexes"]
+                    if e["index"] == "t_bm25"]
+        for sql in ["SELECT * FROM qortex_bm25_info('t_bm25')",
+                    "SELECT qortex_bm25_check('t_bm25')"]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute(sql)
+        db.execute("RESET ROLE")
+        db.execute(f'GRANT SELECT ON t TO "{role}"')
+        db.execute(f'SET ROLE "{role}"')
+        assert info(db, "t_bm25") == state
+        for sql in ["SELECT qortex_bm25_flush('t_bm25')", "SELECT qortex_bm25_merge('t_bm25')"]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute(sql)
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(f'DROP OWNED BY "{role}"')
+        db.execute(f'DROP ROLE "{role}"')
+
+
 def test_reindex_and_reindex_concurrently_give_the_same_top_k(db):
     """REINDEX, REINDEX CONCURRENTLY and REINDEX TABLE of an index whose rows were in
     segments and the buffer: the same exact top k; then new rows are indexed; TRUNCATE
@@ -1002,6 +1084,9 @@ def test_postmaster_killed_during_writes_loses_no_acknowledged_row(primary, duri
             chunk = candidates[n:n + 500]
             got = ids_of(c, markers(chunk), "k", index="k_bm25")
             assert len(got) == len(set(got)) and set(got) == table & set(chunk), chunk[0]
+        # the check: every visible row indexed, alive, once, as its row says
+        report = check(c, "k_bm25")
+        assert report["ok"] and report["rows"] == len(table), report
         # the dead versions (deleted, and inserted by transactions the crash aborted)
         # dropped: exact scores, and the same after a REINDEX
         c.execute("VACUUM (INDEX_CLEANUP ON) k")

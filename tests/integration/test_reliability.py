@@ -251,7 +251,7 @@ def test_streaming_standby_reads_refuses_writes_and_follows_config(primary):
         assert (before, after) == (1.0, 7.0)
         assert s.execute("SELECT id FROM hybrid_search('reg', NULL, 'quokka', 5)").fetchall() \
             == [("r3",)]
-    subprocess.run([CLUSTER, "stop", str(d)], check=True)
+    subprocess.run([CLUSTER, "stop", str(STANDBY[0])], check=True)
 
 
 def test_dump_and_restore_keep_a_registered_table_with_a_dropped_column(primary):

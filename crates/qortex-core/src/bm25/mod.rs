@@ -8,6 +8,8 @@
 //!   statistics (N, average length, document frequencies) counted over all of them.
 //! - `merge`: segments (and buffered documents) folded into one segment's documents,
 //!   dropping the dead.
+//! - `check`: a segment's structure, and an index's documents against its table's.
+pub mod check;
 pub mod merge;
 pub mod record;
 pub mod search;

@@ -42,11 +42,20 @@ fn corrupt(what: &str) -> Corrupt {
 }
 
 /// A segment's bytes, read where they are (pages).
+/// A segment's bytes wherever they lie. `read` must fail (not allocate) for a range past
+/// `size`, so no count read from damaged bytes can make a reader allocate more than the
+/// segment holds.
 pub trait Bytes {
     fn read(&self, off: u64, len: usize) -> Result<Vec<u8>, Corrupt>;
+    /// Bytes there are to read.
+    fn size(&self) -> u64;
 }
 
 impl Bytes for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
     fn read(&self, off: u64, len: usize) -> Result<Vec<u8>, Corrupt> {
         let off = usize::try_from(off).map_err(|_| corrupt("offset"))?;
         self.get(off..off.checked_add(len).ok_or_else(|| corrupt("length"))?)
@@ -255,11 +264,14 @@ pub struct Segment<B: Bytes> {
 impl<B: Bytes> Segment<B> {
     pub fn open(bytes: B) -> Result<Self, Corrupt> {
         let header = parse_header(&bytes.read(0, HEADER_LEN)?)?;
+        if header.bytes > bytes.size() {
+            return Err(corrupt("header: larger than its bytes"));
+        }
         let raw = bytes.read(
             header.index_off,
             (header.dict_off - header.index_off) as usize,
         )?;
-        let mut index = Vec::with_capacity(header.index_count as usize);
+        let mut index = Vec::with_capacity((header.index_count as usize).min(raw.len() / 10));
         let mut at = 0;
         for _ in 0..header.index_count {
             let off = u32_at(&raw, at)?;
@@ -338,7 +350,9 @@ impl<B: Bytes> Segment<B> {
 
     /// Every lexeme with its entry, in order (a merge reads them all).
     pub fn terms(&self) -> Result<Vec<(Vec<u8>, TermEntry)>, Corrupt> {
-        let mut out = Vec::with_capacity(self.header.num_terms as usize);
+        let mut out = Vec::with_capacity(
+            (self.header.num_terms as usize).min(self.header.bytes as usize / 8),
+        );
         for i in 0..self.index.len() {
             out.extend(self.dict_block(i)?);
         }
