@@ -192,6 +192,26 @@ CREATE OPERATOR <@> (LEFTARG = tsvector, RIGHTARG = qortex_bm25_query, FUNCTION 
 CREATE ACCESS METHOD qortex_bm25 TYPE INDEX HANDLER qortex_bm25_handler;
 CREATE OPERATOR CLASS bm25_tsvector_ops DEFAULT FOR TYPE tsvector USING qortex_bm25 AS
     OPERATOR 1 <@> (tsvector, qortex_bm25_query) FOR ORDER BY pg_catalog.float_ops;
+-- the scope column (an index's optional second column): equality, and the type's hash
+CREATE OPERATOR CLASS bm25_scope_text_ops DEFAULT FOR TYPE text USING qortex_bm25 AS
+    OPERATOR 1 = (text, text), FUNCTION 1 pg_catalog.hashtextextended(text, bigint);
+-- one family for the integers, so a smallint parameter finds a bigint column's rows
+CREATE OPERATOR FAMILY bm25_scope_integer_ops USING qortex_bm25;
+CREATE OPERATOR CLASS bm25_scope_int2_ops DEFAULT FOR TYPE smallint USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (smallint, smallint), FUNCTION 1 pg_catalog.hashint2extended(smallint, bigint);
+CREATE OPERATOR CLASS bm25_scope_int4_ops DEFAULT FOR TYPE integer USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (integer, integer), FUNCTION 1 pg_catalog.hashint4extended(integer, bigint);
+CREATE OPERATOR CLASS bm25_scope_int8_ops DEFAULT FOR TYPE bigint USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (bigint, bigint), FUNCTION 1 pg_catalog.hashint8extended(bigint, bigint);
+ALTER OPERATOR FAMILY bm25_scope_integer_ops USING qortex_bm25 ADD
+    OPERATOR 1 = (smallint, integer), OPERATOR 1 = (smallint, bigint),
+    OPERATOR 1 = (integer, smallint), OPERATOR 1 = (integer, bigint),
+    OPERATOR 1 = (bigint, smallint), OPERATOR 1 = (bigint, integer);
+CREATE OPERATOR CLASS bm25_scope_uuid_ops DEFAULT FOR TYPE uuid USING qortex_bm25 AS
+    OPERATOR 1 = (uuid, uuid), FUNCTION 1 pg_catalog.uuid_hash_extended(uuid, bigint);
 
 CREATE FUNCTION qortex_bm25_flush(index regclass) RETURNS bigint
 VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_flush_wrapper';

@@ -43,6 +43,30 @@ impl BuildState {
     }
 }
 
+/// Refuse an index that is not `(tsvector [, scope])`: the operator classes would let a
+/// text or integer column be the first (they are the scope column's).
+fn check_columns(index: pg_sys::Relation) {
+    // SAFETY: an open index: rd_opcintype holds one type per key column.
+    let types: Vec<pg_sys::Oid> = unsafe {
+        (0..super::columns(index))
+            .map(|i| *(*index).rd_opcintype.add(i))
+            .collect()
+    };
+    let ok = match types.as_slice() {
+        [first] => *first == pg_sys::TSVECTOROID,
+        [first, scope] => *first == pg_sys::TSVECTOROID && *scope != pg_sys::TSVECTOROID,
+        _ => false,
+    };
+    if !ok {
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            "a qortex_bm25 index is (tsvector) or (tsvector, scope): a tsvector column or expression first, then optionally one text, integer, bigint or uuid column",
+        )
+        .hint("For text, index an expression: USING qortex_bm25 ((to_tsvector('english', body))).")
+        .raise();
+    }
+}
+
 /// The metapage and the first (empty) buffer page of a new index, in `fork`.
 fn init_pages(index: pg_sys::Relation) -> Meta {
     let m = allocate(index);
@@ -70,14 +94,11 @@ unsafe extern "C-unwind" fn callback(
     // SAFETY: PostgreSQL passes the state given to the scan, and one value per index column.
     let st = &mut *(state as *mut BuildState);
     st.tuples += 1.0;
-    if *isnull {
-        return;
-    }
     let t = pack_tid(
         pgrx::itemptr::item_pointer_get_block_number(tid),
         pgrx::itemptr::item_pointer_get_offset_number(tid),
     );
-    if let Some(doc) = doc_of(*values, t) {
+    if let Some(doc) = doc_of(st.index, values, isnull, t) {
         st.bytes += doc.encoded_len() + 48;
         st.docs.push(doc);
         if st.bytes >= st.limit {
@@ -99,6 +120,7 @@ pub unsafe extern "C-unwind" fn ambuild(
             "qortex_bm25: the index to build is not empty",
         );
     }
+    check_columns(index);
     let meta = init_pages(index);
     let mut st = BuildState {
         index,

@@ -16,7 +16,7 @@ use serde_json::json;
 
 #[pg_guard]
 unsafe extern "C-unwind" fn collect(
-    _index: pg_sys::Relation,
+    index: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
     values: *mut pg_sys::Datum,
     isnull: *mut bool,
@@ -25,14 +25,11 @@ unsafe extern "C-unwind" fn collect(
 ) {
     // SAFETY: the scan passes the state given to it (a Vec<Doc>) and one value per column.
     let docs = &mut *(state as *mut Vec<Doc>);
-    if *isnull {
-        return;
-    }
     let t = pack_tid(
         pgrx::itemptr::item_pointer_get_block_number(tid),
         pgrx::itemptr::item_pointer_get_offset_number(tid),
     );
-    docs.extend(doc_of(*values, t));
+    docs.extend(doc_of(index, values, isnull, t));
 }
 
 /// The documents the table's visible rows make, as the index would hold them.

@@ -25,14 +25,11 @@ pub unsafe extern "C-unwind" fn aminsert(
     _index_info: *mut pg_sys::IndexInfo,
 ) -> bool {
     // SAFETY: PostgreSQL passes one value per index column and the new row's TID.
-    if *isnull {
-        return false;
-    }
     let tid = pack_tid(
         pgrx::itemptr::item_pointer_get_block_number(heap_tid),
         pgrx::itemptr::item_pointer_get_offset_number(heap_tid),
     );
-    let Some(doc) = doc_of(*values, tid) else {
+    let Some(doc) = doc_of(index, values, isnull, tid) else {
         return false; // no lexemes: no query can find it
     };
     let record = doc.encode().unwrap_or_else(|e| match e {

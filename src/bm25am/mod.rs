@@ -31,10 +31,65 @@ use pgrx::prelude::*;
 use qortex_core::bm25::Doc;
 use qortex_core::hybrid::text::TsVector;
 
-/// A tsvector datum's document (`None` without lexemes: not indexed).
-pub(crate) fn doc_of(value: pg_sys::Datum, tid: u64) -> Option<Doc> {
-    // SAFETY: the index's only column is a tsvector (its operator class says so), so the
-    // datum is a varlena; from_datum detoasts it.
+/// A row's document: its tsvector's lexemes, and its scope's term when the index has a
+/// second column and the row a value in it (`None` without lexemes: not indexed).
+///
+/// # Safety
+/// `values` and `isnull` hold one entry per column of `index` (as PostgreSQL passes them).
+pub(crate) unsafe fn doc_of(
+    index: pg_sys::Relation,
+    values: *const pg_sys::Datum,
+    isnull: *const bool,
+    tid: u64,
+) -> Option<Doc> {
+    if *isnull {
+        return None;
+    }
+    let doc = tsvector_doc(*values, tid)?;
+    Some(if columns(index) == 2 && !*isnull.add(1) {
+        doc.with_scope(scope_hash(index, *values.add(1), pg_sys::InvalidOid))
+    } else {
+        doc
+    })
+}
+
+/// The index's columns (1, or 2 with a scope).
+pub(crate) fn columns(index: pg_sys::Relation) -> usize {
+    // SAFETY: an open index.
+    unsafe { (*(*index).rd_index).indnatts as usize }
+}
+
+/// A scope value's 64-bit hash, by the second column's operator family (support function
+/// 1 for the value's type `ty`, the column's own if invalid: the type's extended hash,
+/// seed 0), under the column's collation. The integer family's hashes agree across
+/// smallint, integer and bigint, so `owner = 5` finds a bigint 5 whatever 5's type.
+pub(crate) fn scope_hash(index: pg_sys::Relation, value: pg_sys::Datum, ty: pg_sys::Oid) -> u64 {
+    // SAFETY: the index has a second column (callers check) whose operator class defines
+    // support function 1 (every scope class does; `build` refuses an index whose second
+    // column is not one), and `ty` is a member type of its family (the planner only passes
+    // keys of the family's operators); the function is called with a datum of that type.
+    unsafe {
+        let collation = *(*index).rd_indcollation.add(1);
+        let zero = pg_sys::Datum::from(0i64);
+        if ty == pg_sys::InvalidOid || ty == *(*index).rd_opcintype.add(1) {
+            let proc = pg_sys::index_getprocinfo(index, 2, 1);
+            return pg_sys::FunctionCall2Coll(proc, collation, value, zero).value() as u64;
+        }
+        let proc = pg_sys::get_opfamily_proc(*(*index).rd_opfamily.add(1), ty, ty, 1);
+        if proc == pg_sys::InvalidOid {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+                "qortex_bm25: no hash function for the scope value's type",
+            );
+        }
+        pg_sys::OidFunctionCall2Coll(proc, collation, value, zero).value() as u64
+    }
+}
+
+/// A tsvector datum's document, without a scope.
+fn tsvector_doc(value: pg_sys::Datum, tid: u64) -> Option<Doc> {
+    // SAFETY: the index's first column is a tsvector (`build` checks it), so the datum is a
+    // varlena; from_datum detoasts it.
     let bytes = unsafe { <&[u8]>::from_datum(value, false) }.expect("a non-null tsvector");
     let tsv = TsVector::new(bytes).unwrap_or_else(|e| {
         raise(
@@ -88,6 +143,26 @@ CREATE OPERATOR <@> (LEFTARG = tsvector, RIGHTARG = qortex_bm25_query, FUNCTION 
 CREATE ACCESS METHOD qortex_bm25 TYPE INDEX HANDLER qortex_bm25_handler;
 CREATE OPERATOR CLASS bm25_tsvector_ops DEFAULT FOR TYPE tsvector USING qortex_bm25 AS
     OPERATOR 1 <@> (tsvector, qortex_bm25_query) FOR ORDER BY pg_catalog.float_ops;
+-- the scope column (an index's optional second column): equality, and the type's hash
+CREATE OPERATOR CLASS bm25_scope_text_ops DEFAULT FOR TYPE text USING qortex_bm25 AS
+    OPERATOR 1 = (text, text), FUNCTION 1 pg_catalog.hashtextextended(text, bigint);
+-- one family for the integers, so a smallint parameter finds a bigint column's rows
+CREATE OPERATOR FAMILY bm25_scope_integer_ops USING qortex_bm25;
+CREATE OPERATOR CLASS bm25_scope_int2_ops DEFAULT FOR TYPE smallint USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (smallint, smallint), FUNCTION 1 pg_catalog.hashint2extended(smallint, bigint);
+CREATE OPERATOR CLASS bm25_scope_int4_ops DEFAULT FOR TYPE integer USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (integer, integer), FUNCTION 1 pg_catalog.hashint4extended(integer, bigint);
+CREATE OPERATOR CLASS bm25_scope_int8_ops DEFAULT FOR TYPE bigint USING qortex_bm25
+    FAMILY bm25_scope_integer_ops AS
+    OPERATOR 1 = (bigint, bigint), FUNCTION 1 pg_catalog.hashint8extended(bigint, bigint);
+ALTER OPERATOR FAMILY bm25_scope_integer_ops USING qortex_bm25 ADD
+    OPERATOR 1 = (smallint, integer), OPERATOR 1 = (smallint, bigint),
+    OPERATOR 1 = (integer, smallint), OPERATOR 1 = (integer, bigint),
+    OPERATOR 1 = (bigint, smallint), OPERATOR 1 = (bigint, integer);
+CREATE OPERATOR CLASS bm25_scope_uuid_ops DEFAULT FOR TYPE uuid USING qortex_bm25 AS
+    OPERATOR 1 = (uuid, uuid), FUNCTION 1 pg_catalog.uuid_hash_extended(uuid, bigint);
 "#,
     name = "bm25_access_method",
     requires = [scan::qortex_bm25_distance, qortex_bm25_handler],
@@ -101,8 +176,9 @@ fn qortex_bm25_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::Index
     // SAFETY: a zeroed node of the right tag, filled and handed to PostgreSQL.
     let mut am =
         unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
-    am.amstrategies = 0;
-    am.amsupport = 0;
+    am.amstrategies = 1;
+    am.amsupport = 1;
+    am.amcanmulticol = true;
     am.amcanorderbyop = true;
     am.amoptionalkey = true;
     am.amkeytype = pg_sys::InvalidOid;
@@ -183,7 +259,7 @@ unsafe extern "C-unwind" fn amoptions(
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(
-    _root: *mut pg_sys::PlannerInfo,
+    root: *mut pg_sys::PlannerInfo,
     path: *mut pg_sys::IndexPath,
     _loop_count: f64,
     startup: *mut pg_sys::Cost,
@@ -205,5 +281,17 @@ unsafe extern "C-unwind" fn amcostestimate(
     let tuples = (*info).tuples.max(1.0);
     *startup = 4.0 * pg_sys::random_page_cost;
     *total = *startup + tuples * pg_sys::cpu_index_tuple_cost;
-    *selectivity = 1.0;
+    // a scope (WHERE scope = value) keeps the rows it admits
+    let quals = pg_sys::get_quals_from_indexclauses((*path).indexclauses);
+    *selectivity = if quals.is_null() {
+        1.0
+    } else {
+        pg_sys::clauselist_selectivity(
+            root,
+            quals,
+            (*(*info).rel).relid as i32,
+            pg_sys::JoinType::JOIN_INNER,
+            std::ptr::null_mut(),
+        )
+    };
 }

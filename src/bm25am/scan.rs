@@ -3,6 +3,10 @@
 //! a top-10; when the executor wants more (a LIMIT beyond it, a filter above the scan) the
 //! next batch doubles, with the statistics and the query's dictionary entries kept.
 //!
+//! `WHERE scope = value` on an index's second column bounds the top-k to the rows of that
+//! value inside the loop (`Searcher`'s scope), so a scoped query gets its k rows; the
+//! executor rechecks the condition (two values may share a hash).
+//!
 //! The operator itself, evaluated outside the scan (the SELECT list, say), scores with the
 //! statistics of the scan running the same query in this backend, so it returns the
 //! score the scan ordered by.
@@ -14,7 +18,7 @@ use crate::settings;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use qortex_core::bm25::{score_doc, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
+use qortex_core::bm25::{scope_lexeme, score_doc, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
 use qortex_core::hybrid::text::{Bm25, TsVector};
 use std::cell::RefCell;
 
@@ -37,6 +41,9 @@ thread_local! {
 #[derive(Default)]
 struct ScanState {
     lexemes: Vec<Vec<u8>>,
+    /// The scope the keys ask for: None, unscoped; Some(None), no row can match (a NULL
+    /// key, or keys asking for two values).
+    scope: Option<Option<Vec<u8>>>,
     searcher: Option<Searcher<PageBytes>>,
     hits: Vec<Hit>,
     pos: usize,
@@ -120,17 +127,43 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     scan
 }
 
+/// The scope the scan keys ask for (see `ScanState::scope`).
+unsafe fn scope_of(
+    index: pg_sys::Relation,
+    keys: pg_sys::ScanKey,
+    nkeys: i32,
+) -> Option<Option<Vec<u8>>> {
+    // SAFETY (caller): `keys` holds `nkeys` keys, each on the second column (the only one
+    // with an equality operator) with strategy 1.
+    let mut scope: Option<Option<Vec<u8>>> = None;
+    for i in 0..nkeys.max(0) as usize {
+        let key = &*keys.add(i);
+        let this = (key.sk_flags as u32 & pg_sys::SK_ISNULL == 0)
+            .then(|| scope_lexeme(super::scope_hash(index, key.sk_argument, key.sk_subtype)));
+        scope = Some(match scope {
+            None => this,
+            Some(prev) if prev == this => this,
+            Some(_) => None,
+        });
+    }
+    scope
+}
+
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amrescan(
     scan: pg_sys::IndexScanDesc,
-    _keys: pg_sys::ScanKey,
-    _nkeys: i32,
+    keys: pg_sys::ScanKey,
+    nkeys: i32,
     orderbys: pg_sys::ScanKey,
     norderbys: i32,
 ) {
-    // SAFETY: the scan is ours; `orderbys` holds `norderbys` keys.
+    // SAFETY: the scan is ours; `keys` holds `nkeys` keys and `orderbys` `norderbys`.
     let st = state(scan);
     st.reset();
+    st.scope = scope_of((*scan).indexRelation, keys, nkeys);
+    if nkeys > 0 {
+        std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
+    }
     if norderbys < 1 || orderbys.is_null() {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -179,6 +212,11 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 "a qortex_bm25 index is read with MVCC snapshots only",
             );
         }
+        let scope = match &st.scope {
+            Some(None) => return false,
+            Some(Some(l)) => Some(l.clone()),
+            None => None,
+        };
         let meta = Meta::read(index);
         let (docs, _) = read_chain(index, &meta, None);
         let segments = meta
@@ -186,7 +224,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             .iter()
             .map(|e| store::open(index, e))
             .collect();
-        let s = Searcher::new(segments, &docs, st.lexemes.clone(), bm25())
+        let s = Searcher::new(segments, &docs, st.lexemes.clone(), bm25(), scope)
             .unwrap_or_else(|e| store::corrupt(index, e));
         ACTIVE.with(|a| {
             a.borrow_mut().push(Active {
@@ -204,7 +242,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             st.pos += 1;
             let (block, offset) = unpack_tid(h.tid);
             pgrx::itemptr::item_pointer_set_all(&mut (*scan).xs_heaptid, block, offset);
-            (*scan).xs_recheck = false;
+            (*scan).xs_recheck = st.scope.is_some();
             (*scan).xs_recheckorderby = false;
             return true;
         }

@@ -132,6 +132,12 @@ def populate(conn):
     conn.execute("""SELECT qortex_register_collection('lc', 'lc', '{"id": "id",
                         "embedding": "embedding", "content": "content", "tsvector": "tsv",
                         "metadata": "metadata", "user_id": "user_id", "is_global": "is_global"}')""")
+    # a qortex_bm25 index on it: a segment from the build, a flushed one, and the buffer
+    conn.execute("CREATE INDEX lc_bm25 ON lc USING qortex_bm25 (tsv)")
+    for i in range(80, 110):
+        conn.execute("INSERT INTO lc VALUES (%s, %s, '{}', 'u9', false, %s)",
+                     (f"r{i}", " ".join(rng.choices(WORDS, k=12)), vec(rng)))
+    conn.execute("SELECT qortex_bm25_flush('lc_bm25')")
     conn.execute("UPDATE lc SET content = content || ' upgraded' WHERE id IN ('r1', 'r2')")
     conn.execute("DELETE FROM lc WHERE id = 'r5'")
     # factors and edges
@@ -159,6 +165,15 @@ def state(conn):
         check = conn.execute("SELECT qortex_check_text_index(%s)", (c,)).fetchone()[0]
         assert check["ok"], check
         out[f"check {c}"] = {k: v for k, v in check.items() if k not in ("seconds",)}
+    check = conn.execute("SELECT qortex_bm25_check('lc_bm25')").fetchone()[0]
+    assert check["ok"] and check["rows"] > 100, check
+    out["bm25 check"] = check
+    out["bm25 info"] = conn.execute("SELECT * FROM qortex_bm25_info('lc_bm25')").fetchall()
+    for q in ("memory agent", "upgraded", " ".join(WORDS[:5])):
+        out[f"bm25 {q}"] = conn.execute(
+            "SELECT id, tsv <@> qortex_bm25_query('english', %s) FROM lc "
+            "ORDER BY tsv <@> qortex_bm25_query('english', %s) LIMIT 10", (q, q)).fetchall()
+        assert out[f"bm25 {q}"], q
     out["picks"] = conn.execute(
         "SELECT * FROM qortex_select_arms('up', ARRAY['arm0','arm1','arm2','arm3','arm4'], "
         "'{\"task\": 1}', 3, NULL, NULL, 42)").fetchall()

@@ -16,7 +16,7 @@ pub mod search;
 pub mod segment;
 
 pub use merge::{live_docs, tier_of, MERGE_FANOUT};
-pub use record::{Doc, RecordError};
+pub use record::{scope_lexeme, Doc, RecordError};
 pub use search::{score_doc, Hit, Prepared, Searcher};
 pub use segment::{encode_segment, Bytes, Corrupt, Segment, TermEntry};
 

@@ -17,6 +17,15 @@ pub struct Doc {
     pub terms: Vec<(Vec<u8>, u16)>,
 }
 
+/// The term standing for a scope value (the hash of a value of the index's second column):
+/// a NUL byte, which no lexeme holds, then the hash. It sorts before every lexeme.
+pub fn scope_lexeme(hash: u64) -> Vec<u8> {
+    let mut l = Vec::with_capacity(9);
+    l.push(0);
+    l.extend_from_slice(&hash.to_be_bytes());
+    l
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
     /// Bytes that are not a record (a corrupt page).
@@ -43,6 +52,23 @@ impl Doc {
             })
             .collect();
         (!terms.is_empty()).then_some(Doc { tid, len, terms })
+    }
+
+    /// The document with the term of its scope (the index's second column) added; a scope
+    /// term does not count in the document's length.
+    pub fn with_scope(mut self, hash: u64) -> Doc {
+        let l = scope_lexeme(hash);
+        if let Err(i) = self.terms.binary_search_by(|(t, _)| t.as_slice().cmp(&l)) {
+            self.terms.insert(i, (l, 1));
+        }
+        self
+    }
+
+    /// Whether it holds `lexeme`.
+    pub fn holds(&self, lexeme: &[u8]) -> bool {
+        self.terms
+            .binary_search_by(|(t, _)| t.as_slice().cmp(lexeme))
+            .is_ok()
     }
 
     /// Bytes of this document's record.

@@ -7,6 +7,11 @@
 //! its dead documents. The results are ordered by score, then by where they are (the
 //! segments in the order given, the buffer last) and docno: a total order, so asking again
 //! for more rows returns the same first rows.
+//!
+//! A scope (a value of the index's second column, as `scope_lexeme` makes it a term every
+//! document of that value holds) bounds the top-k to its documents inside the loop: each
+//! segment's top-k admits only the docnos of the scope's postings, the buffer only the
+//! documents that hold it. The statistics stay the whole index's.
 use super::record::Doc;
 use super::segment::{is_dead, BlockRef, Bytes, Corrupt, Segment, TermEntry};
 use super::Tid;
@@ -34,6 +39,8 @@ struct SegmentTerms {
     entries: Vec<Option<TermEntry>>,
     blocks: Vec<Vec<BlockRef>>,
     dead: Vec<u8>,
+    /// With a scope: its documents (docnos, ascending).
+    scope: Option<Vec<u32>>,
     /// Hits found so far (docno, score), best first, and whether they are all of them.
     found: Vec<(u32, f64)>,
     complete: bool,
@@ -98,12 +105,14 @@ pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgd
 
 impl<B: Bytes> Searcher<B> {
     /// Statistics and the query's entries, over `segments` and `buffer` (documents with
-    /// their dead flag). `lexemes` distinct (the order is kept: it orders the sum).
+    /// their dead flag). `lexemes` distinct (the order is kept: it orders the sum); `scope`
+    /// (a `scope_lexeme`) bounds the rows to the documents that hold it.
     pub fn new(
         segments: Vec<Segment<B>>,
         buffer: &[(Doc, bool)],
         lexemes: Vec<Vec<u8>>,
         bm25: Bm25,
+        scope: Option<Vec<u8>>,
     ) -> Result<Self, Corrupt> {
         let mut n = buffer.len() as f64;
         let mut total: f64 = buffer.iter().map(|(d, _)| d.len as f64).sum();
@@ -133,11 +142,26 @@ impl<B: Bytes> Searcher<B> {
                     None => blocks.push(Vec::new()),
                 }
             }
-            let any = entries.iter().any(Option::is_some);
+            let scoped = match &scope {
+                None => None,
+                Some(l) => Some(match s.lookup(std::slice::from_ref(l))?[0] {
+                    None => Vec::new(),
+                    Some(e) => {
+                        let mut docnos = Vec::with_capacity(e.df as usize);
+                        for b in s.blocks(&e)? {
+                            docnos.extend(s.postings(&b)?.iter().map(|p| p.docno));
+                        }
+                        docnos
+                    }
+                }),
+            };
+            let any = entries.iter().any(Option::is_some)
+                && scoped.as_ref().is_none_or(|d| !d.is_empty());
             segs.push(SegmentTerms {
                 entries,
                 blocks,
                 dead: if any { s.dead_bits()? } else { Vec::new() },
+                scope: scoped,
                 found: Vec::new(),
                 complete: !any,
             });
@@ -147,7 +171,7 @@ impl<B: Bytes> Searcher<B> {
         let mut hits: Vec<(u32, f64, Tid)> = buffer
             .iter()
             .enumerate()
-            .filter(|(_, (_, dead))| !dead)
+            .filter(|(_, (d, dead))| !dead && scope.as_ref().is_none_or(|l| d.holds(l)))
             .map(|(i, (d, _))| (i as u32, score_doc(&bm25, d, &lexemes, &idfs, avgdl), d.tid))
             .filter(|h| h.1 > 0.0)
             .collect();
@@ -195,8 +219,10 @@ impl<B: Bytes> Searcher<B> {
                 delta: Vec::new(),
             })
             .collect();
-        let dead = &st.dead;
-        let allowed = |d: u32, _global: bool| !is_dead(dead, d);
+        let (dead, scope) = (&st.dead, &st.scope);
+        let allowed = |d: u32, _global: bool| {
+            !is_dead(dead, d) && scope.as_ref().is_none_or(|s| s.binary_search(&d).is_ok())
+        };
         let none = HashSet::new();
         let q = Query {
             n: self.prepared.n,
@@ -269,13 +295,20 @@ impl<B: Bytes> Searcher<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bm25::scope_lexeme;
     use crate::bm25::segment::encode_segment;
     use crate::bm25::segment::tests::doc;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// The reference: every document scored by the formula, N and df over all of them.
-    fn reference(docs: &[(Doc, bool)], q: &[Vec<u8>], bm25: Bm25) -> Vec<(f64, Tid)> {
+    /// The reference: every document scored by the formula, N and df over all of them;
+    /// only those holding `scope` returned.
+    fn reference(
+        docs: &[(Doc, bool)],
+        q: &[Vec<u8>],
+        bm25: Bm25,
+        scope: &Option<Vec<u8>>,
+    ) -> Vec<(f64, Tid)> {
         let n = docs.len() as f64;
         let avgdl = docs.iter().map(|d| d.0.len as f64).sum::<f64>() / n;
         let idfs: Vec<f64> = q
@@ -290,7 +323,7 @@ mod tests {
             .collect();
         let mut out: Vec<(f64, Tid)> = docs
             .iter()
-            .filter(|d| !d.1)
+            .filter(|d| !d.1 && scope.as_ref().is_none_or(|l| d.0.holds(l)))
             .map(|d| (score_doc(&bm25, &d.0, q, &idfs, avgdl), d.0.tid))
             .filter(|h| h.0 > 0.0)
             .collect();
@@ -317,7 +350,8 @@ mod tests {
                     *m.entry(w).or_default() += 1;
                 }
                 let t: Vec<(&str, u16)> = m.iter().map(|(w, n)| (w.as_str(), *n)).collect();
-                doc(tid0 + i as u64, &t)
+                // every document in one of 5 scopes (the index's second column)
+                doc(tid0 + i as u64, &t).with_scope(i as u64 * 7919 % 5)
             })
             .collect()
     }
@@ -345,15 +379,29 @@ mod tests {
             let mut all: Vec<(Doc, bool)> =
                 parts.iter().flatten().map(|d| (d.clone(), false)).collect();
             all.extend(buffer.iter().cloned());
-            for q in [
+            let queries = [
                 vec!["w0"],
                 vec!["w1", "w30", "w499"],
                 vec!["w3", "nope"],
                 vec!["w200", "w7", "w45", "w2", "w90", "w0"],
-            ] {
+            ];
+            let scopes = [
+                None,
+                Some(scope_lexeme(2)),
+                Some(scope_lexeme(0)),
+                Some(scope_lexeme(99)),
+            ];
+            for (q, scope) in queries
+                .iter()
+                .flat_map(|q| scopes.iter().map(move |s| (q, s)))
+            {
                 let lex: Vec<Vec<u8>> = q.iter().map(|s| s.as_bytes().to_vec()).collect();
-                let want = reference(&all, &lex, bm25);
-                let mut s = Searcher::new(segs.clone(), &buffer, lex.clone(), bm25).unwrap();
+                let want = reference(&all, &lex, bm25, scope);
+                if scope == &Some(scope_lexeme(99)) {
+                    assert!(want.is_empty());
+                }
+                let mut s =
+                    Searcher::new(segs.clone(), &buffer, lex.clone(), bm25, scope.clone()).unwrap();
                 for k in [1, 10, 100, 5000] {
                     let got = s.top(k).unwrap();
                     assert_eq!(got.len(), want.len().min(k), "round {round} {q:?} k {k}");
@@ -391,7 +439,8 @@ mod tests {
         let (off, _) = Segment::open(bytes.clone()).unwrap().dead_range();
         bytes[off as usize] |= 1; // docno 0 dead
         let seg = Segment::open(bytes).unwrap();
-        let mut s = Searcher::new(vec![seg], &[], vec![b"fox".to_vec()], Bm25::default()).unwrap();
+        let mut s =
+            Searcher::new(vec![seg], &[], vec![b"fox".to_vec()], Bm25::default(), None).unwrap();
         assert_eq!(s.prepared.n, 3.0);
         assert_eq!(s.prepared.df, vec![2.0]);
         let got = s.top(10).unwrap();
