@@ -37,7 +37,11 @@ def as_owner(cmd, **kw):
     if os.getuid() == 0:
         cmd = ["sudo", "-u", "postgres", "--"] + cmd
     done = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    assert done.returncode == 0, f"{cmd}:\n{done.stdout}\n{done.stderr}"
+    if done.returncode != 0:
+        # pg_upgrade names its logs; their last lines say what failed
+        logs = "".join(f"\n--- {log}:\n" + "\n".join(log.read_text().splitlines()[-15:])
+                       for log in sorted(WORK.glob("**/pg_upgrade_output.d/**/*.log")))
+        raise AssertionError(f"{cmd}:\n{done.stdout}\n{done.stderr}{logs}")
     return done
 
 
