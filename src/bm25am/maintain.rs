@@ -12,6 +12,7 @@ use super::page::{
     allocate, stamp_now, stamp_removable, Kind, Locked, Maint, Mode, Record, DISPLACED, FROZEN,
     META_BLOCK,
 };
+use super::reclaim::{reclaim, remember};
 use super::store;
 use pgrx::pg_sys;
 use qortex_core::bm25::segment::encode_segment;
@@ -42,8 +43,9 @@ fn segment_of(rel: pg_sys::Relation, meta: &mut Meta, mut docs: Vec<Doc>) -> Seg
 }
 
 /// Turn the write buffer into a segment. Returns the documents flushed (0: nothing to do).
-pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
+pub fn flush(rel: pg_sys::Relation, maint: &Maint) -> u64 {
     // 1. freeze the chain: a fresh tail takes the inserts from now on
+    reclaim(rel, std::ptr::null_mut(), maint);
     let meta = Meta::read(rel);
     let mut tail = Locked::read(rel, meta.buffer_tail, Mode::Exclusive);
     loop {
@@ -109,8 +111,10 @@ pub fn flush(rel: pg_sys::Relation, _maint: &Maint) -> u64 {
     now.write(&mut rec.register(&m, false));
     rec.finish();
     drop(m);
-    // 4. the frozen pages are displaced
-    store::displace(rel, &frozen, Kind::Buffer, None, stamp_now());
+    // 4. the frozen pages are displaced, and listed to be freed
+    let stamp = stamp_now();
+    store::displace(rel, &frozen, Kind::Buffer, None, stamp);
+    remember(rel, maint, stamp, &frozen);
     flushed
 }
 
@@ -144,7 +148,8 @@ pub fn add_segment(rel: pg_sys::Relation, _maint: &Maint, docs: Vec<Doc>) {
 }
 
 /// Merge segments `ids` into one, dropping their dead documents. Returns the documents kept.
-pub fn merge(rel: pg_sys::Relation, _maint: &Maint, ids: &[u64]) -> u64 {
+pub fn merge(rel: pg_sys::Relation, maint: &Maint, ids: &[u64]) -> u64 {
+    reclaim(rel, std::ptr::null_mut(), maint);
     let meta = Meta::read(rel);
     let chosen: Vec<SegEntry> = meta
         .segments()
@@ -183,11 +188,14 @@ pub fn merge(rel: pg_sys::Relation, _maint: &Maint, ids: &[u64]) -> u64 {
     rec.finish();
     drop(m);
     let stamp = stamp_now();
+    let mut displaced = Vec::new();
     for e in &chosen {
         let (maps, data) = store::pages(rel, e);
         store::displace(rel, &data, Kind::Data, Some(e.id), stamp);
         store::displace(rel, &maps, Kind::Map, Some(e.id), stamp);
+        displaced.extend(data.into_iter().chain(maps));
     }
+    remember(rel, maint, stamp, &displaced);
     kept
 }
 

@@ -37,7 +37,8 @@ pub struct Meta {
     pub buffer_tail: pg_sys::BlockNumber,
     /// Pages in the chain from `head`.
     pub buffer_pages: u32,
-    pub _pad: u32,
+    /// The reclaim list's page (`reclaim`), META_BLOCK while there is none.
+    pub reclaim: pg_sys::BlockNumber,
     pub flushes: u64,
     pub merges: u64,
     /// The owner of the buffer's head page (write-buffer pages have serials of their own).
@@ -56,7 +57,7 @@ impl Meta {
             buffer_head: buffer,
             buffer_tail: buffer,
             buffer_pages: 1,
-            _pad: 0,
+            reclaim: META_BLOCK,
             flushes: 0,
             merges: 0,
             buffer_head_owner: 0,

@@ -10,7 +10,8 @@
 //! - `page`: the special area every page carries, buffer guards, generic WAL, allocation;
 //! - `meta`: the metapage; `store`: segments on pages; `buffer`: the write buffer;
 //! - `build`, `insert`, `scan`, `vacuum`: the access method's phases;
-//! - `maintain`: flushes, merges and freeing displaced pages;
+//! - `maintain`: flushes, merges and freeing displaced pages (VACUUM's scan);
+//! - `reclaim`: the list of displaced pages a later flush or merge frees;
 //! - `functions`: the SQL functions to flush, merge and inspect an index.
 //! - `check`: `qortex_bm25_check`, the index against its table.
 mod buffer;
@@ -21,6 +22,7 @@ mod insert;
 mod maintain;
 mod meta;
 mod page;
+mod reclaim;
 mod scan;
 mod store;
 mod vacuum;

@@ -34,6 +34,8 @@ pub enum Kind {
     Data = 4,
     /// Free to reuse (recorded in the free space map; trusted only when it reads so).
     Free = 6,
+    /// The list of displaced pages to free once no snapshot can read them (`reclaim`).
+    Reclaim = 7,
 }
 
 /// A buffer page's flag: a flush froze it (inserts go to the new tail).
@@ -371,6 +373,14 @@ impl Image {
     }
 
     /// Item `i`'s bytes (0-based), to change in place.
+    /// Remove items `idx` (0-based, ascending, distinct), compacting the page.
+    pub fn delete_items(&mut self, idx: &[usize]) {
+        let mut offsets: Vec<pg_sys::OffsetNumber> = idx.iter().map(|&i| (i + 1) as u16).collect();
+        // SAFETY: a valid page image; every offset names one of its items (callers take
+        // them from `Locked::items` of the same page, under its exclusive lock).
+        unsafe { pg_sys::PageIndexMultiDelete(self.0, offsets.as_mut_ptr(), offsets.len() as i32) }
+    }
+
     pub fn item_mut(&mut self, i: usize) -> &mut [u8] {
         // SAFETY: a valid page image whose items were checked when the page was read
         // (`Locked::items`); `i` is below the item count.

@@ -120,6 +120,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     maintain::make_room(rel, &maint);
     maintain::flush(rel, &maint);
     maintain::merge_due(rel, &maint, u64::MAX);
+    super::reclaim::reclaim(rel, std::ptr::null_mut(), &maint);
     maintain::free_displaced(rel, std::ptr::null_mut(), &maint);
     drop(maint);
     let meta = Meta::read(rel);
