@@ -217,6 +217,11 @@ pub unsafe extern "C-unwind" fn amgettuple(
             Some(Some(l)) => Some(l.clone()),
             None => None,
         };
+        // PostgreSQL 18's EXPLAIN ANALYZE shows the index searches an access method counts
+        #[cfg(feature = "pg18")]
+        if !(*scan).instrument.is_null() {
+            (*(*scan).instrument).nsearches += 1;
+        }
         let meta = Meta::read(index);
         let (docs, _) = read_chain(index, &meta, None);
         let segments = meta

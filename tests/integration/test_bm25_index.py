@@ -353,6 +353,11 @@ def test_order_by_the_operator_uses_the_index_and_explain_shows_it(db):
                 "ORDER BY tsv <@> qortex_bm25_query('simple', 'omni') LIMIT 2900) s"]:
         p = plan(sql)
         assert "Index Scan using t_bm25 on t" in p and "Order By:" in p, p
+    if db.info.server_version >= 180000:  # EXPLAIN ANALYZE counts the index's searches
+        analyzed = "\n".join(r[0] for r in db.execute(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT id FROM t "
+            "ORDER BY tsv <@> qortex_bm25_query('simple', 'omni') LIMIT 10"))
+        assert "Index Searches: 1" in analyzed, analyzed
     db.execute("PREPARE top(text, int) AS SELECT id FROM t "
                "ORDER BY tsv <@> qortex_bm25_query('simple', $1) LIMIT $2")
     db.execute("SET plan_cache_mode = force_generic_plan")
