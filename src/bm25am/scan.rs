@@ -18,7 +18,7 @@ use crate::settings;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use qortex_core::bm25::{scope_lexeme, score_doc, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
+use qortex_core::bm25::{scope_lexeme, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
 use qortex_core::hybrid::text::{Bm25, TsVector};
 use std::cell::RefCell;
 
@@ -28,6 +28,8 @@ const FIRST_BATCH: usize = 10;
 /// Statistics a scan scores with, for the operator evaluated beside it.
 struct Active {
     scan: usize,
+    /// The query as the scan got it, and its lexemes.
+    query: Vec<u8>,
     lexemes: Vec<Vec<u8>>,
     idfs: Vec<f64>,
     avgdl: f64,
@@ -40,6 +42,7 @@ thread_local! {
 
 #[derive(Default)]
 struct ScanState {
+    query: Vec<u8>,
     lexemes: Vec<Vec<u8>>,
     /// The scope the keys ask for: None, unscoped; Some(None), no row can match (a NULL
     /// key, or keys asking for two values).
@@ -179,6 +182,7 @@ pub unsafe extern "C-unwind" fn amrescan(
     }
     let bytes = <&[u8]>::from_datum(key.sk_argument, false).expect("a non-null query");
     st.lexemes = query_lexemes(bytes);
+    st.query = bytes.to_vec();
     if norderbys > 0 {
         std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
     }
@@ -234,6 +238,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
         ACTIVE.with(|a| {
             a.borrow_mut().push(Active {
                 scan: st.key,
+                query: st.query.clone(),
                 lexemes: st.lexemes.clone(),
                 idfs: s.idfs(),
                 avgdl: s.prepared.avgdl,
@@ -291,17 +296,39 @@ STABLE STRICT PARALLEL SAFE COST 100000 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCT
     requires = ["qortex_bm25_query_type"]
 )]
 fn qortex_bm25_distance(document: &[u8], query: &[u8]) -> f64 {
-    let lexemes = query_lexemes(query);
     let k = bm25();
-    let found = ACTIVE.with(|a| {
-        let a = a.borrow();
-        let mut same = a.iter().filter(|x| x.lexemes == lexemes && x.bm25 == k);
-        let first = same.next().map(|x| (x.idfs.clone(), x.avgdl));
-        let ambiguous =
-            same.any(|x| Some((&x.idfs, x.avgdl)) != first.as_ref().map(|f| (&f.0, f.1)));
-        (first, ambiguous)
+    let tsv = TsVector::new(document).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("<@>: the document is not a tsvector: {e}"),
+        )
     });
-    let (Some((idfs, avgdl)), false) = found else {
+    // the scan of this query (the same bytes, or failing that the same lexemes); two with
+    // different statistics leave it ambiguous
+    let score = ACTIVE.with(|a| {
+        let a = a.borrow();
+        let mut lexemes: Option<Vec<Vec<u8>>> = None;
+        let mut found: Option<&Active> = None;
+        for x in a.iter().filter(|x| x.bm25 == k) {
+            if x.query != query && x.lexemes != *lexemes.get_or_insert_with(|| query_lexemes(query))
+            {
+                continue;
+            }
+            match found {
+                Some(f) if f.idfs != x.idfs || f.avgdl != x.avgdl => return None,
+                Some(_) => {}
+                None => found = Some(x),
+            }
+        }
+        let x = found?;
+        let terms = x
+            .lexemes
+            .iter()
+            .map(Vec::as_slice)
+            .zip(x.idfs.iter().copied());
+        Some(k.score_terms(terms, &tsv, x.avgdl))
+    });
+    let Some(score) = score else {
         crate::errors::error(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "tsvector <@> qortex_bm25_query is scored only beside a qortex_bm25 index scan of the same query",
@@ -309,15 +336,5 @@ fn qortex_bm25_distance(document: &[u8], query: &[u8]) -> f64 {
         .hint("Use it as ORDER BY column <@> query LIMIT k over a column with a qortex_bm25 index (the same expression may also appear in the SELECT list).")
         .raise()
     };
-    let tsv = TsVector::new(document).unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("<@>: the document is not a tsvector: {e}"),
-        )
-    });
-    let doc = qortex_core::bm25::Doc::from_entries(0, tsv.entries());
-    match doc {
-        Some(d) => -score_doc(&k, &d, &lexemes, &idfs, avgdl),
-        None => 0.0,
-    }
+    0.0 - score // (0, not -0, for a row without the query's lexemes)
 }

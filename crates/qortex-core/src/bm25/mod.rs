@@ -3,17 +3,21 @@
 //!
 //! - `record`: a document as the write buffer holds it (one line item per document).
 //! - `segment`: an immutable segment's bytes (sorted dictionary, posting blocks with true
-//!   block bounds, document → TID map, dead-document bitmap) and reading them back.
+//!   block bounds, document → TID map, dead-document bitmap) and reading them back;
+//!   `pack`: its posting blocks, bit-packed.
 //! - `search`: the exact top-k over a write buffer and any number of segments, with the
 //!   statistics (N, average length, document frequencies) counted over all of them.
+//! - `topk`: one segment's exact top-k, document at a time (MaxScore, block-max bounds).
 //! - `merge`: segments (and buffered documents) folded into one segment's documents,
 //!   dropping the dead.
 //! - `check`: a segment's structure, and an index's documents against its table's.
 pub mod check;
 pub mod merge;
+pub mod pack;
 pub mod record;
 pub mod search;
 pub mod segment;
+pub mod topk;
 
 pub use merge::{live_docs, tier_of, MERGE_FANOUT};
 pub use record::{scope_lexeme, Doc, RecordError};

@@ -3,7 +3,7 @@
 //! Statistics are the index's as a whole: N and Σ length over every document the buffer
 //! and the segments hold (dead ones too, until a merge drops them: so df ≤ N always), a
 //! lexeme's df summed over all of them. The buffer is scored exhaustively (it is small);
-//! each segment by MaxScore with block-max bounds (`hybrid::text::index::top_k`), skipping
+//! each segment document at a time by MaxScore with block-max bounds (`topk`), skipping
 //! its dead documents. The results are ordered by score, then by where they are (the
 //! segments in the order given, the buffer last) and docno: a total order, so asking again
 //! for more rows returns the same first rows.
@@ -13,18 +13,11 @@
 //! segment's top-k admits only the docnos of the scope's postings, the buffer only the
 //! documents that hold it. The statistics stay the whole index's.
 use super::record::Doc;
-use super::segment::{is_dead, BlockRef, Bytes, Corrupt, Segment, TermEntry};
+use super::segment::{BlockRef, Bytes, Corrupt, Segment};
+use super::topk::{self, Admit, Blocks};
 use super::Tid;
 use crate::hybrid::text::index::codec::Posting;
-use crate::hybrid::text::index::topk::{top_k, BlockSource, Query, TermList};
 use crate::hybrid::text::{idf, Bm25};
-use std::cell::RefCell;
-use std::collections::HashSet;
-
-/// Postings the first phase of a segment's top-k reads at most, and below which it reads
-/// them all (`hybrid::text::index::top_k`; the values of qortex's text leg).
-const BOOTSTRAP: usize = 1_000;
-const EXHAUSTIVE: usize = 8_000;
 
 /// A row of the result: its score (> 0: it has a query lexeme) and heap TID.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,7 +29,6 @@ pub struct Hit {
 /// What a query needs of each segment, read once: the query's entries and the blocks of
 /// those present, and the dead bitmap.
 struct SegmentTerms {
-    entries: Vec<Option<TermEntry>>,
     blocks: Vec<Vec<BlockRef>>,
     dead: Vec<u8>,
     /// With a scope: its documents (docnos, ascending).
@@ -68,37 +60,25 @@ pub struct Searcher<B: Bytes> {
 struct Source<'a, B: Bytes> {
     segment: &'a Segment<B>,
     blocks: &'a [Vec<BlockRef>],
-    error: RefCell<Option<Corrupt>>,
 }
 
-impl<B: Bytes> BlockSource for Source<'_, B> {
-    fn fetch(&mut self, wanted: &[(usize, usize)]) -> Vec<Vec<Posting>> {
-        wanted
-            .iter()
-            .map(|&(t, j)| match self.segment.postings(&self.blocks[t][j]) {
-                Ok(ps) => ps,
-                Err(e) => {
-                    self.error.borrow_mut().get_or_insert(e);
-                    Vec::new()
-                }
-            })
-            .collect()
+impl<B: Bytes> Blocks for Source<'_, B> {
+    fn read(&mut self, t: usize, j: usize) -> Result<Vec<Posting>, Corrupt> {
+        self.segment.postings(&self.blocks[t][j])
     }
 }
 
 /// A document's BM25 for lexemes (sorted lookups in its sorted terms), with their idf.
 pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgdl: f64) -> f64 {
-    let norm = bm25.k1 * (1.0 - bm25.b + bm25.b * doc.len as f64 / avgdl.max(1e-9));
     lexemes
         .iter()
         .zip(idfs)
-        .filter_map(|(l, idf)| {
+        .filter_map(|(l, &idf)| {
             let i = doc
                 .terms
                 .binary_search_by(|(t, _)| t.as_slice().cmp(l))
                 .ok()?;
-            let tf = doc.terms[i].1 as f64;
-            Some(idf * tf * (bm25.k1 + 1.0) / (tf + norm))
+            Some(topk::part(bm25, idf, doc.terms[i].1, doc.len, avgdl))
         })
         .sum()
 }
@@ -158,7 +138,6 @@ impl<B: Bytes> Searcher<B> {
             let any = entries.iter().any(Option::is_some)
                 && scoped.as_ref().is_none_or(|d| !d.is_empty());
             segs.push(SegmentTerms {
-                entries,
                 blocks,
                 dead: if any { s.dead_bits()? } else { Vec::new() },
                 scope: scoped,
@@ -196,54 +175,25 @@ impl<B: Bytes> Searcher<B> {
         p.df.iter().map(|&d| idf(p.n, d)).collect()
     }
 
-    /// BM25 of one document under these statistics (the operator outside a scan).
-    pub fn score(&self, doc: &Doc) -> f64 {
-        let p = &self.prepared;
-        score_doc(&p.bm25, doc, &p.lexemes, &self.idfs(), p.avgdl)
-    }
-
-    /// A segment's best `k` (and its ties at the k-th score), kept for a later larger k.
+    /// A segment's best `k`, kept for a later larger k.
     fn segment_top(&mut self, s: usize, k: usize) -> Result<(), Corrupt> {
-        let st = &self.prepared.segments[s];
+        let idfs = self.idfs();
+        let p = &self.prepared;
+        let st = &p.segments[s];
         if st.complete || st.found.len() >= k {
             return Ok(());
         }
-        let terms: Vec<TermList> = st
-            .entries
-            .iter()
-            .zip(&st.blocks)
-            .zip(&self.prepared.df)
-            .map(|((e, bs), &df)| TermList {
-                df: if e.is_some() { df } else { 0.0 },
-                blocks: bs.iter().map(|b| b.header).collect(),
-                delta: Vec::new(),
-            })
-            .collect();
-        let (dead, scope) = (&st.dead, &st.scope);
-        let allowed = |d: u32, _global: bool| {
-            !is_dead(dead, d) && scope.as_ref().is_none_or(|s| s.binary_search(&d).is_ok())
-        };
-        let none = HashSet::new();
-        let q = Query {
-            n: self.prepared.n,
-            avgdl: self.prepared.avgdl,
-            bm25: self.prepared.bm25,
-            k,
-            allowed: &allowed,
-            dead: &none,
-            bootstrap: BOOTSTRAP,
-            exhaustive: EXHAUSTIVE,
+        let segment = &self.segments[s];
+        let admit = Admit {
+            dead: &st.dead,
+            scope: st.scope.as_deref(),
+            num_docs: segment.num_docs(),
         };
         let mut src = Source {
-            segment: &self.segments[s],
+            segment,
             blocks: &st.blocks,
-            error: RefCell::new(None),
         };
-        let (found, _) = top_k(&terms, &q, &mut src);
-        if let Some(e) = src.error.into_inner() {
-            return Err(e);
-        }
-        let found: Vec<(u32, f64)> = found.into_iter().filter(|h| h.1 > 0.0).collect();
+        let found = topk::top_k(&st.blocks, &idfs, &p.bm25, p.avgdl, k, &admit, &mut src)?;
         let st = &mut self.prepared.segments[s];
         st.complete = found.len() < k;
         st.found = found;
@@ -300,6 +250,7 @@ mod tests {
     use crate::bm25::segment::tests::doc;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+    use std::collections::HashSet;
 
     /// The reference: every document scored by the formula, N and df over all of them;
     /// only those holding `scope` returned.

@@ -4,9 +4,10 @@
 //! header   magic, version, counts, Σ length, the offsets below          (HEADER_LEN bytes)
 //! index    per dictionary block: its offset and length, its first lexeme
 //! dict     blocks of up to DICT_BLOCK lexemes, sorted: lexeme, df, first block, blocks
-//! blocks   per posting block (32 bytes): first and last docno, postings, max tf, min
-//!          length, its bytes' offset and length — a true bound of any posting's score
-//! postings the blocks (`hybrid::text::index::codec`: docno deltas, tf, length)
+//! blocks   per posting block (26 bytes): first and last docno, min length, its bytes'
+//!          offset, postings, max tf, its bytes' length — a true bound of any posting's
+//!          score
+//! postings the blocks, bit-packed (`pack`: docno deltas, tf, length)
 //! docmap   per docno, its heap TID (6 bytes)
 //! dead     a bit per docno, set by VACUUM; starts at a multiple of `align` so that VACUUM
 //!          changes only the pages that hold it
@@ -14,17 +15,19 @@
 //!
 //! Docnos are the documents' positions in the segment. Every read goes through `Bytes`, so
 //! a reader loads the header and the index once and then only the parts a query needs.
+use super::pack;
 use super::record::Doc;
 use super::Tid;
-use crate::hybrid::text::index::codec::{self, BlockHeader, Posting, BLOCK};
+use crate::hybrid::text::index::codec::{BlockHeader, Posting, BLOCK};
 use std::collections::HashMap;
 
 pub const MAGIC: u32 = 0x5142_5347; // "QBSG"
-pub const VERSION: u16 = 1;
+/// 2: postings bit-packed, 26-byte block entries (1: varbytes, 32).
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 88;
 /// Lexemes per dictionary block: a lookup reads the index (once) and one block.
 pub const DICT_BLOCK: usize = 64;
-const BLOCK_ENTRY: usize = 32;
+const BLOCK_ENTRY: usize = 26;
 const TID_LEN: usize = 6;
 
 /// Bytes that are not what the segment's header says (the shell reports which index).
@@ -146,7 +149,10 @@ pub fn encode_segment(docs: &[Doc], align: usize) -> Vec<u8> {
     for chunk in terms.chunks(DICT_BLOCK) {
         let start = dict.len();
         for (lex, ps) in chunk {
-            let bs = codec::blocks(ps);
+            let bs: Vec<(BlockHeader, Vec<u8>)> = ps
+                .chunks(BLOCK)
+                .map(|c| (BlockHeader::of(c), pack::encode(c)))
+                .collect();
             dict.extend_from_slice(&(lex.len() as u16).to_le_bytes());
             dict.extend_from_slice(lex);
             dict.extend_from_slice(&(ps.len() as u32).to_le_bytes());
@@ -155,12 +161,11 @@ pub fn encode_segment(docs: &[Doc], align: usize) -> Vec<u8> {
             for (h, data) in bs {
                 blocks.extend_from_slice(&h.first.to_le_bytes());
                 blocks.extend_from_slice(&h.last.to_le_bytes());
-                blocks.extend_from_slice(&h.n.to_le_bytes());
-                blocks.extend_from_slice(&h.max_tf.to_le_bytes());
-                blocks.extend_from_slice(&0u16.to_le_bytes());
                 blocks.extend_from_slice(&h.min_dl.to_le_bytes());
-                blocks.extend_from_slice(&(data.len() as u32).to_le_bytes());
                 blocks.extend_from_slice(&(postings.len() as u64).to_le_bytes());
+                blocks.extend_from_slice(&(h.n as u16).to_le_bytes());
+                blocks.extend_from_slice(&h.max_tf.to_le_bytes());
+                blocks.extend_from_slice(&(data.len() as u16).to_le_bytes());
                 postings.extend_from_slice(&data);
                 n_blocks += 1;
             }
@@ -252,13 +257,19 @@ pub fn parse_header(b: &[u8]) -> Result<Header, Corrupt> {
     Ok(h)
 }
 
+/// A lexeme of a dictionary block: where it is in the block's bytes (start, length), and
+/// its entry.
+type DictEntry = (usize, usize, TermEntry);
+
 /// A segment open for reading: its header and dictionary index in memory.
 #[derive(Clone)]
 pub struct Segment<B: Bytes> {
     pub bytes: B,
     pub header: Header,
-    /// Per dictionary block: offset (from `dict_off`), length, first lexeme.
-    index: Vec<(u32, u32, Vec<u8>)>,
+    /// Per dictionary block: offset (from `dict_off`), length, and where its first lexeme
+    /// is in `index_bytes` (start, length).
+    index: Vec<(u32, u32, u32, u16)>,
+    index_bytes: Vec<u8>,
 }
 
 impl<B: Bytes> Segment<B> {
@@ -276,12 +287,12 @@ impl<B: Bytes> Segment<B> {
         for _ in 0..header.index_count {
             let off = u32_at(&raw, at)?;
             let len = u32_at(&raw, at + 4)?;
-            let l = u16_at(&raw, at + 8)? as usize;
-            let first = raw
-                .get(at + 10..at + 10 + l)
-                .ok_or_else(|| corrupt("index"))?;
-            index.push((off, len, first.to_vec()));
-            at += 10 + l;
+            let l = u16_at(&raw, at + 8)?;
+            if at + 10 + l as usize > raw.len() {
+                return Err(corrupt("index"));
+            }
+            index.push((off, len, (at + 10) as u32, l));
+            at += 10 + l as usize;
         }
         if at != raw.len() {
             return Err(corrupt("index: trailing bytes"));
@@ -290,7 +301,13 @@ impl<B: Bytes> Segment<B> {
             bytes,
             header,
             index,
+            index_bytes: raw,
         })
+    }
+
+    /// A dictionary block's first lexeme.
+    fn first(&self, at: u32, len: u16) -> &[u8] {
+        &self.index_bytes[at as usize..at as usize + len as usize]
     }
 
     pub fn num_docs(&self) -> u32 {
@@ -301,8 +318,9 @@ impl<B: Bytes> Segment<B> {
         self.header.total_len
     }
 
-    fn dict_block(&self, i: usize) -> Result<Vec<(Vec<u8>, TermEntry)>, Corrupt> {
-        let (off, len, _) = &self.index[i];
+    /// A dictionary block's bytes, and its entries.
+    fn dict_block(&self, i: usize) -> Result<(Vec<u8>, Vec<DictEntry>), Corrupt> {
+        let (off, len, ..) = &self.index[i];
         let raw = self
             .bytes
             .read(self.header.dict_off + *off as u64, *len as usize)?;
@@ -310,18 +328,18 @@ impl<B: Bytes> Segment<B> {
         let mut at = 0;
         while at < raw.len() {
             let l = u16_at(&raw, at)? as usize;
-            let lex = raw
-                .get(at + 2..at + 2 + l)
-                .ok_or_else(|| corrupt("dictionary"))?;
+            if at + 2 + l > raw.len() {
+                return Err(corrupt("dictionary"));
+            }
             let e = TermEntry {
                 df: u32_at(&raw, at + 2 + l)?,
                 first_block: u32_at(&raw, at + 6 + l)?,
                 n_blocks: u32_at(&raw, at + 10 + l)?,
             };
-            out.push((lex.to_vec(), e));
+            out.push((at + 2, l, e));
             at += 14 + l;
         }
-        Ok(out)
+        Ok((raw, out))
     }
 
     /// Each lexeme's entry (`None` where the segment does not have it), reading each
@@ -332,16 +350,17 @@ impl<B: Bytes> Segment<B> {
         for (q, lex) in lexemes.iter().enumerate() {
             let i = self
                 .index
-                .partition_point(|(_, _, first)| first.as_slice() <= lex.as_slice());
+                .partition_point(|&(_, _, at, l)| self.first(at, l) <= lex.as_slice());
             if i > 0 {
                 by_block.entry(i - 1).or_default().push(q);
             }
         }
         for (i, qs) in by_block {
-            let block = self.dict_block(i)?;
+            let (raw, block) = self.dict_block(i)?;
             for q in qs {
-                if let Ok(j) = block.binary_search_by(|(l, _)| l.as_slice().cmp(&lexemes[q])) {
-                    out[q] = Some(block[j].1);
+                let found = block.binary_search_by(|&(at, l, _)| raw[at..at + l].cmp(&lexemes[q]));
+                if let Ok(j) = found {
+                    out[q] = Some(block[j].2);
                 }
             }
         }
@@ -354,7 +373,12 @@ impl<B: Bytes> Segment<B> {
             (self.header.num_terms as usize).min(self.header.bytes as usize / 8),
         );
         for i in 0..self.index.len() {
-            out.extend(self.dict_block(i)?);
+            let (raw, block) = self.dict_block(i)?;
+            out.extend(
+                block
+                    .into_iter()
+                    .map(|(at, l, e)| (raw[at..at + l].to_vec(), e)),
+            );
         }
         if out.len() != self.header.num_terms as usize {
             return Err(corrupt("dictionary: wrong number of lexemes"));
@@ -373,17 +397,17 @@ impl<B: Bytes> Segment<B> {
             let header = BlockHeader {
                 first: u32_at(c, 0)?,
                 last: u32_at(c, 4)?,
-                n: u32_at(c, 8)?,
-                max_tf: u16_at(c, 12)?,
-                min_dl: u32_at(c, 16)?,
+                min_dl: u32_at(c, 8)?,
+                n: u16_at(c, 20)? as u32,
+                max_tf: u16_at(c, 22)?,
             };
-            if header.first > header.last || header.n as usize > 2 * BLOCK {
+            if header.first > header.last || header.n == 0 || header.n as usize > BLOCK {
                 return Err(corrupt("block table"));
             }
             out.push(BlockRef {
                 header,
-                len: u32_at(c, 20)?,
-                off: u64_at(c, 24)?,
+                off: u64_at(c, 12)?,
+                len: u16_at(c, 24)? as u32,
             });
         }
         Ok(out)
@@ -394,12 +418,11 @@ impl<B: Bytes> Segment<B> {
         let raw = self
             .bytes
             .read(self.header.postings_off + b.off, b.len as usize)?;
-        let ps = codec::decode(&raw).ok_or_else(|| corrupt("posting block"))?;
-        let ok = ps.len() == b.header.n as usize
-            && ps.first().is_some_and(|p| p.docno == b.header.first)
-            && ps
-                .last()
-                .is_some_and(|p| p.docno == b.header.last && p.docno < self.header.num_docs);
+        let ps = pack::decode(&raw, b.header.first, b.header.n as usize)
+            .ok_or_else(|| corrupt("posting block"))?;
+        let ok = ps
+            .last()
+            .is_some_and(|p| p.docno == b.header.last && p.docno < self.header.num_docs);
         if !ok {
             return Err(corrupt("posting block: not what its header says"));
         }
