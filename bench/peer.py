@@ -47,6 +47,8 @@ The `qortex_bm25` index access method beside them (--am-parts; --am-only runs on
   slices (tables in rotating order, CHECKPOINT before each) into copies of the table with
   (a) HNSW + GIN, (b) + qortex_bm25, (c) + pg_textsearch instead; rows/s and b/a, c/a.
 New rows (writes, writer) are bench/latency.py's synthetic chunks (new text, new vectors).
+Without pg_textsearch (PostgreSQL 15), --am-only runs the same parts beside GIN +
+ts_rank_cd alone, and ratios are against GIN + ts_rank_cd's one-off p50.
 Connects with the libpq environment. Refuses a debug build.
 """
 import argparse
@@ -69,9 +71,13 @@ CREATE TABLE {t} (id text PRIMARY KEY, content text NOT NULL, metadata jsonb NOT
 INDEXES = """
 CREATE INDEX {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 CREATE INDEX {t}_gin ON {t} USING gin (tsv);
-CREATE INDEX {t}_bm25 ON {t} USING bm25 (content) WITH (text_config = 'english');
 ANALYZE {t};
 """
+PGTS_INDEX = """
+CREATE INDEX {t}_bm25 ON {t} USING bm25 (content) WITH (text_config = 'english');
+"""
+# whether pg_textsearch is here (PostgreSQL 15 has none: --am-only runs beside GIN alone)
+PGTS = [True]
 COLUMNS = '{"id": "id", "embedding": "embedding", "content": "content", "tsvector": "tsv", ' \
           '"metadata": "metadata"}'
 
@@ -107,7 +113,7 @@ def build(conn, table, rows):
                     (table,)).fetchone()[0]:
         return
     conn.execute(f"DROP TABLE IF EXISTS {table}")  # left by an interrupted build
-    t0 = latency.load(conn, table, rows, DDL, INDEXES)
+    t0 = latency.load(conn, table, rows, DDL, INDEXES + (PGTS_INDEX if PGTS[0] else ""))
     conn.execute("SELECT qortex_register_collection(%s, %s, %s)", (table, table, COLUMNS))
     print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -117,7 +123,8 @@ def sizes(conn, table):
         return conn.execute("SELECT pg_total_relation_size(%s)", (rel,)).fetchone()[0] / 2**20
     ours = conn.execute("SELECT (details->'text_leg'->'text_index'->>'size_bytes')::float8 "
                         "FROM qortex_collections() WHERE name = %s", (table,)).fetchone()[0]
-    print(f"  index sizes: pg_textsearch {size(f'{table}_bm25'):.1f} MB, qortex BM25 "
+    peer = f"pg_textsearch {size(f'{table}_bm25'):.1f} MB, " if PGTS[0] else ""
+    print(f"  index sizes: {peer}qortex BM25 "
           f"{ours / 2**20:.1f} MB, GIN {size(f'{table}_gin'):.1f} MB, "
           f"HNSW {size(f'{table}_hnsw'):.1f} MB", flush=True)
 
@@ -158,7 +165,7 @@ def am_info(conn, index):
 
 def text_methods(t):
     """Text-only top 10, and the bare HNSW query for scale; `k` written in."""
-    return {
+    ms = {
         "pg_textsearch":
             f"SELECT id FROM {t} ORDER BY content <@> to_bm25query(%(text)s, '{t}_bm25') LIMIT 10",
         "qortex_bm25":
@@ -169,6 +176,9 @@ def text_methods(t):
         "HNSW (vector only)":
             f"SELECT id FROM {t} ORDER BY embedding <=> %(emb)s::vector LIMIT 10",
     }
+    if not PGTS[0]:
+        del ms["pg_textsearch"]
+    return ms
 
 
 def param_of(sql, q):
@@ -184,7 +194,10 @@ def am_build(conn, t):
             ("GIN", f"{t}_gin_copy", f"CREATE INDEX {t}_gin_copy ON {t} USING gin (tsv)"),
             ("pg_textsearch", f"{t}_bm25_copy", f"CREATE INDEX {t}_bm25_copy ON {t} USING bm25 "
                                                 "(content) WITH (text_config = 'english')")]:
-        ex(conn, f"DROP INDEX IF EXISTS {t}_gin_copy, {t}_bm25_copy")
+        if name == "pg_textsearch" and not PGTS[0]:
+            continue
+        ex(conn, f"DROP INDEX IF EXISTS {t}_gin_copy")
+        ex(conn, f"DROP INDEX IF EXISTS {t}_bm25_copy")
         t0 = time.perf_counter()
         ex(conn, sql)
         builds[name] = (time.perf_counter() - t0, relsize(conn, idx))
@@ -192,7 +205,8 @@ def am_build(conn, t):
             ex(conn, f"DROP INDEX {idx}")
     ex(conn, f"ANALYZE {t}")
     sz = {n: relsize(conn, f"{t}_{s}") for n, s in
-          [("pg_textsearch", "bm25"), ("qortex_bm25", "qbm25"), ("GIN", "gin"), ("HNSW", "hnsw")]}
+          [("pg_textsearch", "bm25"), ("qortex_bm25", "qbm25"), ("GIN", "gin"), ("HNSW", "hnsw")]
+          if PGTS[0] or n != "pg_textsearch"}
     mwm, pmw = (ex(conn, f"SHOW {g}").fetchone()[0]
                 for g in ("maintenance_work_mem", "max_parallel_maintenance_workers"))
     print(f"  {t}: index builds (maintenance_work_mem {mwm}, "
@@ -249,13 +263,14 @@ def am_latency(conn, pconn, t, queries, n):
             rows[(m, f)].append(len(got))
             ids[(m, f, i)] = got
     out = {}
-    base = statistics.median(times[("pg_textsearch", "one-off")])
+    peer = "pg_textsearch" if PGTS[0] else "GIN + ts_rank_cd"
+    base = statistics.median(times[(peer, "one-off")])
     for m, f in names:
         tt = sorted(times[(m, f)])
         p50, p95 = statistics.median(tt), tt[int(0.95 * (len(tt) - 1))]
         out[f"{m} | {f}"] = (p50, p95, statistics.mean(rows[(m, f)]))
         print(f"  {t:<9} k=10 {m:<19} {f:<9} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
-              f"{p50 / base:5.2f}x pg_textsearch one-off  rows/query "
+              f"{p50 / base:5.2f}x {peer} one-off  rows/query "
               f"{statistics.mean(rows[(m, f)]):4.1f}", flush=True)
     for m in ms:
         diff = sum(ids[(m, "one-off", i)] != ids[(m, "prepared", i)] for i in range(n))
@@ -277,6 +292,9 @@ def am_quality(conn, t, queries, rel):
         nd = statistics.mean(quality.ndcg10(r, rel[qid]) for qid, r in per[m].items())
         out[m] = nd
         print(f"  {t} nDCG@10 (top 10, {len(per[m])} queries) {m:<19} {nd:.4f}", flush=True)
+    if not PGTS[0]:
+        FIGURES.setdefault(t, {})["quality"] = {"ndcg10": out}
+        return
     a, b = per["qortex_bm25"], per["pg_textsearch"]
     same = sum(a[q] == b[q] for q in a)
     overlap = statistics.mean(len(set(a[q]) & set(b[q])) / max(1, len(b[q])) for q in a)
@@ -296,7 +314,7 @@ def copy_table(conn, src, dst, text_indexes):
     ex(conn, f"CREATE INDEX {dst}_hnsw ON {dst} USING hnsw (embedding vector_cosine_ops) "
              "WITH (m = 16, ef_construction = 64)")
     ex(conn, f"CREATE INDEX {dst}_gin ON {dst} USING gin (tsv)")
-    if "pg_textsearch" in text_indexes:
+    if "pg_textsearch" in text_indexes and PGTS[0]:
         ex(conn, f"CREATE INDEX {dst}_bm25 ON {dst} USING bm25 (content) "
                  "WITH (text_config = 'english')")
     if "qortex_bm25" in text_indexes:
@@ -316,6 +334,8 @@ def am_writes(conn, src, corpus, n):
     copy_table(conn, src, w, ("pg_textsearch", "qortex_bm25"))
     idx = {"pg_textsearch": f"{w}_bm25", "qortex_bm25": f"{w}_qbm25", "GIN": f"{w}_gin",
            "HNSW": f"{w}_hnsw"}
+    if not PGTS[0]:
+        del idx["pg_textsearch"]
     steps = {}
     def step(label):
         steps[label] = ({n_: relsize(conn, i) for n_, i in idx.items()},
@@ -330,8 +350,9 @@ def am_writes(conn, src, corpus, n):
     step(f"after {n:,} inserts")
     ex(conn, f"VACUUM {w}")
     step("after VACUUM")
-    ex(conn, f"SELECT qortex_bm25_merge('{idx['qortex_bm25']}'), "
-             f"bm25_force_merge('{idx['pg_textsearch']}')")
+    ex(conn, f"SELECT qortex_bm25_merge('{idx['qortex_bm25']}')")
+    if PGTS[0]:
+        ex(conn, f"SELECT bm25_force_merge('{idx['pg_textsearch']}')")
     step("after merges")
     # the criterion's baseline: each index built anew over the same (final) rows
     for i in idx.values():
@@ -354,6 +375,8 @@ def am_writer(conn, src, corpus, seconds, slices=10):
     the same rows in the same order."""
     variants = {"a": ("HNSW + GIN", ()), "b": ("+ qortex_bm25", ("qortex_bm25",)),
                 "c": ("+ pg_textsearch", ("pg_textsearch",))}
+    if not PGTS[0]:
+        del variants["c"]
     for v, (_, text) in variants.items():
         copy_table(conn, src, f"{src}_writer_{v}", text)
     rows = new_rows(corpus, int(seconds * 600) + 1000, seed=13)
@@ -361,7 +384,7 @@ def am_writer(conn, src, corpus, seconds, slices=10):
     per_slice = {v: [] for v in variants}
     names = list(variants)
     for s_ in range(slices):
-        for v in names[s_ % 3:] + names[:s_ % 3]:
+        for v in names[s_ % len(names):] + names[:s_ % len(names)]:
             t = f"{src}_writer_{v}"
             ins = f"INSERT INTO {t} (id, content, embedding) VALUES (%s, %s, %s::vector)"
             ex(conn, "CHECKPOINT")
@@ -464,7 +487,12 @@ def main():
     db = Db()
     conn = db.conn
     common.require_release(conn)
-    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_textsearch")
+    PGTS[0] = conn.execute("SELECT count(*) FROM pg_available_extensions "
+                           "WHERE name = 'pg_textsearch'").fetchone()[0] > 0
+    if PGTS[0]:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_textsearch")
+    elif not args.am_only:
+        raise SystemExit("pg_textsearch is not installed: only --am-only runs without it")
     print(conn.execute("SELECT version()").fetchone()[0].split(" on ")[0] + "; "
           + ", ".join(f"{n} {v}" for n, v in conn.execute(
               "SELECT extname, extversion FROM pg_extension "
