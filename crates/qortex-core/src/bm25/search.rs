@@ -78,7 +78,7 @@ pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgd
                 .terms
                 .binary_search_by(|(t, _)| t.as_slice().cmp(l))
                 .ok()?;
-            Some(topk::part(bm25, idf, doc.terms[i].1, doc.len, avgdl))
+            Some(bm25.part(idf, doc.terms[i].1, doc.len, avgdl))
         })
         .sum()
 }

@@ -22,8 +22,8 @@
 //! tying with the k-th score cannot displace it, and a bound that only reaches θ prunes.
 use super::segment::{is_dead, BlockRef, Corrupt};
 use crate::hybrid::text::index::codec::Posting;
+use crate::hybrid::text::index::topk::Entry;
 use crate::hybrid::text::Bm25;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 /// Reads a posting block of a query term.
@@ -57,13 +57,6 @@ impl Admit<'_> {
             d += 1;
         }
     }
-}
-
-/// A term's part of a document's BM25 (the formula `score_doc` sums).
-pub fn part(bm25: &Bm25, idf: f64, tf: u16, dl: u32, avgdl: f64) -> f64 {
-    let norm = bm25.k1 * (1.0 - bm25.b + bm25.b * dl as f64 / avgdl.max(1e-9));
-    let tf = tf as f64;
-    idf * tf * (bm25.k1 + 1.0) / (tf + norm)
 }
 
 /// A term's position in its blocks.
@@ -140,21 +133,6 @@ impl Cursor<'_> {
     }
 }
 
-#[derive(PartialEq)]
-struct Entry(f64, u32);
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    // the heap's top is the worst: the lowest score, then the highest docno
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
-    }
-}
-
 /// Below θ by more than rounding: a bound summed in another order than the score it bounds
 /// may differ from it in the last bits, so a bound this close is not trusted to prune.
 fn below(bound: f64, theta: f64) -> bool {
@@ -182,7 +160,7 @@ pub fn top_k(
         .map(|(bs, &idf)| {
             let bound: Vec<f64> = bs
                 .iter()
-                .map(|b| part(bm25, idf, b.header.max_tf, b.header.min_dl, avgdl))
+                .map(|b| bm25.part(idf, b.header.max_tf, b.header.min_dl, avgdl))
                 .collect();
             Cursor {
                 blocks: bs,
@@ -268,7 +246,7 @@ pub fn top_k(
             }
             let c = &mut cursors[t];
             let p = c.posting(t, src)?;
-            parts[t] = part(bm25, idfs[t], p.tf, p.dl, avgdl);
+            parts[t] = bm25.part(idfs[t], p.tf, p.dl, avgdl);
             score += parts[t];
             at[t] = c.seek(t, d + 1, src)?;
         }
@@ -292,7 +270,7 @@ pub fn top_k(
             }
             if c.seek(t, d, src)? == Some(d) {
                 let p = c.posting(t, src)?;
-                parts[t] = part(bm25, idfs[t], p.tf, p.dl, avgdl);
+                parts[t] = bm25.part(idfs[t], p.tf, p.dl, avgdl);
                 score += parts[t];
             }
         }
@@ -419,7 +397,7 @@ mod tests {
                     d.1.iter()
                         .enumerate()
                         .filter(|(_, &tf)| tf > 0)
-                        .map(|(t, &tf)| part(&bm25, c.idfs[t], tf, d.0, c.avgdl))
+                        .map(|(t, &tf)| bm25.part(c.idfs[t], tf, d.0, c.avgdl))
                         .sum();
                 (i as u32, s)
             })

@@ -21,6 +21,14 @@ pub fn idf(n: f64, df: f64) -> f64 {
 }
 
 impl Bm25 {
+    /// A term's part of a document's score: its idf, its count in the document and the
+    /// document's length.
+    pub fn part(&self, idf: f64, tf: u16, dl: u32, avgdl: f64) -> f64 {
+        let norm = self.k1 * (1.0 - self.b + self.b * dl as f64 / avgdl.max(1e-9));
+        let tf = tf as f64;
+        idf * tf * (self.k1 + 1.0) / (tf + norm)
+    }
+
     /// Score of one document: `terms` are (lexeme, idf) of the query; `doc` the document's
     /// lexemes with term frequencies; a lexeme without positions counts once. The
     /// document's length is its number of positions (tokens other than stop words).

@@ -86,8 +86,10 @@ pub struct Work {
     pub scored: usize,
 }
 
+/// A heap entry (score, docno) ordered so that the heap's top is the worst: the lowest
+/// score, then the highest docno.
 #[derive(PartialEq)]
-struct Entry(f64, u32);
+pub(crate) struct Entry(pub f64, pub u32);
 impl Eq for Entry {}
 impl PartialOrd for Entry {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -95,7 +97,6 @@ impl PartialOrd for Entry {
     }
 }
 impl Ord for Entry {
-    // the worst first: lowest score, then highest docno
     fn cmp(&self, o: &Self) -> Ordering {
         o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
     }
@@ -124,10 +125,7 @@ struct Search<'q, 's, S: BlockSource> {
 
 impl<S: BlockSource> Search<'_, '_, S> {
     fn part(&self, t: usize, tf: u16, dl: u32) -> f64 {
-        let (k1, b) = (self.q.bm25.k1, self.q.bm25.b);
-        let tf = tf as f64;
-        let norm = k1 * (1.0 - b + b * dl as f64 / self.q.avgdl.max(1e-9));
-        self.idf[t] * tf * (k1 + 1.0) / (tf + norm)
+        self.q.bm25.part(self.idf[t], tf, dl, self.q.avgdl)
     }
 
     fn theta(&self) -> f64 {
