@@ -103,11 +103,11 @@ pub fn verify_segment<B: Bytes>(
             }
             count += ps.len() as u64;
         }
-        if count != e.df as u64 {
+        if count != e.df() as u64 {
             report.structure += 1;
             report.note(format!(
                 "{name}: term {term:?}: df {} but {count} postings",
-                e.df
+                e.df()
             ));
         }
     }
@@ -244,7 +244,7 @@ mod tests {
         let mut offsets = Vec::new();
         for (_, e) in clean.terms().unwrap() {
             for b in clean.blocks(&e).unwrap() {
-                let at = clean.header.postings_off + b.off;
+                let at = b.off;
                 offsets.extend((at..at + b.len as u64).map(|o| o as usize));
             }
         }

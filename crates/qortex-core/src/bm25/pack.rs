@@ -33,25 +33,30 @@ impl Writer {
     }
 }
 
+/// Reads values of up to 32 bits from a bit offset: one (unaligned) 8-byte load each, from
+/// the bytes padded with zeros past their end.
 struct Reader<'a> {
     data: &'a [u8],
-    at: usize,
-    acc: u64,
-    bits: u32,
+    bit: usize,
 }
 
 impl Reader<'_> {
-    fn get(&mut self, w: u8) -> Option<u32> {
-        let w = w as u32;
-        while self.bits < w {
-            self.acc |= (*self.data.get(self.at)? as u64) << self.bits;
-            self.at += 1;
-            self.bits += 8;
-        }
-        let v = (self.acc & ((1u64 << w) - 1)) as u32;
-        self.acc >>= w;
-        self.bits -= w;
-        Some(v)
+    /// The `w`-bit value at the current offset (the bytes' length was checked against all
+    /// the values read, so a read past it only meets the padding).
+    fn get(&mut self, w: u8) -> u32 {
+        let at = self.bit / 8;
+        let word = match self.data.get(at..at + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut b = [0u8; 8];
+                let rest = self.data.get(at..).unwrap_or(&[]);
+                b[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(b)
+            }
+        };
+        let v = (word >> (self.bit % 8)) & ((1u64 << w) - 1);
+        self.bit += w as usize;
+        v as u32
     }
 }
 
@@ -99,12 +104,7 @@ pub fn decode(data: &[u8], first: u32, n: usize) -> Option<Vec<Posting>> {
     if rest.len() != bits.div_ceil(8) {
         return None;
     }
-    let mut r = Reader {
-        data: rest,
-        at: 0,
-        acc: 0,
-        bits: 0,
-    };
+    let mut r = Reader { data: rest, bit: 0 };
     let mut out = Vec::with_capacity(n);
     let mut docno = first;
     out.push(Posting {
@@ -114,7 +114,7 @@ pub fn decode(data: &[u8], first: u32, n: usize) -> Option<Vec<Posting>> {
         global: false,
     });
     for _ in 1..n {
-        docno = docno.checked_add(r.get(wd)?)?.checked_add(1)?;
+        docno = docno.checked_add(r.get(wd))?.checked_add(1)?;
         out.push(Posting {
             docno,
             tf: 0,
@@ -123,13 +123,15 @@ pub fn decode(data: &[u8], first: u32, n: usize) -> Option<Vec<Posting>> {
         });
     }
     for p in out.iter_mut() {
-        p.tf = u16::try_from(r.get(wt)? + 1).ok()?;
+        // at most 16 bits wide: +1 overflows u16 only at 65,536
+        p.tf = u16::try_from(r.get(wt) + 1).ok()?;
     }
     for p in out.iter_mut() {
-        p.dl = r.get(wl)?;
+        p.dl = r.get(wl);
     }
     // the padding is zero, so no bit of the block goes unread
-    (r.at == rest.len() && r.acc == 0).then_some(out)
+    let pad = rest.len() * 8 - bits;
+    (pad == 0 || rest[rest.len() - 1] >> (8 - pad) == 0).then_some(out)
 }
 
 #[cfg(test)]

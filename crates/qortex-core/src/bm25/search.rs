@@ -36,6 +36,8 @@ struct SegmentTerms {
     /// Hits found so far (docno, score), best first, and whether they are all of them.
     found: Vec<(u32, f64)>,
     complete: bool,
+    /// The floor they were found above (0: none; see `topk::top_k`).
+    floor: f64,
 }
 
 /// A query's statistics and the parts of the index it reads: everything but the top-k.
@@ -83,6 +85,16 @@ pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgd
         .sum()
 }
 
+/// The k-th best score of `hits` (0 with fewer than k).
+fn kth_best(hits: &[(f64, usize, u32, Option<Tid>)], k: usize) -> f64 {
+    if hits.len() < k || k == 0 {
+        return 0.0;
+    }
+    let mut scores: Vec<f64> = hits.iter().map(|h| h.0).collect();
+    scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    scores[k - 1]
+}
+
 impl<B: Bytes> Searcher<B> {
     /// Statistics and the query's entries, over `segments` and `buffer` (documents with
     /// their dead flag). `lexemes` distinct (the order is kept: it orders the sum); `scope`
@@ -116,7 +128,7 @@ impl<B: Bytes> Searcher<B> {
             for (t, e) in entries.iter().enumerate() {
                 match e {
                     Some(e) => {
-                        df[t] += e.df as f64;
+                        df[t] += e.df() as f64;
                         blocks.push(s.blocks(e)?);
                     }
                     None => blocks.push(Vec::new()),
@@ -127,7 +139,7 @@ impl<B: Bytes> Searcher<B> {
                 Some(l) => Some(match s.lookup(std::slice::from_ref(l))?[0] {
                     None => Vec::new(),
                     Some(e) => {
-                        let mut docnos = Vec::with_capacity(e.df as usize);
+                        let mut docnos = Vec::with_capacity(e.df() as usize);
                         for b in s.blocks(&e)? {
                             docnos.extend(s.postings(&b)?.iter().map(|p| p.docno));
                         }
@@ -143,6 +155,7 @@ impl<B: Bytes> Searcher<B> {
                 scope: scoped,
                 found: Vec::new(),
                 complete: !any,
+                floor: 0.0,
             });
         }
         let avgdl = if n > 0.0 { total / n } else { 1.0 };
@@ -175,12 +188,15 @@ impl<B: Bytes> Searcher<B> {
         p.df.iter().map(|&d| idf(p.n, d)).collect()
     }
 
-    /// A segment's best `k`, kept for a later larger k.
-    fn segment_top(&mut self, s: usize, k: usize) -> Result<(), Corrupt> {
+    /// A segment's best `k` of those not below `floor`, kept for a later larger k.
+    fn segment_top(&mut self, s: usize, k: usize, floor: f64) -> Result<(), Corrupt> {
         let idfs = self.idfs();
         let p = &self.prepared;
         let st = &p.segments[s];
-        if st.complete || st.found.len() >= k {
+        if st.complete
+            || st.found.len() >= k
+            || (st.found.len() < k && st.floor > 0.0 && st.floor <= floor)
+        {
             return Ok(());
         }
         let segment = &self.segments[s];
@@ -193,20 +209,34 @@ impl<B: Bytes> Searcher<B> {
             segment,
             blocks: &st.blocks,
         };
-        let found = topk::top_k(&st.blocks, &idfs, &p.bm25, p.avgdl, k, &admit, &mut src)?;
+        let found = topk::top_k(
+            &st.blocks, &idfs, &p.bm25, p.avgdl, k, floor, &admit, &mut src,
+        )?;
         let st = &mut self.prepared.segments[s];
-        st.complete = found.len() < k;
+        st.complete = found.len() < k && floor <= 0.0;
+        st.floor = floor;
         st.found = found;
         Ok(())
     }
 
-    /// The best `k` rows, best first (a total order: see the module's comment).
+    /// The best `k` rows, best first (a total order: see the module's comment). The
+    /// buffer's and the largest segments' hits come first: the k-th best score among them
+    /// is a floor the next segments' searches prune below.
     pub fn top(&mut self, k: usize) -> Result<Vec<Hit>, Corrupt> {
         // (score, source, docno or position, TID if known)
-        let mut all: Vec<(f64, usize, u32, Option<Tid>)> = Vec::new();
         let buffer_src = self.segments.len();
-        for s in 0..self.segments.len() {
-            self.segment_top(s, k)?;
+        let mut all: Vec<(f64, usize, u32, Option<Tid>)> = self
+            .prepared
+            .buffer
+            .iter()
+            .take(k)
+            .map(|&(i, sc, tid)| (sc, buffer_src, i, Some(tid)))
+            .collect();
+        let mut by_size: Vec<usize> = (0..self.segments.len()).collect();
+        by_size.sort_by_key(|&s| std::cmp::Reverse(self.segments[s].num_docs()));
+        for s in by_size {
+            let floor = kth_best(&all, k);
+            self.segment_top(s, k, floor)?;
             all.extend(
                 self.prepared.segments[s]
                     .found
@@ -214,13 +244,6 @@ impl<B: Bytes> Searcher<B> {
                     .map(|&(d, sc)| (sc, s, d, None)),
             );
         }
-        all.extend(
-            self.prepared
-                .buffer
-                .iter()
-                .take(k)
-                .map(|&(i, sc, tid)| (sc, buffer_src, i, Some(tid))),
-        );
         all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         all.truncate(k);
         let mut out = Vec::with_capacity(all.len());

@@ -3,15 +3,32 @@
 //! ```text
 //! header   magic, version, counts, Σ length, the offsets below          (HEADER_LEN bytes)
 //! index    per dictionary block: its offset and length, its first lexeme
-//! dict     blocks of up to DICT_BLOCK lexemes, sorted: lexeme, df, first block, blocks
-//! blocks   per posting block (26 bytes): first and last docno, min length, its bytes'
-//!          offset, postings, max tf, its bytes' length — a true bound of any posting's
-//!          score
-//! postings the blocks, bit-packed (`pack`: docno deltas, tf, length)
+//! dict     blocks of up to DICT_BLOCK lexemes, sorted, front-coded, each with its df and
+//!          then, for a lexeme of one posting block, the block itself (bounds and
+//!          postings), else its first entry in the block table
+//! blocks   the posting blocks of lexemes with more than one (26 bytes each): first and
+//!          last docno, min length, its bytes' offset, postings, max tf, its bytes' length
+//!          — a true bound of any posting's score
+//! postings those blocks, bit-packed (`pack`: docno deltas, tf, length)
 //! docmap   per docno, its heap TID (6 bytes)
 //! dead     a bit per docno, set by VACUUM; starts at a multiple of `align` so that VACUUM
 //!          changes only the pages that hold it
 //! ```
+//!
+//! A dictionary entry (numbers as LEB128 varints):
+//!
+//! ```text
+//! shared  suffix-length  suffix  df                  the lexeme: `shared` bytes of the one
+//!                                                    before it in the block, then `suffix`
+//! first  min-length  max-tf  [last-first  len  packed]   df ≤ BLOCK: its one block (the
+//!                                                    bracket only when df > 1)
+//! first-block                                        df > BLOCK: its blocks are the table's
+//!                                                    first-block .. + ⌈df / BLOCK⌉
+//! ```
+//!
+//! A block of one posting has no bytes: its docno, tf and length are its bounds. Most
+//! lexemes of a small segment have one posting, so this entry (about 12 bytes) is most of
+//! what they cost.
 //!
 //! Docnos are the documents' positions in the segment. Every read goes through `Bytes`, so
 //! a reader loads the header and the index once and then only the parts a query needs.
@@ -22,8 +39,9 @@ use crate::hybrid::text::index::codec::{BlockHeader, Posting, BLOCK};
 use std::collections::HashMap;
 
 pub const MAGIC: u32 = 0x5142_5347; // "QBSG"
-/// 2: postings bit-packed, 26-byte block entries (1: varbytes, 32).
-pub const VERSION: u16 = 2;
+/// 3: front-coded dictionary with one-block lexemes' blocks in it (2: 26-byte block
+/// entries for every lexeme; 1: varbyte postings).
+pub const VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 88;
 /// Lexemes per dictionary block: a lookup reads the index (once) and one block.
 pub const DICT_BLOCK: usize = 64;
@@ -82,20 +100,90 @@ pub struct Header {
     pub bytes: u64,
 }
 
-/// A lexeme's entry: its document frequency and its posting blocks.
+/// A lexeme's entry: its document frequency and its posting blocks (its one block, or
+/// where its blocks are in the block table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TermEntry {
-    pub df: u32,
-    pub first_block: u32,
-    pub n_blocks: u32,
+pub enum TermEntry {
+    One { df: u32, block: BlockRef },
+    Table { df: u32, first_block: u32 },
 }
 
-/// A posting block: its bounds and where its bytes are.
+impl TermEntry {
+    pub fn df(&self) -> u32 {
+        match *self {
+            TermEntry::One { df, .. } | TermEntry::Table { df, .. } => df,
+        }
+    }
+
+    pub fn n_blocks(&self) -> u32 {
+        self.df().div_ceil(BLOCK as u32)
+    }
+}
+
+/// A posting block: its bounds and where its bytes are (from the segment's start; none
+/// for a block of one posting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRef {
     pub header: BlockHeader,
     pub off: u64,
     pub len: u32,
+}
+
+/// Append `v` as a LEB128 varint.
+fn put_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The varint at `*at` (moved past it), if it is one of at most 32 bits.
+fn var_at(b: &[u8], at: &mut usize) -> Result<u32, Corrupt> {
+    let mut v = 0u64;
+    for shift in (0..35).step_by(7) {
+        let byte = *b.get(*at).ok_or_else(|| corrupt("dictionary: truncated"))?;
+        *at += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return u32::try_from(v).map_err(|_| corrupt("dictionary: a number past 32 bits"));
+        }
+    }
+    Err(corrupt("dictionary: a number past 32 bits"))
+}
+
+/// A lexeme's postings (docno order) as its dictionary entry's bytes after the lexeme, and
+/// its blocks for the block table when it has more than one (their first entry's number
+/// is `n_blocks`, the table's entries so far).
+fn term_entry(ps: &[Posting], n_blocks: u32, dict: &mut Vec<u8>) -> Vec<(BlockHeader, Vec<u8>)> {
+    put_var(dict, ps.len() as u64);
+    if ps.len() > BLOCK {
+        put_var(dict, n_blocks as u64);
+        return ps
+            .chunks(BLOCK)
+            .map(|c| (BlockHeader::of(c), block_bytes(c)))
+            .collect();
+    }
+    let h = BlockHeader::of(ps);
+    put_var(dict, h.first as u64);
+    put_var(dict, h.min_dl as u64);
+    put_var(dict, h.max_tf as u64);
+    if ps.len() > 1 {
+        let data = pack::encode(ps);
+        put_var(dict, (h.last - h.first) as u64);
+        put_var(dict, data.len() as u64);
+        dict.extend_from_slice(&data);
+    }
+    Vec::new()
+}
+
+/// A block's bytes: none for one posting (its bounds say it all), else packed.
+fn block_bytes(ps: &[Posting]) -> Vec<u8> {
+    if ps.len() == 1 {
+        Vec::new()
+    } else {
+        pack::encode(ps)
+    }
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, Corrupt> {
@@ -148,17 +236,18 @@ pub fn encode_segment(docs: &[Doc], align: usize) -> Vec<u8> {
     let mut index_count = 0u32;
     for chunk in terms.chunks(DICT_BLOCK) {
         let start = dict.len();
+        let mut prev: &[u8] = &[];
         for (lex, ps) in chunk {
-            let bs: Vec<(BlockHeader, Vec<u8>)> = ps
-                .chunks(BLOCK)
-                .map(|c| (BlockHeader::of(c), pack::encode(c)))
-                .collect();
-            dict.extend_from_slice(&(lex.len() as u16).to_le_bytes());
-            dict.extend_from_slice(lex);
-            dict.extend_from_slice(&(ps.len() as u32).to_le_bytes());
-            dict.extend_from_slice(&n_blocks.to_le_bytes());
-            dict.extend_from_slice(&(bs.len() as u32).to_le_bytes());
-            for (h, data) in bs {
+            let shared = prev
+                .iter()
+                .zip(lex.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            put_var(&mut dict, shared as u64);
+            put_var(&mut dict, (lex.len() - shared) as u64);
+            dict.extend_from_slice(&lex[shared..]);
+            prev = lex;
+            for (h, data) in term_entry(ps, n_blocks, &mut dict) {
                 blocks.extend_from_slice(&h.first.to_le_bytes());
                 blocks.extend_from_slice(&h.last.to_le_bytes());
                 blocks.extend_from_slice(&h.min_dl.to_le_bytes());
@@ -257,7 +346,7 @@ pub fn parse_header(b: &[u8]) -> Result<Header, Corrupt> {
     Ok(h)
 }
 
-/// A lexeme of a dictionary block: where it is in the block's bytes (start, length), and
+/// A lexeme of a dictionary block: where it is in the block's lexemes (start, length), and
 /// its entry.
 type DictEntry = (usize, usize, TermEntry);
 
@@ -318,28 +407,64 @@ impl<B: Bytes> Segment<B> {
         self.header.total_len
     }
 
-    /// A dictionary block's bytes, and its entries.
+    /// A dictionary block's lexemes (one after another), and its entries.
     fn dict_block(&self, i: usize) -> Result<(Vec<u8>, Vec<DictEntry>), Corrupt> {
-        let (off, len, ..) = &self.index[i];
-        let raw = self
-            .bytes
-            .read(self.header.dict_off + *off as u64, *len as usize)?;
+        let (off, len, ..) = self.index[i];
+        let start = self.header.dict_off + off as u64;
+        let raw = self.bytes.read(start, len as usize)?;
+        let mut lexemes = Vec::with_capacity(raw.len());
         let mut out = Vec::with_capacity(DICT_BLOCK);
-        let mut at = 0;
+        let (mut at, mut prev) = (0, 0..0);
         while at < raw.len() {
-            let l = u16_at(&raw, at)? as usize;
-            if at + 2 + l > raw.len() {
-                return Err(corrupt("dictionary"));
-            }
-            let e = TermEntry {
-                df: u32_at(&raw, at + 2 + l)?,
-                first_block: u32_at(&raw, at + 6 + l)?,
-                n_blocks: u32_at(&raw, at + 10 + l)?,
+            let shared = var_at(&raw, &mut at)? as usize;
+            let suffix = var_at(&raw, &mut at)? as usize;
+            let end = at.checked_add(suffix).filter(|&e| e <= raw.len());
+            let (Some(end), true) = (end, shared <= prev.len()) else {
+                return Err(corrupt("dictionary: a lexeme past its block"));
             };
-            out.push((at + 2, l, e));
-            at += 14 + l;
+            let from = lexemes.len();
+            lexemes.extend_from_within(prev.start..prev.start + shared);
+            lexemes.extend_from_slice(&raw[at..end]);
+            at = end;
+            prev = from..lexemes.len();
+            let df = var_at(&raw, &mut at)?;
+            let e = if df as usize > BLOCK {
+                TermEntry::Table {
+                    df,
+                    first_block: var_at(&raw, &mut at)?,
+                }
+            } else {
+                let (first, min_dl) = (var_at(&raw, &mut at)?, var_at(&raw, &mut at)?);
+                let max_tf = u16::try_from(var_at(&raw, &mut at)?)
+                    .map_err(|_| corrupt("dictionary: a tf past 16 bits"))?;
+                let (last, off, len) = if df > 1 {
+                    let last = first.checked_add(var_at(&raw, &mut at)?);
+                    let len = var_at(&raw, &mut at)?;
+                    let off = start + at as u64;
+                    at = at
+                        .checked_add(len as usize)
+                        .filter(|&e| e <= raw.len())
+                        .ok_or_else(|| corrupt("dictionary: a block past its block"))?;
+                    let last = last.ok_or_else(|| corrupt("dictionary: a docno past u32"))?;
+                    (last, off, len)
+                } else {
+                    (first, 0, 0)
+                };
+                let header = BlockHeader {
+                    first,
+                    last,
+                    n: df,
+                    max_tf,
+                    min_dl,
+                };
+                TermEntry::One {
+                    df,
+                    block: BlockRef { header, off, len },
+                }
+            };
+            out.push((prev.start, prev.len(), e));
         }
-        Ok((raw, out))
+        Ok((lexemes, out))
     }
 
     /// Each lexeme's entry (`None` where the segment does not have it), reading each
@@ -388,11 +513,16 @@ impl<B: Bytes> Segment<B> {
 
     /// A lexeme's posting blocks (headers and where their bytes are).
     pub fn blocks(&self, e: &TermEntry) -> Result<Vec<BlockRef>, Corrupt> {
+        let first_block = match *e {
+            TermEntry::One { block, .. } => return Ok(vec![block]),
+            TermEntry::Table { first_block, .. } => first_block,
+        };
+        let n_blocks = e.n_blocks();
         let raw = self.bytes.read(
-            self.header.blocks_off + e.first_block as u64 * BLOCK_ENTRY as u64,
-            e.n_blocks as usize * BLOCK_ENTRY,
+            self.header.blocks_off + first_block as u64 * BLOCK_ENTRY as u64,
+            n_blocks as usize * BLOCK_ENTRY,
         )?;
-        let mut out = Vec::with_capacity(e.n_blocks as usize);
+        let mut out = Vec::with_capacity(n_blocks as usize);
         for c in raw.chunks_exact(BLOCK_ENTRY) {
             let header = BlockHeader {
                 first: u32_at(c, 0)?,
@@ -406,7 +536,9 @@ impl<B: Bytes> Segment<B> {
             }
             out.push(BlockRef {
                 header,
-                off: u64_at(c, 12)?,
+                off: u64_at(c, 12)?
+                    .checked_add(self.header.postings_off)
+                    .ok_or_else(|| corrupt("block table"))?,
                 len: u16_at(c, 24)? as u32,
             });
         }
@@ -415,11 +547,20 @@ impl<B: Bytes> Segment<B> {
 
     /// A block's postings, checked against its header.
     pub fn postings(&self, b: &BlockRef) -> Result<Vec<Posting>, Corrupt> {
-        let raw = self
-            .bytes
-            .read(self.header.postings_off + b.off, b.len as usize)?;
-        let ps = pack::decode(&raw, b.header.first, b.header.n as usize)
-            .ok_or_else(|| corrupt("posting block"))?;
+        let h = &b.header;
+        let ps = match (h.n, b.len) {
+            (1, 0) if h.max_tf > 0 => vec![Posting {
+                docno: h.first,
+                tf: h.max_tf,
+                dl: h.min_dl,
+                global: false,
+            }],
+            (1, _) | (_, 0) => return Err(corrupt("posting block: not what its header says")),
+            _ => {
+                let raw = self.bytes.read(b.off, b.len as usize)?;
+                pack::decode(&raw, h.first, h.n as usize).ok_or_else(|| corrupt("posting block"))?
+            }
+        };
         let ok = ps
             .last()
             .is_some_and(|p| p.docno == b.header.last && p.docno < self.header.num_docs);
@@ -516,12 +657,14 @@ pub(crate) mod tests {
             .map(|s| s.as_bytes().to_vec())
             .collect();
         let e = s.lookup(&q).unwrap();
-        assert_eq!(e[0].unwrap().df, 1);
+        assert_eq!(e[0].unwrap().df(), 1);
         assert_eq!(e[1], None);
-        assert_eq!(e[2].unwrap().df, 1000);
-        assert_eq!(e[2].unwrap().n_blocks, 8);
-        assert_eq!(e[3].unwrap().df, 334);
-        assert_eq!(e[4].unwrap().df, 1);
+        assert_eq!(e[2].unwrap().df(), 1000);
+        assert_eq!(e[2].unwrap().n_blocks(), 8);
+        assert!(matches!(e[2], Some(TermEntry::Table { .. })));
+        assert_eq!(e[3].unwrap().df(), 334);
+        assert_eq!(e[4].unwrap().df(), 1);
+        assert!(matches!(e[4], Some(TermEntry::One { .. })));
         assert_eq!((e[5], e[6]), (None, None));
         let bs = s.blocks(&e[0].unwrap()).unwrap();
         let ps = s.postings(&bs[0]).unwrap();
@@ -563,14 +706,38 @@ pub(crate) mod tests {
         assert!(Segment::open(bytes[..40].to_vec()).is_err());
         let s = Segment::open(bytes.clone()).unwrap();
         assert!(s.tids(&[2]).is_err());
-        // a block table entry pointing elsewhere
+        // a one-posting entry naming a docno past the segment's: "a" is the first entry
+        // (shared 0, suffix 1, "a", df 1), then its docno
         let mut bad = bytes;
         let h = parse_header(&bad).unwrap();
-        let at = h.blocks_off as usize + 20;
-        bad[at] ^= 0x7f;
+        assert_eq!(
+            &bad[h.dict_off as usize..h.dict_off as usize + 5],
+            &[0, 1, b'a', 1, 0]
+        );
+        bad[h.dict_off as usize + 4] = 5;
         let s = Segment::open(bad).unwrap();
         let e = s.lookup(&[b"a".to_vec()]).unwrap()[0].unwrap();
         let b = s.blocks(&e).unwrap();
         assert!(s.postings(&b[0]).is_err());
+        // a lexeme longer than its block, and a df past 32 bits
+        for (at, v) in [(1, 0x7f), (3, 0xff)] {
+            let mut bad = bytes_of(&docs);
+            bad[h.dict_off as usize + at] = v;
+            let s = Segment::open(bad).unwrap();
+            assert!(s.terms().is_err(), "byte {at}");
+        }
+        // a block table entry of the wrong length (a lexeme of two blocks)
+        let docs: Vec<Doc> = (0..200).map(|i| doc(i, &[("a", 1)])).collect();
+        let mut bad = bytes_of(&docs);
+        let h = parse_header(&bad).unwrap();
+        bad[h.blocks_off as usize + 24] ^= 0x7f;
+        let s = Segment::open(bad).unwrap();
+        let e = s.lookup(&[b"a".to_vec()]).unwrap()[0].unwrap();
+        let b = s.blocks(&e).unwrap();
+        assert!(s.postings(&b[0]).is_err());
+    }
+
+    fn bytes_of(docs: &[Doc]) -> Vec<u8> {
+        encode_segment(docs, 1)
     }
 }

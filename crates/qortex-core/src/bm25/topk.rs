@@ -142,12 +142,18 @@ fn below(bound: f64, theta: f64) -> bool {
 /// The best `k` admitted documents of a segment by BM25 over the query terms (term `t`'s
 /// blocks `blocks[t]`, idf `idfs[t]`), as (docno, score) by score then docno; every one has
 /// at least one of the terms. Scores are summed in term order, as `score_doc` sums them.
+///
+/// With a `floor` above 0 (the k-th best score other segments already have), documents
+/// below it are pruned from the start and not returned: then fewer than k documents does
+/// not mean the segment has no more.
+#[allow(clippy::too_many_arguments)]
 pub fn top_k(
     blocks: &[Vec<BlockRef>],
     idfs: &[f64],
     bm25: &Bm25,
     avgdl: f64,
     k: usize,
+    floor: f64,
     admit: &Admit<'_>,
     src: &mut impl Blocks,
 ) -> Result<Vec<(u32, f64)>, Corrupt> {
@@ -190,9 +196,12 @@ pub fn top_k(
         })
         .collect();
     let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k + 1);
-    let mut theta = 0.0;
+    let mut theta = floor.max(0.0);
     // order[..lazy] are non-essential
     let mut lazy = 0;
+    while lazy < order.len() && below(prefix[lazy], theta) {
+        lazy += 1;
+    }
     let mut parts = vec![0.0; cursors.len()];
     let mut scope_at = 0;
     // where each essential cursor is: its current docno (None: exhausted)
@@ -212,7 +221,8 @@ pub fn top_k(
             }
             continue;
         }
-        let full = heap.len() == k;
+        // whether θ prunes: the heap is full, or a floor stands in for it
+        let full = heap.len() == k || theta > 0.0;
         if full {
             // Every document from d to the end of the first essential block to end is
             // bounded by the essential terms' current blocks and the other terms: if that
@@ -277,14 +287,16 @@ pub fn top_k(
         if !pruned {
             // summed again in term order, as score_doc does
             let exact: f64 = parts.iter().sum();
-            if !full {
-                heap.push(Entry(exact, d));
+            if heap.len() < k {
+                if !below(exact, theta) {
+                    heap.push(Entry(exact, d));
+                }
             } else if exact > theta {
                 heap.pop();
                 heap.push(Entry(exact, d));
             }
             if heap.len() == k {
-                theta = heap.peek().map_or(0.0, |e| e.0);
+                theta = heap.peek().map_or(0.0, |e| e.0).max(theta);
                 while lazy < order.len() && below(prefix[lazy], theta) {
                     lazy += 1;
                 }
@@ -407,6 +419,10 @@ mod tests {
     }
 
     fn search(c: &mut Corpus, k: usize, admit: &Admit) -> Vec<(u32, f64)> {
+        search_above(c, k, 0.0, admit)
+    }
+
+    fn search_above(c: &mut Corpus, k: usize, floor: f64, admit: &Admit) -> Vec<(u32, f64)> {
         c.mem.1 = 0;
         top_k(
             &c.refs,
@@ -414,6 +430,7 @@ mod tests {
             &Bm25::default(),
             c.avgdl,
             k,
+            floor,
             admit,
             &mut c.mem,
         )
@@ -444,6 +461,36 @@ mod tests {
     }
 
     #[test]
+    fn a_floor_prunes_what_is_below_it_and_keeps_the_rest_exact() {
+        let all = Admit {
+            dead: &[],
+            scope: None,
+            num_docs: u32::MAX,
+        };
+        for seed in 0..8 {
+            let mut c = corpus(4_000, &RATES[..(seed as usize % 8) + 1], seed);
+            let want = everything(&c, &|_| true);
+            for (k, at) in [(10, 3), (10, 30), (100, 50), (5, 0)] {
+                let Some(&(_, floor)) = want.get(at) else {
+                    continue;
+                };
+                let got = search_above(&mut c, k, floor, &all);
+                // the best k of those scoring at least the floor (ties with it kept)
+                let above: Vec<(u32, f64)> = want
+                    .iter()
+                    .copied()
+                    .filter(|&(_, s)| s >= floor)
+                    .take(k)
+                    .collect();
+                assert_eq!(got, above, "seed {seed} k {k} floor at {at}");
+                let decoded = c.mem.1;
+                search(&mut c, k, &all);
+                assert!(decoded <= c.mem.1, "a floor never decodes more");
+            }
+        }
+    }
+
+    #[test]
     fn ties_at_the_kth_score_go_to_the_lower_docno() {
         // 300 documents alike: the 10 lowest docnos, in order
         let ps: Vec<Posting> = (0..300)
@@ -468,7 +515,17 @@ mod tests {
             scope: None,
             num_docs: 900,
         };
-        let got = top_k(&refs, &[1.0], &Bm25::default(), 50.0, 10, &admit, &mut mem).unwrap();
+        let got = top_k(
+            &refs,
+            &[1.0],
+            &Bm25::default(),
+            50.0,
+            10,
+            0.0,
+            &admit,
+            &mut mem,
+        )
+        .unwrap();
         assert_eq!(
             got.iter().map(|h| h.0).collect::<Vec<_>>(),
             (0..10).map(|d| d * 3).collect::<Vec<_>>()
