@@ -78,6 +78,7 @@ pub extern "C-unwind" fn _PG_init() {
     counters::init();
     cache::init();
     settings::init();
+    bm25am::plan::init();
 }
 
 /// Required by `cargo pgrx test`; must sit at the crate root.

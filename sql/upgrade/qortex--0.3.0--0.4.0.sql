@@ -177,13 +177,19 @@ CREATE TYPE qortex_bm25_query (
 );
 CREATE CAST (tsvector AS qortex_bm25_query) WITHOUT FUNCTION;
 -- the query's lexemes as to_tsvector makes them (stop words removed, stemmed)
+-- (SQL bodies the planner inlines: to_tsvector itself is then called, found by its OID)
 CREATE FUNCTION qortex_bm25_query(config regconfig, query text) RETURNS qortex_bm25_query
-    AS 'to_tsvector_byid' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.to_tsvector(config, query)::qortex_bm25_query;
 CREATE FUNCTION qortex_bm25_query(query text) RETURNS qortex_bm25_query
-    AS 'to_tsvector' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.to_tsvector(query)::qortex_bm25_query;
 
 CREATE FUNCTION qortex_bm25_distance(document tsvector, query qortex_bm25_query) RETURNS double precision
 STABLE STRICT PARALLEL SAFE COST 100000 LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_distance_wrapper';
+
+CREATE FUNCTION qortex_bm25_scored(index oid, "row" tid) RETURNS double precision
+VOLATILE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_scored_wrapper';
 
 CREATE FUNCTION qortex_bm25_handler(internal) RETURNS index_am_handler
 STRICT LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_handler_wrapper';

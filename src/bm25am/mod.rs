@@ -14,6 +14,7 @@
 //! - `reclaim`: the list of displaced pages a later flush or merge frees;
 //! - `functions`: the SQL functions to flush, merge and inspect an index.
 //! - `check`: `qortex_bm25_check`, the index against its table.
+//! - `plan`: the planner hook that gives a scan's output the scores it ordered by.
 mod buffer;
 mod build;
 mod check;
@@ -22,6 +23,7 @@ mod insert;
 mod maintain;
 mod meta;
 mod page;
+pub mod plan;
 mod reclaim;
 mod scan;
 mod store;
@@ -131,10 +133,13 @@ CREATE TYPE qortex_bm25_query (
 );
 CREATE CAST (tsvector AS qortex_bm25_query) WITHOUT FUNCTION;
 -- the query's lexemes as to_tsvector makes them (stop words removed, stemmed)
+-- (SQL bodies the planner inlines: to_tsvector itself is then called, found by its OID)
 CREATE FUNCTION qortex_bm25_query(config regconfig, query text) RETURNS qortex_bm25_query
-    AS 'to_tsvector_byid' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.to_tsvector(config, query)::qortex_bm25_query;
 CREATE FUNCTION qortex_bm25_query(query text) RETURNS qortex_bm25_query
-    AS 'to_tsvector' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.to_tsvector(query)::qortex_bm25_query;
 "#,
     name = "qortex_bm25_query_type",
 );

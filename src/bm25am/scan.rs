@@ -25,9 +25,12 @@ use std::cell::RefCell;
 /// Rows the first batch of a scan holds.
 const FIRST_BATCH: usize = 10;
 
-/// Statistics a scan scores with, for the operator evaluated beside it.
+/// Statistics a scan scores with, for the operator evaluated beside it, and the row it
+/// returned last (for `qortex_bm25_scored`).
 struct Active {
     scan: usize,
+    index: pg_sys::Oid,
+    last: Option<Hit>,
     /// The query as the scan got it, and its lexemes.
     query: Vec<u8>,
     lexemes: Vec<Vec<u8>>,
@@ -238,6 +241,8 @@ pub unsafe extern "C-unwind" fn amgettuple(
         ACTIVE.with(|a| {
             a.borrow_mut().push(Active {
                 scan: st.key,
+                index: (*index).rd_id,
+                last: None,
                 query: st.query.clone(),
                 lexemes: st.lexemes.clone(),
                 idfs: s.idfs(),
@@ -254,6 +259,12 @@ pub unsafe extern "C-unwind" fn amgettuple(
             pgrx::itemptr::item_pointer_set_all(&mut (*scan).xs_heaptid, block, offset);
             (*scan).xs_recheck = st.scope.is_some();
             (*scan).xs_recheckorderby = false;
+            let key = st.key;
+            ACTIVE.with(|a| {
+                if let Some(x) = a.borrow_mut().iter_mut().find(|x| x.scan == key) {
+                    x.last = Some(h);
+                }
+            });
             return true;
         }
         let s = st.searcher.as_mut().expect("prepared above");
@@ -337,4 +348,33 @@ fn qortex_bm25_distance(document: &[u8], query: &[u8]) -> f64 {
         .raise()
     };
     0.0 - score // (0, not -0, for a row without the query's lexemes)
+}
+
+/// The score (as `<@>` gives it) of `row` by the scan of `index` that returned it last in
+/// this backend; NULL unless exactly one scan of the index has `row` as the row it returned
+/// last. The planner hook (`plan`) puts it in a scan's output in place of the scan's own
+/// `<@>`, inside a COALESCE that falls back to the operator: the scan projecting a row has
+/// just returned it, so when it is the only one, it is that scan's score.
+#[pg_extern(
+    volatile,
+    parallel_safe,
+    strict,
+    sql = r#"
+CREATE FUNCTION qortex_bm25_scored(index oid, "row" tid) RETURNS double precision
+VOLATILE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
+fn qortex_bm25_scored(index: pg_sys::Oid, row: pg_sys::ItemPointerData) -> Option<f64> {
+    let block = (row.ip_blkid.bi_hi as u32) << 16 | row.ip_blkid.bi_lo as u32;
+    let tid = qortex_core::bm25::pack_tid(block, row.ip_posid);
+    ACTIVE.with(|a| {
+        let a = a.borrow();
+        let mut it = a
+            .iter()
+            .filter_map(|x| x.last.filter(|h| x.index == index && h.tid == tid));
+        match (it.next(), it.next()) {
+            (Some(h), None) => Some(0.0 - h.score),
+            _ => None,
+        }
+    })
 }

@@ -368,6 +368,61 @@ def test_order_by_the_operator_uses_the_index_and_explain_shows_it(db):
     assert got == [i for i, _ in bm25(db, VOCAB[3], 10, explain=False)] and len(got) == 10
 
 
+def test_the_scan_gives_its_output_the_scores_it_ordered_by_without_scoring_rows_again(db):
+    """The planner hook replaces a scan's own `tsv <@> q` in its output by the score the scan
+    ordered the row by (EXPLAIN VERBOSE shows qortex_bm25_scored inside a COALESCE with the
+    operator): the operator is not called for the rows returned, one-off or as a prepared
+    statement's generic plan, and the scores are the reference's. Where two scans of the
+    index last returned the same row (a lateral join of two queries) the operator scores
+    it, so each side still gets its own query's score. Called by hand, outside a scan,
+    qortex_bm25_scored is NULL."""
+    make_table(db)
+    # rows 1-5: the shortest, with both words; so both queries' top 5 are rows 1-5, with
+    # different scores
+    rows = [(i, "'omni':1 'rare':2") for i in range(1, 6)]
+    rows += [(i, " ".join(f"'w{j}':{j}" for j in range(1, 2 + i % 7)) + " 'omni':9")
+             for i in range(6, 200)]
+    load(db, rows)
+    db.execute("ANALYZE t")
+    corpus = ref.fetch(db, "t")
+    qa, qb = "qortex_bm25_query('simple', 'omni')", "qortex_bm25_query('simple', 'rare omni')"
+    distance = "'qortex_bm25_distance(tsvector, qortex_bm25_query)'::regprocedure"
+
+    def operator_calls(sql, *args):
+        with db.transaction():
+            got = db.execute(sql, args or None).fetchall()
+            n = db.execute(f"SELECT pg_stat_get_xact_function_calls({distance})").fetchone()[0]
+        return got, n or 0
+
+    db.execute("SET track_functions = 'all'")
+    one = f"SELECT id, -(tsv <@> {qb}) FROM t ORDER BY tsv <@> {qb} LIMIT 10"
+    verbose = "\n".join(r[0] for r in db.execute("EXPLAIN (VERBOSE, COSTS OFF) " + one))
+    assert "COALESCE(qortex_bm25_scored(" in verbose, verbose
+    got, calls = operator_calls(one)
+    assert calls == 0 and len(got) == 10, (calls, got)
+    ref.check_ranking(got, corpus.scores(["rare", "omni"]), 10, "one-off")
+    db.execute("PREPARE top(text) AS SELECT id, -(tsv <@> qortex_bm25_query('simple', $1)) "
+               "FROM t ORDER BY tsv <@> qortex_bm25_query('simple', $1) LIMIT 10")
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    got, calls = operator_calls("EXECUTE top('omni')")
+    db.execute("RESET plan_cache_mode")
+    assert calls == 0, calls
+    ref.check_ranking(got, corpus.scores(["omni"]), 10, "generic plan")
+    # two scans of the index returning the same rows
+    both = (f"SELECT a.id, a.s, b.id, b.s FROM "
+            f"(SELECT id, -(tsv <@> {qa}) s FROM t ORDER BY tsv <@> {qa} LIMIT 5) a "
+            f"CROSS JOIN LATERAL (SELECT id, -(tsv <@> {qb}) s FROM t WHERE id >= a.id "
+            f"ORDER BY tsv <@> {qb} LIMIT 5) b")
+    got, calls = operator_calls(both)
+    sa, sb = corpus.scores(["omni"]), corpus.scores(["rare", "omni"])
+    assert len(got) == 25 and calls > 0, (len(got), calls)
+    for ida, a, idb, b in got:
+        assert ref.close(a, sa[ida]) and ref.close(b, sb[idb]), (ida, a, idb, b)
+    assert any(ida == idb for ida, _, idb, _ in got)
+    assert db.execute("SELECT qortex_bm25_scored('t_bm25'::regclass, '(0,1)')").fetchone()[0] \
+        is None
+
+
 @pytest.mark.parametrize("kind", ["text", "bigint"])
 def test_a_scope_column_bounds_the_top_k_to_its_rows(db, kind):
     """An index (tsv, owner): `WHERE owner = x ORDER BY tsv <@> q LIMIT k` reads it with the
@@ -936,11 +991,12 @@ def test_the_check_compares_the_index_with_its_table(db):
 def test_small_writes_reuse_the_pages_flushes_and_merges_displace_without_vacuum(db):
     """3,000 one-row INSERT transactions into an indexed table of 2,000 rows, autovacuum off
     and no VACUUM: the pages that flushes and merges displace are freed by the later ones
-    and reused, so the index stays within 3.5x the size a build of the same rows makes
-    (3.2x here, 98 pages against 31: the 16-page write buffer, the buffer pages its last
-    flush displaced and small segments are most of it at this size; about 4x, with the
-    segment format 1, when only VACUUM freed displaced pages); every row is found and the
-    check is clean."""
+    and reused, so the index stays within 3x the size a build of the same rows makes
+    (2.75x here, 77 pages against 28: the 16-page write buffer, the buffer pages its last
+    flush displaced and small segments are most of it at this size; 3.2x with segment
+    format 2, whose small segments repeated a 48-byte entry per lexeme; about 4x, with
+    format 1, when only VACUUM freed displaced pages); every row is found and the check is
+    clean."""
     make_table(db)
     load(db, random_rows(90, 2000, long_docs=False))
     for i, lit in random_rows(91, 3000, start=2001, long_docs=False):
@@ -952,7 +1008,7 @@ def test_small_writes_reuse_the_pages_flushes_and_merges_displace_without_vacuum
     fresh = db.execute("SELECT pg_relation_size('t_bm25')").fetchone()[0]
     print(f"after 3,000 inserts {grown / 8192:.0f} pages, a build {fresh / 8192:.0f}: "
           f"{grown / fresh:.2f}x")
-    assert grown <= 3.5 * fresh, (grown / 8192, fresh / 8192)
+    assert grown <= 3.0 * fresh, (grown / 8192, fresh / 8192)
 
 
 def test_info_and_status_show_what_an_index_holds_to_those_who_may_read_it(db):
