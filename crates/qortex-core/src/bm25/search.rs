@@ -36,8 +36,9 @@ struct SegmentTerms {
     /// Hits found so far (docno, score), best first, and whether they are all of them.
     found: Vec<(u32, f64)>,
     complete: bool,
-    /// The floor they were found above (0: none; see `topk::top_k`).
+    /// The floor and the k they were found with (floor 0: none; see `topk::top_k`).
     floor: f64,
+    k: usize,
 }
 
 /// A query's statistics and the parts of the index it reads: everything but the top-k.
@@ -156,6 +157,7 @@ impl<B: Bytes> Searcher<B> {
                 found: Vec::new(),
                 complete: !any,
                 floor: 0.0,
+                k: 0,
             });
         }
         let avgdl = if n > 0.0 { total / n } else { 1.0 };
@@ -193,10 +195,10 @@ impl<B: Bytes> Searcher<B> {
         let idfs = self.idfs();
         let p = &self.prepared;
         let st = &p.segments[s];
-        if st.complete
-            || st.found.len() >= k
-            || (st.found.len() < k && st.floor > 0.0 && st.floor <= floor)
-        {
+        // fewer than asked above a floor: every document not below it (so not below a
+        // higher one)
+        let all_above = st.floor > 0.0 && st.found.len() < st.k && st.floor <= floor;
+        if st.complete || st.found.len() >= k || all_above {
             return Ok(());
         }
         let segment = &self.segments[s];
@@ -215,6 +217,7 @@ impl<B: Bytes> Searcher<B> {
         let st = &mut self.prepared.segments[s];
         st.complete = found.len() < k && floor <= 0.0;
         st.floor = floor;
+        st.k = k;
         st.found = found;
         Ok(())
     }
@@ -400,6 +403,37 @@ mod tests {
                 assert_eq!(a[..], b[..a.len()]);
             }
         }
+    }
+
+    #[test]
+    fn batches_over_ties_with_a_floor_return_each_row_once() {
+        // every document scores alike: the floors of later segments equal earlier ones'
+        let alike = |tid0: u64| -> Vec<Doc> {
+            (0..30)
+                .map(|i| doc(tid0 + i, &[("fox", 1), ("x", 1)]))
+                .collect()
+        };
+        let segs: Vec<_> = [1000, 2000, 3000]
+            .iter()
+            .map(|&t| Segment::open(encode_segment(&alike(t), 1)).unwrap())
+            .collect();
+        let buffer: Vec<(Doc, bool)> = alike(0).into_iter().map(|d| (d, false)).collect();
+        let mut s =
+            Searcher::new(segs, &buffer, vec![b"fox".to_vec()], Bm25::default(), None).unwrap();
+        let mut prev: Vec<Hit> = Vec::new();
+        for k in [10, 20, 40, 80, 160] {
+            let got = s.top(k).unwrap();
+            assert_eq!(got.len(), k.min(120), "k {k}");
+            assert_eq!(
+                got[..prev.len()],
+                prev[..],
+                "k {k} starts with the smaller k's rows"
+            );
+            let distinct: HashSet<Tid> = got.iter().map(|h| h.tid).collect();
+            assert_eq!(distinct.len(), got.len(), "k {k}");
+            prev = got;
+        }
+        assert!(s.exhausted(160));
     }
 
     #[test]
