@@ -35,7 +35,7 @@
 use super::pack;
 use super::record::Doc;
 use super::Tid;
-use crate::hybrid::text::index::codec::{BlockHeader, Posting, BLOCK};
+use crate::hybrid::text::index::codec::{put, BlockHeader, Posting, BLOCK};
 use std::collections::HashMap;
 
 pub const MAGIC: u32 = 0x5142_5347; // "QBSG"
@@ -129,16 +129,8 @@ pub struct BlockRef {
     pub len: u32,
 }
 
-/// Append `v` as a LEB128 varint.
-fn put_var(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// The varint at `*at` (moved past it), if it is one of at most 32 bits.
+/// The varint at `*at` (moved past it), as `codec::put` writes it, if it is one of at most
+/// 32 bits (codec's reader would keep the low bits of a longer one).
 fn var_at(b: &[u8], at: &mut usize) -> Result<u32, Corrupt> {
     let mut v = 0u64;
     for shift in (0..35).step_by(7) {
@@ -156,22 +148,22 @@ fn var_at(b: &[u8], at: &mut usize) -> Result<u32, Corrupt> {
 /// its blocks for the block table when it has more than one (their first entry's number
 /// is `n_blocks`, the table's entries so far).
 fn term_entry(ps: &[Posting], n_blocks: u32, dict: &mut Vec<u8>) -> Vec<(BlockHeader, Vec<u8>)> {
-    put_var(dict, ps.len() as u64);
+    put(dict, ps.len() as u32);
     if ps.len() > BLOCK {
-        put_var(dict, n_blocks as u64);
+        put(dict, n_blocks);
         return ps
             .chunks(BLOCK)
             .map(|c| (BlockHeader::of(c), block_bytes(c)))
             .collect();
     }
     let h = BlockHeader::of(ps);
-    put_var(dict, h.first as u64);
-    put_var(dict, h.min_dl as u64);
-    put_var(dict, h.max_tf as u64);
+    put(dict, h.first);
+    put(dict, h.min_dl);
+    put(dict, h.max_tf as u32);
     if ps.len() > 1 {
         let data = pack::encode(ps);
-        put_var(dict, (h.last - h.first) as u64);
-        put_var(dict, data.len() as u64);
+        put(dict, h.last - h.first);
+        put(dict, data.len() as u32);
         dict.extend_from_slice(&data);
     }
     Vec::new()
@@ -243,8 +235,8 @@ pub fn encode_segment(docs: &[Doc], align: usize) -> Vec<u8> {
                 .zip(lex.iter())
                 .take_while(|(a, b)| a == b)
                 .count();
-            put_var(&mut dict, shared as u64);
-            put_var(&mut dict, (lex.len() - shared) as u64);
+            put(&mut dict, shared as u32);
+            put(&mut dict, (lex.len() - shared) as u32);
             dict.extend_from_slice(&lex[shared..]);
             prev = lex;
             for (h, data) in term_entry(ps, n_blocks, &mut dict) {

@@ -15,7 +15,8 @@ pub struct Posting {
     pub global: bool,
 }
 
-fn put(out: &mut Vec<u8>, mut v: u32) {
+/// Append `v` as a LEB128 varint (also the segment dictionary's numbers).
+pub(crate) fn put(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
