@@ -51,7 +51,7 @@ pub unsafe extern "C-unwind" fn aminsert(
         if let Some(maint) = Maint::try_lock(index) {
             maintain::make_room(index, &maint);
             maintain::flush(index, &maint);
-            maintain::merge_due(index, &maint, maintain::WRITER_MERGE_DOCS);
+            maintain::merge_due(index, &maint, maintain::WRITER_MERGE_DOCS, u64::MAX);
         }
     }
     false

@@ -16,7 +16,7 @@ use super::reclaim::{reclaim, remember};
 use super::store;
 use pgrx::pg_sys;
 use qortex_core::bm25::segment::encode_segment;
-use qortex_core::bm25::{live_docs, tier_of, Doc, MERGE_FANOUT};
+use qortex_core::bm25::{live_docs, merge_pages, next_merge, tier_of, Doc, SegStat};
 
 /// Pages of write buffer at which an insert flushes it (if no flush or VACUUM is running).
 pub const FLUSH_PAGES: u32 = 16;
@@ -124,7 +124,7 @@ pub fn make_room(rel: pg_sys::Relation, maint: &Maint) {
     if (Meta::read(rel).n_segments as usize) < MAX_SEGMENTS - 1 {
         return;
     }
-    merge_due(rel, maint, u64::MAX);
+    merge_due(rel, maint, u64::MAX, u64::MAX);
     let meta = Meta::read(rel);
     if (meta.n_segments as usize) >= MAX_SEGMENTS - 1 {
         let all: Vec<u64> = meta.segments().iter().map(|e| e.id).collect();
@@ -199,49 +199,53 @@ pub fn merge(rel: pg_sys::Relation, maint: &Maint, ids: &[u64]) -> u64 {
     kept
 }
 
-/// The merges the tiers call for: any tier with `MERGE_FANOUT` segments or more (all of
-/// them), and any segment with a fifth of its documents dead (alone), whose documents
-/// together are at most `max_docs`.
-pub fn due(meta: &Meta, max_docs: u64) -> Vec<Vec<u64>> {
-    let mut out = Vec::new();
-    let mut tiers: std::collections::BTreeMap<u32, Vec<&SegEntry>> = Default::default();
-    for e in meta.segments() {
-        tiers.entry(e.tier).or_default().push(e);
-    }
-    for (_, es) in tiers {
-        if es.len() >= MERGE_FANOUT && es.iter().map(|e| e.docs).sum::<u64>() <= max_docs {
-            out.push(es.iter().map(|e| e.id).collect());
-        } else {
-            for e in es {
-                if e.dead * 5 >= e.docs && e.dead > 0 && e.docs <= max_docs {
-                    out.push(vec![e.id]);
-                }
-            }
-        }
-    }
-    out
+fn stats(meta: &Meta) -> Vec<SegStat> {
+    meta.segments()
+        .iter()
+        .map(|e| SegStat {
+            id: e.id,
+            tier: e.tier,
+            docs: e.docs,
+            dead: e.dead,
+            pages: e.pages as u64,
+        })
+        .collect()
 }
 
-/// Run the merges due (up to `max_docs` each). Returns how many ran.
-pub fn merge_due(rel: pg_sys::Relation, maint: &Maint, max_docs: u64) -> usize {
+/// Run the merges the tiers call for (`next_merge`), each of at most `max_docs` documents,
+/// writing at most `budget` pages in all. Returns how many ran.
+pub fn merge_due(rel: pg_sys::Relation, maint: &Maint, max_docs: u64, mut budget: u64) -> usize {
     let mut ran = 0;
     loop {
-        let plan = due(&Meta::read(rel), max_docs);
-        let Some(ids) = plan.into_iter().next() else {
+        let segs = stats(&Meta::read(rel));
+        let Some(ids) = next_merge(&segs, max_docs, budget) else {
             return ran;
         };
+        budget = budget.saturating_sub(merge_pages(&segs, &ids));
         merge(rel, maint, &ids);
         ran += 1;
     }
 }
 
+/// The pages a VACUUM's merges may write: those free now, and an eighth of the index's
+/// live pages more. Pages a merge displaces can be freed only once every snapshot older
+/// than the merge is gone, which is not within the VACUUM that merged; unbounded, its merges
+/// would write a copy of what they merge beside it (a tier as large as the index: twice the
+/// index). Bounded, a large tier merges in parts over passes and the file grows by at most
+/// an eighth in one.
+pub fn vacuum_budget(meta: &Meta, free_pages: u64) -> u64 {
+    let live: u64 =
+        meta.segments().iter().map(|e| e.pages as u64).sum::<u64>() + meta.buffer_pages as u64;
+    free_pages + live / 8
+}
+
 /// Free the displaced pages no snapshot can still read: each is stamped free (logged)
-/// and recorded in the free space map. Returns the pages freed.
+/// and recorded in the free space map. Returns the pages free after (those freed with them).
 pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) -> u64 {
     // SAFETY: `rel` is open.
     let nblocks =
         unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
-    let mut freed = 0;
+    let mut free = 0;
     for blk in 1..nblocks {
         let p = Locked::read(rel, blk, Mode::Exclusive);
         // SAFETY: a locked page.
@@ -254,13 +258,13 @@ pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Ma
                 let mut rec = Record::start(rel);
                 rec.register(&p, false).free();
                 rec.finish();
-                freed += 1;
                 true
             }
             _ => false,
         };
         drop(p);
         if free_now {
+            free += 1;
             // SAFETY: records a hint; the page is trusted again only if it reads free.
             unsafe { pg_sys::RecordFreeIndexPage(rel, blk) };
         }
@@ -268,5 +272,5 @@ pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Ma
     }
     // SAFETY: `rel` is open.
     unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel) };
-    freed
+    free
 }

@@ -1,7 +1,8 @@
 //! VACUUM: every index entry whose row is gone is marked dead (a flag in the write buffer,
 //! a bit in a segment's dead bitmap) before the table may reuse its TID; the cleanup pass
-//! then flushes the buffer, runs the merges the tiers call for (which drop the dead), and
-//! frees the pages no snapshot can still read.
+//! then flushes the buffer, frees the pages no snapshot can still read, runs the merges the
+//! tiers call for (which drop the dead) within a budget of pages (`vacuum_budget`), and frees
+//! again.
 use super::buffer::mark_dead;
 use super::meta::Meta;
 use super::page::{Kind, Locked, Maint, Mode, Record, META_BLOCK};
@@ -119,7 +120,10 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     let maint = Maint::lock(rel);
     maintain::make_room(rel, &maint);
     maintain::flush(rel, &maint);
-    maintain::merge_due(rel, &maint, u64::MAX);
+    // what earlier flushes and merges displaced, free first: the merges reuse it
+    let free = maintain::free_displaced(rel, std::ptr::null_mut(), &maint);
+    let budget = maintain::vacuum_budget(&Meta::read(rel), free);
+    maintain::merge_due(rel, &maint, u64::MAX, budget);
     super::reclaim::reclaim(rel, std::ptr::null_mut(), &maint);
     maintain::free_displaced(rel, std::ptr::null_mut(), &maint);
     drop(maint);

@@ -19,7 +19,7 @@ pub mod search;
 pub mod segment;
 pub mod topk;
 
-pub use merge::{live_docs, tier_of, MERGE_FANOUT};
+pub use merge::{live_docs, merge_pages, next_merge, tier_of, SegStat, MERGE_FANOUT};
 pub use record::{scope_lexeme, Doc, RecordError};
 pub use search::{score_doc, Hit, Prepared, Searcher};
 pub use segment::{encode_segment, Bytes, Corrupt, Segment, TermEntry};
