@@ -5,7 +5,7 @@ same table, one run.
     PG_MAJOR=18 make install && bench/pg_textsearch.sh   # builds it, preloads both
     PGHOST=$PWD/.pg/dev-18/run PGPORT=28818 PGUSER=postgres PGDATABASE=qortex \\
         .venv/bin/python bench/peer.py [--corpora 5k,100k] [--rows 100000] [--latency-queries 300]
-        [--am-only] [--am-parts build,latency,quality,writes,writer] [--inserts 3000]
+        [--am-only] [--am-parts build,latency,quality,writes,writer,stream] [--inserts 3000]
         [--writer-seconds 20]
 
 Tables as users have them (default storage; `id text primary key, content text, metadata
@@ -48,6 +48,13 @@ The `qortex_bm25` index access method beside them (--am-parts; --am-only runs on
 - writer (5k): one client, one-row INSERT transactions, --writer-seconds per table in ten
   slices (tables in rotating order, CHECKPOINT before each) into copies of the table with
   (a) HNSW + GIN, (b) + qortex_bm25, (c) + pg_textsearch instead; rows/s and b/a, c/a.
+- stream (100k; not in the default parts): every row of the corpus table written again one
+  INSERT transaction at a time (a procedure that commits after each row) into an empty table
+  with GIN, qortex_bm25 and pg_textsearch and autovacuum off, with a `VACUUM` each time the
+  rows inserted since the last one pass autovacuum's insert threshold (1,000 + 0.2 x the
+  table's rows, the defaults): each index's size after the writes, after a last VACUUM and
+  after four more, against each rebuilt over the same rows; text-only top 10 p50 / p95
+  (one-off) as written and rebuilt.
 New rows (writes, writer) are bench/latency.py's synthetic chunks (new text, new vectors).
 Without pg_textsearch (PostgreSQL 15), --am-only runs the same parts beside GIN +
 ts_rank_cd alone, and ratios are against GIN + ts_rank_cd's one-off p50.
@@ -378,6 +385,90 @@ def am_writes(conn, src, corpus, n):
     FIGURES["writes"] = {"inserts": n, "seconds": secs, "steps": steps}
 
 
+STREAM_PROC = """
+CREATE OR REPLACE PROCEDURE pg_temp.stream_rows(src regclass, dst regclass, lo bigint, hi bigint)
+LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+    FOR r IN EXECUTE format('SELECT id, content FROM %s ORDER BY id::bigint OFFSET $1 LIMIT $2',
+                            src) USING lo, hi - lo LOOP
+        EXECUTE format('INSERT INTO %s (id, content) VALUES ($1, $2)', dst) USING r.id, r.content;
+        COMMIT;
+    END LOOP;
+END $$
+"""
+
+
+def stream_latency(conn, t, queries, n=200):
+    """Text-only top 10 p50 / p95 (one-off, rotating order) of the text indexes on `t`."""
+    ms = {m: sql for m, sql in text_methods(t).items() if m in ("qortex_bm25", "pg_textsearch")}
+    times = {m: [] for m in ms}
+    for i in range(n + 20):
+        q = queries[i % len(queries)]
+        for m in list(ms)[i % len(ms):] + list(ms)[:i % len(ms)]:
+            t0 = time.perf_counter()
+            ex(conn, ms[m], {"text": q["text"]}, prepare=False).fetchall()
+            if i >= 20:  # the first 20 warm the caches
+                times[m].append(1000 * (time.perf_counter() - t0))
+    return {m: (statistics.median(v), sorted(v)[int(0.95 * (len(v) - 1))])
+            for m, v in times.items()}
+
+
+def am_stream(conn, src, queries):
+    """src's rows one transaction each into an empty table, VACUUMed as autovacuum would."""
+    w = f"{src}_stream"
+    ex(conn, f"DROP TABLE IF EXISTS {w}")
+    ex(conn, f"CREATE TABLE {w} (id text PRIMARY KEY, content text NOT NULL, tsv tsvector "
+             "GENERATED ALWAYS AS (to_tsvector('english', content)) STORED) "
+             "WITH (autovacuum_enabled = off)")
+    ex(conn, f"CREATE INDEX {w}_gin ON {w} USING gin (tsv)")
+    ex(conn, AM_INDEX.format(t=w))
+    idx = {"qortex_bm25": f"{w}_qbm25", "GIN": f"{w}_gin"}
+    if PGTS[0]:
+        ex(conn, f"CREATE INDEX {w}_bm25 ON {w} USING bm25 (content) "
+                 "WITH (text_config = 'english')")
+        idx["pg_textsearch"] = f"{w}_bm25"
+    ex(conn, STREAM_PROC)
+    n = ex(conn, f"SELECT count(*) FROM {src}").fetchone()[0]
+    done, vacuums, t0 = 0, 0, time.perf_counter()
+    while done < n:
+        upto = min(n, done + 1000 + int(0.2 * done))
+        ex(conn, "CALL pg_temp.stream_rows(%s, %s, %s, %s)", (src, w, done, upto))
+        done = upto
+        if done < n:
+            ex(conn, f"VACUUM {w}")
+            vacuums += 1
+    secs = time.perf_counter() - t0
+    steps = {"after the writes": {k: relsize(conn, i) for k, i in idx.items()}}
+    info = {"after the writes": am_info(conn, idx["qortex_bm25"])}
+    ex(conn, f"VACUUM {w}")
+    steps["after a last VACUUM"] = {k: relsize(conn, i) for k, i in idx.items()}
+    info["after a last VACUUM"] = am_info(conn, idx["qortex_bm25"])
+    lat = {"as written": stream_latency(conn, w, queries)}
+    for _ in range(4):
+        ex(conn, f"VACUUM {w}")
+    steps["after 4 more VACUUMs"] = {k: relsize(conn, i) for k, i in idx.items()}
+    info["after 4 more VACUUMs"] = am_info(conn, idx["qortex_bm25"])
+    for i in idx.values():
+        ex(conn, f"REINDEX INDEX {i}")
+    rebuilt = {k: relsize(conn, i) for k, i in idx.items()}
+    lat["rebuilt"] = stream_latency(conn, w, queries)
+    print(f"  {w}: {n:,} one-row INSERT transactions in {secs:.0f} s with {vacuums} VACUUMs "
+          f"at autovacuum's insert threshold", flush=True)
+    for label, sz in steps.items():
+        print(f"    {label:<20} " + ", ".join(
+            f"{k} {v / 2**20:.2f} MB ({v / rebuilt[k]:.2f}x rebuilt)" for k, v in sz.items()))
+        print(f"    {'':<20} qortex_bm25_info {info[label]}", flush=True)
+    print(f"    {'rebuilt':<20} " + ", ".join(f"{k} {v / 2**20:.2f} MB"
+                                              for k, v in rebuilt.items()), flush=True)
+    for label, per in lat.items():
+        print(f"    text-only top 10, one-off, {label:<10} " + ", ".join(
+            f"{m} p50 {a:.2f} / p95 {b:.2f} ms" for m, (a, b) in per.items()), flush=True)
+    FIGURES["stream"] = {"rows": n, "seconds": secs, "vacuums": vacuums, "steps": steps,
+                         "info": info, "rebuilt": rebuilt, "latency": lat}
+    ex(conn, f"DROP TABLE {w}")
+
+
 def am_writer(conn, src, corpus, seconds, slices=10):
     """`seconds` a table in `slices` slices, the tables in rotating order (a b c, b c a, ...)
     so that load from elsewhere on the machine falls on all three alike; every table gets
@@ -521,6 +612,8 @@ def main():
         if "latency" in parts:
             attempt(db, f"latency {table}", lambda: am_latency(db.conn, db.pconn, table, queries,
                                                                args.latency_queries))
+        if "stream" in parts and cname != "5k":
+            attempt(db, f"stream {table}", lambda: am_stream(db.conn, table, queries))
         if cname != "5k":
             continue
         if "quality" in parts:
