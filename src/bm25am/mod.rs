@@ -18,6 +18,7 @@
 mod buffer;
 mod build;
 mod check;
+pub mod direct;
 mod functions;
 mod insert;
 mod maintain;

@@ -191,6 +191,24 @@ pub unsafe extern "C-unwind" fn amrescan(
     }
 }
 
+/// A search of `lexemes` over the index as it is now (its metapage copied once: the write
+/// buffer's documents and every segment), within `scope` (a scope term) if given.
+pub(crate) fn searcher(
+    index: pg_sys::Relation,
+    lexemes: Vec<Vec<u8>>,
+    scope: Option<Vec<u8>>,
+) -> Searcher<PageBytes> {
+    let meta = Meta::read(index);
+    let (docs, _) = read_chain(index, &meta, None);
+    let segments = meta
+        .segments()
+        .iter()
+        .map(|e| store::open(index, e))
+        .collect();
+    Searcher::new(segments, &docs, lexemes, bm25(), scope)
+        .unwrap_or_else(|e| store::corrupt(index, e))
+}
+
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(
     scan: pg_sys::IndexScanDesc,
@@ -229,15 +247,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
         if !(*scan).instrument.is_null() {
             (*(*scan).instrument).nsearches += 1;
         }
-        let meta = Meta::read(index);
-        let (docs, _) = read_chain(index, &meta, None);
-        let segments = meta
-            .segments()
-            .iter()
-            .map(|e| store::open(index, e))
-            .collect();
-        let s = Searcher::new(segments, &docs, st.lexemes.clone(), bm25(), scope)
-            .unwrap_or_else(|e| store::corrupt(index, e));
+        let s = searcher(index, st.lexemes.clone(), scope);
         ACTIVE.with(|a| {
             a.borrow_mut().push(Active {
                 scan: st.key,

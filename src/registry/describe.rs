@@ -95,6 +95,15 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
         });
     }
     text_leg["text_index"] = text_index::describe(client, func, &c);
+    // the qortex_bm25 index the leg reads first (unfiltered searches), if the table has one
+    let am = columns
+        .get("tsvector")
+        .and_then(Value::as_str)
+        .and_then(|ts| crate::bm25am::direct::find(c.source, ts));
+    text_leg["bm25_index"] = match am {
+        Some(i) => json!({"name": i.name, "scope_column": i.scope_column.map(|s| s.0)}),
+        None => Value::Null,
+    };
 
     let mut d = json!({
         "name": c.name,

@@ -8,6 +8,7 @@
 //! common terms still count in every candidate's score but are not enumerated, so the cost
 //! does not grow with the rows that merely contain a common word (the plan is
 //! `qortex_core::hybrid::text::TextLeg`).
+mod am_leg;
 mod bm25;
 mod estimate;
 mod rows;

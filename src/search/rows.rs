@@ -74,6 +74,32 @@ pub fn in_scope(
         .collect()
 }
 
+/// The rows at `tids` ("(block,offset)") the caller may see within the scope, as (ctid, id):
+/// a TID scan under the statement's snapshot, as the caller (row-level security applies);
+/// rows deleted, not yet committed or out of scope are not returned.
+pub fn at_tids(
+    client: &SpiClient<'_>,
+    t: &Layout,
+    scope: &Scope<'_>,
+    tids: &[String],
+) -> Vec<(String, String)> {
+    if tids.is_empty() {
+        return Vec::new();
+    }
+    let sql = format!(
+        "SELECT ctid::text, {id}::text FROM {table} WHERE ctid = ANY($1::text[]::tid[]){scope}",
+        id = t.id,
+        table = t.table,
+        scope = scope.sql
+    );
+    let p = plan(client, &sql, &Scope::types(TEXT_ARRAY, INT8), false);
+    // $2 is unused here
+    p.select(client, None, &scope.args(tids.to_vec().into(), 0i64.into()))
+        .unwrap_or_else(spi_failed("hybrid_search"))
+        .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??)))
+        .collect()
+}
+
 /// Whether `qortex.interoception_factors` may hold a row, from its size alone (no statement):
 /// a factor is written into a page of the table before its transaction commits, so a table
 /// of no pages holds none that any snapshot can see; a standby replays the table's growth

@@ -6,7 +6,7 @@
 //! Statistics of the GIN path: N from `pg_class.reltuples`, document frequencies from
 //! ANALYZE's most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count
 //! on the GIN index, and the average document length from a sample.
-use super::{bm25, Scope};
+use super::{am_leg, bm25, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::errors::internal;
@@ -299,7 +299,7 @@ impl<'c> TextSource for SpiText<'_, 'c> {
     }
 
     fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
-        let (hits, how) = bm25::search(
+        let am = am_leg::search(
             self.client,
             self.func,
             self.t,
@@ -307,7 +307,18 @@ impl<'c> TextSource for SpiText<'_, 'c> {
             self.opts,
             lexemes,
             k,
-        )?;
+        );
+        let (hits, how) = am.or_else(|| {
+            bm25::search(
+                self.client,
+                self.func,
+                self.t,
+                self.scope,
+                self.opts,
+                lexemes,
+                k,
+            )
+        })?;
         self.trace.push(how);
         Some(hits)
     }

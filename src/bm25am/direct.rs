@@ -1,0 +1,151 @@
+//! A qortex_bm25 index read by qortex itself (hybrid_search's text leg), not by the
+//! executor: which index of a table serves its tsvector column, and its exact top-k as
+//! heap TIDs with their scores, from the same `Searcher` an index scan uses. The caller
+//! turns TIDs into rows under its snapshot (visibility, row-level security) and asks for
+//! more when some are not visible.
+use super::scan::searcher;
+use super::store::PageBytes;
+use super::{columns, is_ours, scope_hash};
+use pgrx::pg_sys;
+use qortex_core::bm25::{scope_lexeme, unpack_tid, Searcher, MAX_QUERY_TERMS};
+use std::ffi::{CStr, CString};
+
+/// A qortex_bm25 index on a table's tsvector column.
+#[derive(Debug, Clone)]
+pub struct TableIndex {
+    pub oid: pg_sys::Oid,
+    pub name: String,
+    /// The scope column's name and type, if the index has one.
+    pub scope_column: Option<(String, pg_sys::Oid)>,
+}
+
+/// The first valid qortex_bm25 index of `table` whose first key is the column `tsv` itself
+/// (not an expression) and that has no predicate; `None` if there is none.
+pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<TableIndex> {
+    let tsv = CString::new(tsv).ok()?;
+    // SAFETY: the table is opened and closed here with AccessShareLock (the caller reads it
+    // anyway); its index list is a fresh List this function frees; each index is opened
+    // with AccessShareLock, read (its pg_index row, its name, its attribute names) and
+    // closed before the next.
+    unsafe {
+        let attnum = pg_sys::get_attnum(table, tsv.as_ptr());
+        if attnum <= 0 {
+            return None;
+        }
+        let heap = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let list = pg_sys::RelationGetIndexList(heap);
+        let n = if list.is_null() { 0 } else { (*list).length };
+        let oids: Vec<pg_sys::Oid> = (0..n).map(|i| pg_sys::list_nth_oid(list, i)).collect();
+        pg_sys::list_free(list);
+        pg_sys::table_close(heap, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        for oid in oids {
+            let rel = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let ix = &*(*rel).rd_index;
+            let keys = ix.indkey.values.as_slice(ix.indnatts as usize);
+            let usable = is_ours(rel)
+                && ix.indisvalid
+                && ix.indisready
+                && keys.first() == Some(&attnum)
+                && pg_sys::RelationGetIndexPredicate(rel).is_null();
+            let found = usable.then(|| TableIndex {
+                oid,
+                name: CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+                scope_column: (columns(rel) == 2 && keys[1] > 0).then(|| {
+                    let name = CStr::from_ptr(pg_sys::get_attname(table, keys[1], false));
+                    (
+                        name.to_string_lossy().into_owned(),
+                        pg_sys::get_atttype(table, keys[1]),
+                    )
+                }),
+            });
+            pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+}
+
+/// The most distinct lexemes a search takes.
+pub const MAX_TERMS: usize = MAX_QUERY_TERMS;
+
+/// One search of an index: its `Searcher`, the index held open until `close`.
+pub struct Direct {
+    rel: pg_sys::Relation,
+    searcher: Searcher<PageBytes>,
+}
+
+/// A hit: the row's heap TID (block, offset) and its BM25 score.
+pub type TidHit = (u32, u16, f64);
+
+impl Direct {
+    /// A search of `index` for `lexemes` (distinct, the query's under the index's
+    /// configuration; at least one, at most `MAX_TERMS`), within the rows whose scope column
+    /// equals `scope` (the value as text, read by the scope column type's input function:
+    /// 22P02 if it is not one) when given.
+    pub fn open(index: pg_sys::Oid, lexemes: &[String], scope: Option<&str>) -> Direct {
+        assert!(!lexemes.is_empty() && lexemes.len() <= MAX_TERMS);
+        let lexemes: Vec<Vec<u8>> = lexemes.iter().map(|l| l.as_bytes().to_vec()).collect();
+        // SAFETY: opened with AccessShareLock (as an index scan would be) and closed in
+        // `close`; on an error the transaction's abort releases it.
+        let rel = unsafe { pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+        let scope = scope.map(|value| scope_lexeme(scope_value_hash(rel, value)));
+        Direct {
+            rel,
+            searcher: searcher(rel, lexemes, scope),
+        }
+    }
+
+    /// The best `k` rows (fewer if fewer match), best first.
+    pub fn top(&mut self, k: usize) -> Vec<TidHit> {
+        let hits = self
+            .searcher
+            .top(k)
+            .unwrap_or_else(|e| super::store::corrupt(self.rel, e));
+        hits.into_iter()
+            .map(|h| {
+                let (block, offset) = unpack_tid(h.tid);
+                (block, offset, h.score)
+            })
+            .collect()
+    }
+
+    /// Whether the index has no rows beyond the best `k`.
+    pub fn exhausted(&self, k: usize) -> bool {
+        self.searcher.exhausted(k)
+    }
+
+    pub fn close(self) {
+        // SAFETY: opened in `open` with this lock.
+        unsafe { pg_sys::index_close(self.rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+    }
+}
+
+/// The scope hash of `value` (text) read as the scope column's operator class's type.
+fn scope_value_hash(rel: pg_sys::Relation, value: &str) -> u64 {
+    if columns(rel) != 2 {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "qortex_bm25: a scope asked of an index without a scope column",
+        );
+    }
+    let text = CString::new(value).unwrap_or_else(|_| {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            "qortex_bm25: a scope value holds NUL",
+        )
+    });
+    // SAFETY: the index has a second column (checked), whose operator class's input type
+    // has an input function; it is called with a C string and returns a datum of that type
+    // (or raises 22P02 and the like for text that is not one), which scope_hash reads.
+    unsafe {
+        let ty = *(*rel).rd_opcintype.add(1);
+        let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+        pg_sys::getTypeInputInfo(ty, &mut input, &mut ioparam);
+        let datum = pg_sys::OidInputFunctionCall(input, text.as_ptr() as *mut _, ioparam, -1);
+        scope_hash(rel, datum, ty)
+    }
+}

@@ -1,0 +1,175 @@
+"""hybrid_search's text leg over a registered table that has a qortex_bm25 index on its
+tsvector column: the index is read from Rust (its top-k of TIDs), then the rows the caller
+may see. The leg must give what `ORDER BY tsv <@> qortex_bm25_query(...) LIMIT k` gives, with
+the same scores, under a user scope (the index's scope column), with rows not yet committed,
+deleted, or hidden by row-level security, and say in qortex.debug_plans what it read."""
+import random
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from conftest import connect
+
+WORDS = [f"w{i}" for i in range(150)]
+QUERIES = ["w1 w7 w30", "w2", "w5 w9 w100 w140", "w3 w4", "w149 w0 w12", "w60 w61 w62 w63"]
+COLUMNS = {"id": "id", "embedding": "emb", "content": "body", "tsvector": "tsv",
+           "user_id": "owner"}
+
+
+def make(db, scope=True, rows=800, extra=""):
+    """t: rows of random words (Zipf-like, so scores rarely tie), owners u0..u9, a
+    qortex_bm25 index on (tsv, owner) or (tsv), registered as collection t."""
+    db.execute(f"""CREATE TABLE t (id int PRIMARY KEY, body text NOT NULL, owner text,
+                   emb vector(3) NOT NULL,
+                   tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED{extra})""")
+    rnd = random.Random(7)
+    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    with db.cursor() as c:
+        c.executemany("INSERT INTO t (id, body, owner, emb) VALUES (%s, %s, %s, '[1,0,0]')",
+                      [(i, " ".join(rnd.choices(WORDS, weights, k=rnd.randint(3, 60))),
+                        f"u{i % 10}") for i in range(1, rows + 1)])
+    db.execute("CREATE INDEX t_bm25 ON t USING qortex_bm25 (tsv{})".format(
+        ", owner" if scope else ""))
+    db.execute("SELECT qortex_register_collection('t', 't', %s)", (Jsonb(COLUMNS),))
+
+
+def leg(conn, text, k=10, **opts):
+    """The text leg's rows (id, score) in its order, and the debug_plans lines."""
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_detail or ""))
+    conn.execute("SET qortex.debug_plans = on")
+    rows = conn.execute(
+        "SELECT id, text_rank, text_score FROM hybrid_search('t', NULL, %s, %s, %s)",
+        (text, k, Jsonb(opts))).fetchall()
+    conn.execute("SET qortex.debug_plans = off")
+    rows.sort(key=lambda r: r[1])
+    return [(r[0], r[2]) for r in rows], "\n".join(notices)
+
+
+def exact(conn, text, k=10, where=""):
+    """What the index scan gives from SQL: (id, score), best first."""
+    return [(str(i), s) for i, s in conn.execute(
+        f"SELECT id, -(tsv <@> qortex_bm25_query('english', %s)) FROM t {where} "
+        f"ORDER BY tsv <@> qortex_bm25_query('english', %s) LIMIT %s", (text, text, k))]
+
+
+def same(got, want):
+    """Equal scores in order, and equal ids but among rows tied at the last score."""
+    assert len(got) == len(want), (got, want)
+    assert [round(s, 9) for _, s in got] == [round(s, 9) for _, s in want], (got, want)
+    last = want[-1][1] if want else None
+    assert {i for i, s in got if round(s, 9) != round(last, 9)} == \
+        {i for i, s in want if round(s, 9) != round(last, 9)}, (got, want)
+
+
+def bm25_index(db):
+    return db.execute("SELECT details->'text_leg'->'bm25_index' FROM qortex_collections() "
+                      "WHERE name = 't'").fetchone()[0]
+
+
+def test_the_text_leg_reads_the_tables_qortex_bm25_index_and_gives_its_top_k(db):
+    make(db)
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": "owner"}
+    for q in QUERIES:
+        for k in (1, 10, 50):
+            got, plan = leg(db, q, k)
+            same(got, exact(db, q, k))
+            assert "qortex_bm25 index t_bm25" in plan, plan
+            assert "GIN" not in plan, plan
+
+
+def test_a_user_scope_is_bounded_inside_the_index(db):
+    make(db)
+    for q in QUERIES:
+        for u in ("u0", "u3", "u9"):
+            got, plan = leg(db, q, 10, user_id=u)
+            same(got, exact(db, q, 10, f"WHERE owner = '{u}'"))
+            assert "within the user (owner)" in plan, plan
+    # a user with no rows: nothing, not other users' rows
+    assert leg(db, "w1", 10, user_id="nobody")[0] == []
+
+
+def test_rows_not_committed_deleted_or_hidden_by_a_policy_are_not_returned(db, empty_db):
+    make(db)
+    q = "w1 w7 w30"
+    best = exact(db, q, 5)
+    # another session's uncommitted row with the best score there is
+    with connect(empty_db) as other:
+        other.execute("INSERT INTO t (id, body, owner, emb) VALUES (100000, "
+                      "repeat('w1 w7 w30 ', 50), 'u0', '[1,0,0]')")
+        got, _ = leg(db, q, 5)
+        # (the index's statistics count it, as the scan's do: same scores as the scan now)
+        same(got, exact(db, q, 5))
+        assert [i for i, _ in got] == [i for i, _ in best]
+        other.rollback()
+    # deleted rows (not vacuumed: still in the index) give way to the next ones, k of them
+    db.execute("DELETE FROM t WHERE id = ANY(%s)", ([int(i) for i, _ in best[:3]],))
+    got, plan = leg(db, q, 5)
+    same(got, exact(db, q, 5))
+    assert len(got) == 5 and not {i for i, _ in got} & {i for i, _ in best[:3]}
+    # the leg's pool (10 for k 5) asked first, 6 of them visible (three deleted, one rolled
+    # back), then twice as many
+    assert "best 20 of the index, 16 of them visible" in plan, plan
+    assert plan.count("WHERE ctid = ANY") == 2, plan
+    # row-level security: a role that sees only u1's rows gets u1's best
+    db.execute("DROP ROLE IF EXISTS qortex_am_reader")
+    db.execute("CREATE ROLE qortex_am_reader")
+    db.execute("GRANT SELECT ON t TO qortex_am_reader")
+    db.execute("GRANT USAGE ON SCHEMA qortex TO qortex_am_reader")
+    db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA qortex TO qortex_am_reader")
+    db.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
+    db.execute("CREATE POLICY mine ON t FOR SELECT TO qortex_am_reader USING (owner = 'u1')")
+    try:
+        db.execute("SET ROLE qortex_am_reader")
+        got, _ = leg(db, q, 10)
+        db.execute("RESET ROLE")
+        same(got, exact(db, q, 10, "WHERE owner = 'u1'"))
+        # and a role without SELECT is refused before anything is read
+        db.execute("REVOKE SELECT ON t FROM qortex_am_reader")
+        db.execute("SET ROLE qortex_am_reader")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            leg(db, q, 10)
+    finally:
+        db.execute("RESET ROLE")
+        db.execute("DROP OWNED BY qortex_am_reader")
+        db.execute("DROP ROLE qortex_am_reader")
+
+
+def test_searches_the_index_cannot_bound_read_the_other_paths(db):
+    """A user scope on an index without a scope column, and a search switched off from the
+    text index: the leg reads the collection's other paths (its tables index here), and
+    says so."""
+    make(db, scope=False)
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": None}
+    got, plan = leg(db, "w1 w7", 10)
+    assert "qortex_bm25 index t_bm25" in plan
+    got, plan = leg(db, "w1 w7", 10, user_id="u2")
+    assert "qortex_bm25" not in plan, plan
+    assert got and all(int(i) % 10 == 2 for i, _ in got), got
+    db.execute("SET qortex.use_text_index = off")
+    got, plan = leg(db, "w1 w7", 10)
+    db.execute("RESET qortex.use_text_index")
+    assert "qortex_bm25" not in plan, plan
+    db.execute("DROP INDEX t_bm25")
+    assert bm25_index(db) is None
+    assert "qortex_bm25" not in leg(db, "w1 w7", 10)[1]
+
+
+def test_a_user_value_no_row_of_an_integer_scope_column_can_have_finds_nothing(db):
+    """The scope compares the user column as text (`owner::text = '7'`), on every path: a
+    value that is no integer's text ('seven', '007') finds no row, and is no error."""
+    db.execute("""CREATE TABLE t (id int PRIMARY KEY, body text NOT NULL, owner int,
+                  emb vector(3) NOT NULL,
+                  tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)""")
+    db.execute("INSERT INTO t VALUES (1, 'w1 w2', 7, '[1,0,0]'), (2, 'w1', 8, '[1,0,0]')")
+    db.execute("CREATE INDEX t_bm25 ON t USING qortex_bm25 (tsv, owner)")
+    db.execute("SELECT qortex_register_collection('t', 't', %s)", (Jsonb(COLUMNS),))
+    got, plan = leg(db, "w1", 10, user_id="7")
+    assert [i for i, _ in got] == ["1"] and "within the user (owner)" in plan, plan
+    for value in ("seven", "007", "99999999999"):
+        got, plan = leg(db, "w1", 10, user_id=value)
+        assert got == [] and "can exist" in plan, plan
+        db.execute("SET qortex.use_text_index = off")
+        assert leg(db, "w1", 10, user_id=value)[0] == []
+        db.execute("RESET qortex.use_text_index")
