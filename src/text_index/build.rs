@@ -176,6 +176,7 @@ pub fn drop_index(
             &format!("DROP SEQUENCE IF EXISTS {}", x.docno),
         );
     });
+    quiet.restore();
 }
 
 /// Fill empty index tables from the collection's table.
