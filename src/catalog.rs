@@ -8,6 +8,7 @@
 //!
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters.
+use crate::bm25am::direct::{find as find_bm25, AmIndex};
 use crate::cache::Cache;
 use crate::errors::{data_error, error};
 use crate::spi::{plan, spi_failed, INT2, OID, TEXT, TEXT_ARRAY};
@@ -423,6 +424,38 @@ thread_local! {
 
 /// How to query collection `name` (cached per backend, dropped when the catalog or the
 /// table changes).
+/// A `qortex_bm25` index on a collection's table that its text leg may read
+/// (`bm25am::direct::find`: on the stored tsvector column itself).
+pub struct Bm25Index {
+    pub index: AmIndex,
+    /// Whether it bounds a user scope: its scope column is the collection's user column,
+    /// and the collection has no global rows (the index cannot bound `user = u OR global`).
+    pub scoped: bool,
+}
+
+impl Bm25Index {
+    /// Whether every search the tables index would serve (`or`, unfiltered), scoped to a
+    /// user or not, reads this index instead.
+    pub fn serves_every_search(&self, t: &Layout) -> bool {
+        t.user_id.is_none() || self.scoped
+    }
+}
+
+/// The collection's `qortex_bm25` index, if its table has one its text leg may read.
+pub fn bm25_index(t: &Layout) -> Option<Bm25Index> {
+    if t.partition.is_some() {
+        return None;
+    }
+    let (_, _, column) = t.tsv_column.as_ref()?;
+    let index = find_bm25(t.source, column)?;
+    let scoped = t.is_global.is_none()
+        && index.scope_column.as_ref().is_some_and(|(c, _)| {
+            let q = quote_identifier(c);
+            t.user_id.as_deref() == Some(q.as_str()) || t.user_id == Some(format!("{q}::text"))
+        });
+    Some(Bm25Index { index, scoped })
+}
+
 pub fn layout(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Layout> {
     LAYOUTS.with(|t| {
         let mut cache = t.borrow_mut();

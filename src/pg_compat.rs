@@ -8,10 +8,24 @@
 //! | a tuple descriptor's attributes | `attrs[i]` | `TupleDescAttr(desc, i)` (after `compact_attrs`) |
 //! | `ExecInitRangeTable` | (estate, rtable) | adds `permInfos` (an RTE points into it), `unpruned_relids` |
 //! | `EvalPlanQualInit` | 5 arguments | adds `resultRelations` |
+//! | a relation's owner check | `pg_class_ownercheck` | `object_ownercheck(RelationRelationId, …)` |
 use pgrx::pg_sys;
 
 #[cfg(not(any(feature = "pg15", feature = "pg18")))]
 compile_error!("qortex is built for PostgreSQL 15 or 18: enable the feature pg15 or pg18");
+
+/// Whether `role` owns the relation `rel` (or is a superuser).
+pub fn owns_relation(rel: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup of two OIDs; a relation that does not exist raises.
+    #[cfg(feature = "pg15")]
+    unsafe {
+        pg_sys::pg_class_ownercheck(rel, role)
+    }
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::object_ownercheck(pg_sys::RelationRelationId, rel, role)
+    }
+}
 
 /// The primary key index of `rel` (InvalidOid when it has none).
 pub unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {

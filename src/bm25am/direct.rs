@@ -12,7 +12,7 @@ use std::ffi::{CStr, CString};
 
 /// A qortex_bm25 index on a table's tsvector column.
 #[derive(Debug, Clone)]
-pub struct TableIndex {
+pub struct AmIndex {
     pub oid: pg_sys::Oid,
     pub name: String,
     /// The scope column's name and type, if the index has one.
@@ -21,7 +21,7 @@ pub struct TableIndex {
 
 /// The first valid qortex_bm25 index of `table` whose first key is the column `tsv` itself
 /// (not an expression) and that has no predicate; `None` if there is none.
-pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<TableIndex> {
+pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
     let tsv = CString::new(tsv).ok()?;
     // SAFETY: the table is opened and closed here with AccessShareLock (the caller reads it
     // anyway); its index list is a fresh List this function frees; each index is opened
@@ -47,7 +47,7 @@ pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<TableIndex> {
                 && ix.indisready
                 && keys.first() == Some(&attnum)
                 && pg_sys::RelationGetIndexPredicate(rel).is_null();
-            let found = usable.then(|| TableIndex {
+            let found = usable.then(|| AmIndex {
                 oid,
                 name: CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
                     .to_string_lossy()

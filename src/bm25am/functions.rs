@@ -39,11 +39,7 @@ impl Index {
             let heap = (*(*rel).rd_index).indrelid;
             let user = pg_sys::GetUserId();
             let allowed = if owner {
-                #[cfg(feature = "pg15")]
-                let ok = pg_sys::pg_class_ownercheck(heap, user);
-                #[cfg(feature = "pg18")]
-                let ok = pg_sys::object_ownercheck(pg_sys::RelationRelationId, heap, user);
-                ok
+                crate::pg_compat::owns_relation(heap, user)
             } else {
                 pg_sys::pg_class_aclcheck(heap, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
                     == pg_sys::AclResult::ACLCHECK_OK

@@ -94,14 +94,20 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             ),
         });
     }
-    text_leg["text_index"] = text_index::describe(client, func, &c);
     // the qortex_bm25 index the leg reads first (unfiltered searches), if the table has one
-    let am = columns
-        .get("tsvector")
-        .and_then(Value::as_str)
-        .and_then(|ts| crate::bm25am::direct::find(c.source, ts));
+    let layout = catalog::layout(client, func, &c.name);
+    let am = catalog::bm25_index(&layout);
+    text_leg["text_index"] = match &am {
+        Some(a) if c.text_index.is_none() && a.serves_every_search(&layout) => {
+            json!({"built": false, "hint": format!(
+                "not needed: the qortex_bm25 index {} serves the text leg",
+                quote_identifier(&a.index.name))})
+        }
+        _ => text_index::describe(client, func, &c),
+    };
     text_leg["bm25_index"] = match am {
-        Some(i) => json!({"name": i.name, "scope_column": i.scope_column.map(|s| s.0)}),
+        Some(a) => json!({"name": a.index.name, "user_scope": a.scoped,
+                          "scope_column": a.index.scope_column.map(|s| s.0)}),
         None => Value::Null,
     };
 

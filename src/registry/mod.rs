@@ -15,6 +15,7 @@
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters (DDL takes none: its only values are checked integers and
 //! a quoted literal).
+mod bm25_index;
 mod create;
 mod describe;
 mod drop;

@@ -1,5 +1,6 @@
 //! Users' own tables registered in place as collections: the `columns` argument's specs
 //! (roles, partition, filters, document id), and the checks of the table and each column.
+use super::bm25_index;
 use super::drop::forget_registered;
 use super::{check_new_name, describe, insert_collection, text_config};
 use crate::catalog::{self, indexes, relation_name, FILTER_ROLE};
@@ -62,7 +63,13 @@ fn qortex_register_collection(
     let allowed: Vec<&str> = ROLES
         .iter()
         .map(|r| r.0)
-        .chain(["distance", "text_config", "partition", "filters"])
+        .chain([
+            "distance",
+            "text_config",
+            "partition",
+            "filters",
+            "bm25_index",
+        ])
         .collect();
     if let Some(k) = spec.keys().find(|k| !allowed.contains(&k.as_str())) {
         invalid_param(
@@ -87,6 +94,17 @@ fn qortex_register_collection(
             ),
         );
     }
+    let bm25_index = match spec.get("bm25_index") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => invalid_param(
+            F,
+            ParamError::new(
+                "columns.bm25_index",
+                format!("must be true or false, got {v}"),
+            ),
+        ),
+    };
     let partition = spec.get("partition").map(partition_spec);
     let filters = spec.get("filters").map_or_else(Vec::new, filters_spec);
     // the document id: a column, or a key of the metadata (LlamaIndex's `ref_doc_id`)
@@ -130,6 +148,7 @@ fn qortex_register_collection(
         let mut mapped = Map::new();
         let mut attnums = HashMap::new();
         let mut dims = 0;
+        let mut user_type: Option<String> = None;
         // (role, the types its column may have, the column, the argument that named it)
         let wanted: Vec<(String, &[&str], Value, String)> = ROLES
             .iter()
@@ -209,6 +228,9 @@ fn qortex_register_collection(
                         ),
                     ),
                 );
+            }
+            if role == "user_id" {
+                user_type = Some(typname.clone());
             }
             mapped.insert(role.into(), json!(col)); // (stored with its attnum)
             attnums.insert(role.to_owned(), attnum);
@@ -297,7 +319,12 @@ fn qortex_register_collection(
             mapped,
             options,
         );
-        text_index::create(client, F, &catalog::layout(client, F, &name));
+        let layout = catalog::layout(client, F, &name);
+        let am = bm25_index::ensure(client, F, &layout, user_type.as_deref(), bm25_index);
+        // a qortex_bm25 index that serves every search the tables index would: no tables index
+        if !am.is_some_and(|a| a.serves_every_search(&layout)) {
+            text_index::create(client, F, &layout);
+        }
         JsonB(describe(client, F, &name))
     })
 }

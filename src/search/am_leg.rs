@@ -9,12 +9,12 @@
 //! cannot bound). Otherwise the text leg reads the collection's tables index or GIN.
 use super::{rows, Scope};
 use crate::bm25am::direct::{self, Direct};
-use crate::catalog::Layout;
+use crate::catalog::{self, Layout};
 use crate::errors::error;
 use crate::owner::may_read;
 use crate::settings;
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, SpiClient};
+use pgrx::spi::SpiClient;
 use qortex_core::hybrid::{rank_leg, LegHit, SearchOptions};
 use std::collections::HashMap;
 
@@ -32,10 +32,11 @@ pub fn search(
     if !settings::USE_TEXT_INDEX.get() || lexemes.is_empty() || lexemes.len() > direct::MAX_TERMS {
         return None;
     }
-    let index = index_of(t)?;
+    let found = catalog::bm25_index(t)?;
+    let index = found.index;
     let user = match (&opts.user_id, &index.scope_column) {
         (None, _) => None,
-        (Some(u), Some((c, ty))) if t.is_global.is_none() && user_column(t, c) => {
+        (Some(u), Some((_, ty))) if found.scoped => {
             match canonical(u, *ty)? {
                 true => Some(u.as_str()),
                 // no row's value reads as this text (the scope compares `user::text`)
@@ -98,12 +99,6 @@ pub fn search(
     Some((hits, how))
 }
 
-/// Whether `column` is the collection's user column (which the scope compares as text).
-fn user_column(t: &Layout, column: &str) -> bool {
-    let q = quote_identifier(column);
-    t.user_id.as_deref() == Some(q.as_str()) || t.user_id == Some(format!("{q}::text"))
-}
-
 /// Whether `value` is the text of a value of type `ty` as PostgreSQL writes it, so that
 /// `user::text = value` can hold (the scope's comparison) and the index's scope hash of it
 /// finds exactly those rows; `None` for a type this path does not read (the other paths do).
@@ -111,7 +106,7 @@ fn canonical(value: &str, ty: pg_sys::Oid) -> Option<bool> {
     use pgrx::{PgBuiltInOids as B, PgOid};
     let int = |v: Option<String>| v.as_deref() == Some(value);
     Some(match PgOid::from(ty) {
-        PgOid::BuiltIn(B::TEXTOID | B::VARCHAROID | B::BPCHAROID) => true,
+        PgOid::BuiltIn(B::TEXTOID | B::VARCHAROID) => true,
         PgOid::BuiltIn(B::INT2OID) => int(value.parse::<i16>().ok().map(|v| v.to_string())),
         PgOid::BuiltIn(B::INT4OID) => int(value.parse::<i32>().ok().map(|v| v.to_string())),
         PgOid::BuiltIn(B::INT8OID) => int(value.parse::<i64>().ok().map(|v| v.to_string())),
@@ -125,10 +120,4 @@ fn canonical(value: &str, ty: pg_sys::Oid) -> Option<bool> {
         }
         _ => return None,
     })
-}
-
-/// The qortex_bm25 index that may serve the collection's text leg.
-pub fn index_of(t: &Layout) -> Option<direct::TableIndex> {
-    let (_, _, column) = t.tsv_column.as_ref()?;
-    direct::find(t.source, column)
 }

@@ -208,7 +208,7 @@ def test_llamaindex_pgvectorstore_hybrid(db):
                           node_id="cats.md" if t in CATS else "dogs.md")})
              for i, t in enumerate(texts)]
     store.add(nodes)
-    # node ids as qortex's ids: unique, so the collection has its BM25 index
+    # node ids as qortex's ids: unique (hybrid_search pages by id)
     db.execute("CREATE UNIQUE INDEX ON data_docs (node_id)")
     d = one(db, """SELECT qortex_register_collection('li', 'data_docs', '{
         "id": "node_id", "embedding": "embedding", "content": "text",
@@ -216,7 +216,9 @@ def test_llamaindex_pgvectorstore_hybrid(db):
         "document_id": {"metadata_key": "ref_doc_id"}}')""")
     assert d["columns"]["document_id"] == {"metadata_key": "ref_doc_id"}
     assert d["rows"] == len(texts) and d["text_leg"]["indexed"] is True
-    assert d["text_leg"]["text_index"]["built"] is True
+    # a stored tsvector and no user column: registration gave the table a qortex_bm25 index
+    assert d["text_leg"]["bm25_index"]["name"] == "data_docs_text_search_tsv_idx"
+    assert d["text_leg"]["text_index"]["built"] is False
     got = search(db, "li", "cat", vec(CATS[1]), k=3)
     assert got[0][:2] == ("n1", "cats.md")
     assert {r[1] for r in got} == {"cats.md"}

@@ -70,7 +70,7 @@ def bm25_index(db):
 
 def test_the_text_leg_reads_the_tables_qortex_bm25_index_and_gives_its_top_k(db):
     make(db)
-    assert bm25_index(db) == {"name": "t_bm25", "scope_column": "owner"}
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": "owner", "user_scope": True}
     for q in QUERIES:
         for k in (1, 10, 50):
             got, plan = leg(db, q, k)
@@ -141,7 +141,7 @@ def test_searches_the_index_cannot_bound_read_the_other_paths(db):
     text index: the leg reads the collection's other paths (its tables index here), and
     says so."""
     make(db, scope=False)
-    assert bm25_index(db) == {"name": "t_bm25", "scope_column": None}
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": None, "user_scope": False}
     got, plan = leg(db, "w1 w7", 10)
     assert "qortex_bm25 index t_bm25" in plan
     got, plan = leg(db, "w1 w7", 10, user_id="u2")
@@ -173,3 +173,68 @@ def test_a_user_value_no_row_of_an_integer_scope_column_can_have_finds_nothing(d
         db.execute("SET qortex.use_text_index = off")
         assert leg(db, "w1", 10, user_id=value)[0] == []
         db.execute("RESET qortex.use_text_index")
+
+
+def registered(db, columns, notices):
+    db.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+    return db.execute("SELECT qortex_register_collection('r', 'r', %s)",
+                      (Jsonb(columns),)).fetchone()[0]
+
+
+def triggers(db):
+    return db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'r'::regclass "
+                      "AND NOT tgisinternal").fetchone()[0]
+
+
+R = """CREATE TABLE r (id int PRIMARY KEY, body text NOT NULL, owner {owner}, shared boolean,
+       emb vector(3) NOT NULL,
+       tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)"""
+
+
+@pytest.mark.parametrize("owner", ["text", "varchar(20)", "bigint", "uuid"])
+def test_registering_a_table_creates_its_qortex_bm25_index_scoped_by_the_user_column(
+        db, owner):
+    """No qortex_bm25 index on the table: registration creates one on (tsvector, user
+    column), says so, and builds no tables index (no triggers on the table): rows written
+    after are found at once, scoped searches bounded by the index."""
+    db.execute(R.format(owner=owner))
+    value = {"text": "u{}", "varchar(20)": "u{}", "bigint": "{}",
+             "uuid": "00000000-0000-0000-0000-00000000000{}"}[owner]
+    db.execute("INSERT INTO r SELECT i, 'w' || (i %% 7) || ' w' || (i %% 3), %s::text::"
+               + owner.split("(")[0] + ", false, '[1,0,0]' FROM generate_series(1, 300) i",
+               (value.format(0),))
+    notices = []
+    d = registered(db, dict(COLUMNS, user_id="owner"), notices)
+    made = [n for n in notices if "created the qortex_bm25 index" in n[0]]
+    assert len(made) == 1 and "bm25_index = false" in made[0][1], notices
+    idx = d["text_leg"]["bm25_index"]
+    assert idx["scope_column"] == "owner" and idx["user_scope"], d["text_leg"]
+    assert db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                      (idx["name"],)).fetchone()[0].endswith("USING qortex_bm25 (tsv, owner)")
+    assert d["text_leg"]["text_index"]["built"] is False
+    assert "not needed" in d["text_leg"]["text_index"]["hint"]
+    assert triggers(db) == 0
+    db.execute("INSERT INTO r VALUES (1000, 'zebra w1', %s, false, '[1,0,0]')",
+               (value.format(1),))
+    for user, want in ((value.format(1), ["1000"]), (value.format(0), [])):
+        got = db.execute("SELECT id FROM hybrid_search('r', NULL, 'zebra', 5, %s)",
+                         (Jsonb({"user_id": user}),)).fetchall()
+        assert [g[0] for g in got] == want
+    assert [g[0] for g in db.execute(
+        "SELECT id FROM hybrid_search('r', NULL, 'zebra', 5)").fetchall()] == ["1000"]
+
+
+def test_registering_with_bm25_index_false_or_global_rows_keeps_qortexs_own_index(db):
+    db.execute(R.format(owner="text"))
+    db.execute("INSERT INTO r VALUES (1, 'w1', 'u1', false, '[1,0,0]')")
+    notices = []
+    d = registered(db, dict(COLUMNS, user_id="owner", bm25_index=False), notices)
+    assert d["text_leg"]["bm25_index"] is None and d["text_leg"]["text_index"]["built"]
+    assert triggers(db) > 0 and not notices
+    d = db.execute("SELECT qortex_register_collection('r', 'r', %s, replace => true)",
+                   (Jsonb(dict(COLUMNS, user_id="owner", is_global="shared")),)).fetchone()[0]
+    assert d["text_leg"]["bm25_index"] is None and d["text_leg"]["text_index"]["built"]
+    assert any("global rows" in n[0] for n in notices), notices
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="columns.bm25_index"):
+        db.execute("SELECT qortex_register_collection('r2', 'r', %s)",
+                   (Jsonb(dict(COLUMNS, bm25_index="yes")),))
