@@ -11,7 +11,7 @@ Data: $QORTEX_SCIFACT (default ../shared/data/scifact next to the repo), corpus.
   1 client and with --clients threads on their own connections; embeddings sent as JSON
   arrays of numbers, or as pgvector literals (strings "[x,...]", as the CSV holds them).
 - INSERT: multi-row INSERT (100 rows per statement and commit) into a table like the
-  chunks table (same vector, jsonb, generated tsvector, HNSW and GIN indexes).
+  chunks table (same vector, jsonb, generated tsvector, HNSW, GIN and qortex_bm25 indexes).
 - COPY: COPY of the same rows into that table.
 Index maintenance is included everywhere. Each run starts from empty tables. Figures are
 chunks per second; the ratio is against the plain INSERT of the same round.
@@ -48,6 +48,8 @@ CREATE INDEX ON bench_plain USING hnsw (embedding vector_cosine_ops)
     WITH (m = 16, ef_construction = 64);
 CREATE INDEX ON bench_plain USING gin (fts);
 CREATE INDEX ON bench_plain (user_id, is_global);
+CREATE INDEX ON bench_plain USING qortex_bm25
+    (fts, (CASE WHEN is_global THEN ''::text ELSE user_id END));
 """
 
 

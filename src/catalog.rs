@@ -428,10 +428,20 @@ thread_local! {
 /// (`bm25am::direct::find`: on the stored tsvector column itself).
 pub struct Bm25Index {
     pub index: AmIndex,
-    /// Whether it bounds a user scope: its scope column is the collection's user column,
-    /// and the collection has no global rows (the index cannot bound `user = u OR global`).
+    /// Whether it bounds a user scope: its scope column is the collection's user column and
+    /// the collection has no global rows, or it is a managed collection's index whose scope
+    /// is `MANAGED_SCOPE` (global rows under the scope '').
     pub scoped: bool,
+    /// Whether global rows are the scope '' (a managed collection's index).
+    pub global: bool,
+    /// The type of the scope's values.
+    pub scope_type: pg_sys::Oid,
 }
+
+/// A managed collection's qortex_bm25 index scopes its chunks by this: the user's rows
+/// under the user id, rows every user sees under '' (a user whose id is '' shares it; the
+/// scope's recheck, `user_id = u OR is_global`, sorts them out).
+pub const MANAGED_SCOPE: &str = "CASE WHEN is_global THEN ''::text ELSE user_id END";
 
 impl Bm25Index {
     /// Whether every search the tables index would serve (`or`, unfiltered), scoped to a
@@ -441,19 +451,47 @@ impl Bm25Index {
     }
 }
 
+thread_local! {
+    /// Each collection's qortex_bm25 index, by name; dropped on any invalidation of its table
+    /// (CREATE and DROP INDEX send one, as does every change of the index's pg_index row).
+    static BM25_INDEXES: RefCell<Cache<Option<Rc<Bm25Index>>>> = RefCell::new(Cache::new(256));
+}
+
 /// The collection's `qortex_bm25` index, if its table has one its text leg may read.
-pub fn bm25_index(t: &Layout) -> Option<Bm25Index> {
+pub fn bm25_index(t: &Layout) -> Option<Rc<Bm25Index>> {
+    BM25_INDEXES.with(|c| {
+        let mut cache = c.borrow_mut();
+        if let Some(found) = cache.get(&t.name) {
+            return found;
+        }
+        cache.fill(&t.name, || {
+            (read_bm25_index(t).map(Rc::new), vec![t.source])
+        })
+    })
+}
+
+fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
     if t.partition.is_some() {
         return None;
     }
     let (_, _, column) = t.tsv_column.as_ref()?;
     let index = find_bm25(t.source, column)?;
-    let scoped = t.is_global.is_none()
+    let plain = t.is_global.is_none()
         && index.scope_column.as_ref().is_some_and(|(c, _)| {
             let q = quote_identifier(c);
             t.user_id.as_deref() == Some(q.as_str()) || t.user_id == Some(format!("{q}::text"))
         });
-    Some(Bm25Index { index, scoped })
+    let global = t.managed && index.scope_expr == Some(format!("( {MANAGED_SCOPE})"));
+    let scope_type = match &index.scope_column {
+        Some((_, ty)) => *ty,
+        None => pg_sys::TEXTOID,
+    };
+    Some(Bm25Index {
+        index,
+        scoped: plain || global,
+        global,
+        scope_type,
+    })
 }
 
 pub fn layout(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Layout> {

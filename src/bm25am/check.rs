@@ -72,7 +72,13 @@ CREATE FUNCTION qortex_bm25_check(index regclass) RETURNS jsonb
 VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
 fn qortex_bm25_check(index: pg_sys::Oid) -> JsonB {
-    let ix = Index::open("qortex_bm25_check", index, pg_sys::AccessShareLock, false);
+    JsonB(check("qortex_bm25_check", index))
+}
+
+/// The report of `qortex_bm25_check` for `index`, as `func` (which needs SELECT on the
+/// index's table).
+pub fn check(func: &str, index: pg_sys::Oid) -> serde_json::Value {
+    let ix = Index::open(func, index, pg_sys::AccessShareLock, false);
     let table = table_docs(ix.rel);
     let meta = Meta::read(ix.rel);
     let mut report = Report::default();
@@ -102,7 +108,7 @@ fn qortex_bm25_check(index: pg_sys::Oid) -> JsonB {
         ));
     }
     compare(table, held, &mut report);
-    JsonB(json!({
+    json!({
         "ok": report.ok(),
         "rows": report.rows,
         "indexed": report.indexed,
@@ -113,5 +119,5 @@ fn qortex_bm25_check(index: pg_sys::Oid) -> JsonB {
         "structure_errors": report.structure,
         "segments": meta.n_segments,
         "problems": report.examples,
-    }))
+    })
 }

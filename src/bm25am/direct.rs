@@ -7,6 +7,7 @@ use super::scan::searcher;
 use super::store::PageBytes;
 use super::{columns, is_ours, scope_hash};
 use pgrx::pg_sys;
+use pgrx::IntoDatum;
 use qortex_core::bm25::{scope_lexeme, unpack_tid, Searcher, MAX_QUERY_TERMS};
 use std::ffi::{CStr, CString};
 
@@ -17,16 +18,19 @@ pub struct AmIndex {
     pub name: String,
     /// The scope column's name and type, if the index has one.
     pub scope_column: Option<(String, pg_sys::Oid)>,
+    /// The scope when it is an expression: as `pg_get_indexdef` writes it, its whitespace
+    /// made single spaces.
+    pub scope_expr: Option<String>,
 }
 
 /// The first valid qortex_bm25 index of `table` whose first key is the column `tsv` itself
 /// (not an expression) and that has no predicate; `None` if there is none.
 pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
     let tsv = CString::new(tsv).ok()?;
-    // SAFETY: the table is opened and closed here with AccessShareLock (the caller reads it
-    // anyway); its index list is a fresh List this function frees; each index is opened
-    // with AccessShareLock, read (its pg_index row, its name, its attribute names) and
-    // closed before the next.
+    // SAFETY: the table and each index are opened with AccessShareLock, kept to the end of
+    // the transaction (as the planner keeps its own) and closed before this returns; the
+    // index list is a fresh List this function frees; each index's pg_index row and name
+    // are read while it is open.
     unsafe {
         let attnum = pg_sys::get_attnum(table, tsv.as_ptr());
         if attnum <= 0 {
@@ -37,7 +41,7 @@ pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
         let n = if list.is_null() { 0 } else { (*list).length };
         let oids: Vec<pg_sys::Oid> = (0..n).map(|i| pg_sys::list_nth_oid(list, i)).collect();
         pg_sys::list_free(list);
-        pg_sys::table_close(heap, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         for oid in oids {
             let rel = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
             let ix = &*(*rel).rd_index;
@@ -59,14 +63,32 @@ pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
                         pg_sys::get_atttype(table, keys[1]),
                     )
                 }),
+                scope_expr: (keys.len() == 2 && keys[1] == 0).then(|| column_def(oid, 2)),
             });
-            pg_sys::index_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            pg_sys::index_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
             if found.is_some() {
                 return found;
             }
         }
         None
     }
+}
+
+/// Column `column` of index `index` as `pg_get_indexdef(index, column, false)` writes it,
+/// whitespace runs made single spaces.
+fn column_def(index: pg_sys::Oid, column: i32) -> String {
+    // SAFETY: the SQL function pg_get_indexdef(oid, int, bool), called with arguments of
+    // its types; it returns text (NULL only for an index that does not exist).
+    let def: Option<String> = unsafe {
+        pgrx::direct_function_call(
+            pg_sys::pg_get_indexdef_ext,
+            &[index.into_datum(), column.into_datum(), false.into_datum()],
+        )
+    };
+    def.unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The most distinct lexemes a search takes.
@@ -119,8 +141,8 @@ impl Direct {
     }
 
     pub fn close(self) {
-        // SAFETY: opened in `open` with this lock.
-        unsafe { pg_sys::index_close(self.rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+        // SAFETY: opened in `open`; its lock is kept to the end of the transaction.
+        unsafe { pg_sys::index_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE) };
     }
 }
 

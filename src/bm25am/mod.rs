@@ -17,7 +17,7 @@
 //! - `plan`: the planner hook that gives a scan's output the scores it ordered by.
 mod buffer;
 mod build;
-mod check;
+pub mod check;
 pub mod direct;
 mod functions;
 mod insert;

@@ -6,6 +6,7 @@ use crate::errors::error;
 use crate::spi::run;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient};
+use std::rc::Rc;
 
 /// Types of a user column the index can scope by (its scope operator classes: text, which
 /// varchar reads as, the integers, uuid).
@@ -20,7 +21,7 @@ pub fn ensure(
     t: &Layout,
     user_type: Option<&str>,
     create: bool,
-) -> Option<Bm25Index> {
+) -> Option<Rc<Bm25Index>> {
     if let Some(found) = catalog::bm25_index(t) {
         return Some(found);
     }

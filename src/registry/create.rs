@@ -135,9 +135,16 @@ fn qortex_create_collection(
         );
         match crate::citus::distributed() {
             true => distribute_collection(client, F, &name, &chunks, &docs),
-            false => {
-                text_index::create(client, F, &catalog::layout(client, F, &name));
-            }
+            // its text leg reads a qortex_bm25 index scoped by user, global rows under ''
+            false => run(
+                client,
+                F,
+                &format!(
+                    "CREATE INDEX {} ON {chunks} USING qortex_bm25 (fts, ({}))",
+                    ix("chunks_bm25"),
+                    catalog::MANAGED_SCOPE
+                ),
+            ),
         }
         JsonB(describe(client, F, &name))
     })
@@ -204,6 +211,15 @@ fn distribute_collection(
         });
     if let Some((oid, constraint, 1)) = key {
         if !crate::citus::is_citus_table(oid) {
+            // (Citus would make the shards' own; their text leg scores on the shards)
+            run(
+                client,
+                func,
+                &format!(
+                    "DROP INDEX IF EXISTS qortex.{}",
+                    quote_identifier(format!("{name}_chunks_bm25"))
+                ),
+            );
             text_index::drop_index(client, func, name, Some((chunks, oid)));
             let p = plan(
                 client,

@@ -106,8 +106,8 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
         _ => text_index::describe(client, func, &c),
     };
     text_leg["bm25_index"] = match am {
-        Some(a) => json!({"name": a.index.name, "user_scope": a.scoped,
-                          "scope_column": a.index.scope_column.map(|s| s.0)}),
+        Some(a) => json!({"name": a.index.name, "user_scope": a.scoped, "global_rows": a.global,
+                          "scope_column": a.index.scope_column.as_ref().map(|s| &s.0)}),
         None => Value::Null,
     };
 

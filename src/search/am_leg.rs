@@ -16,7 +16,7 @@ use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use qortex_core::hybrid::{rank_leg, LegHit, SearchOptions};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The best `k` rows for `lexemes` from the table's qortex_bm25 index, with a line for
 /// `qortex.debug_plans`; `None` where no such index may serve this search.
@@ -33,25 +33,22 @@ pub fn search(
         return None;
     }
     let found = catalog::bm25_index(t)?;
-    let index = found.index;
-    let user = match (&opts.user_id, &index.scope_column) {
-        (None, _) => None,
-        (Some(u), Some((_, ty))) if found.scoped => {
-            match canonical(u, *ty)? {
-                true => Some(u.as_str()),
-                // no row's value reads as this text (the scope compares `user::text`)
-                false => {
-                    return Some((
-                        Vec::new(),
-                        format!(
-                            "qortex_bm25 index {}: no row of user {u:?} can exist",
-                            index.name
-                        ),
-                    ))
-                }
+    let index = &found.index;
+    // the scopes searched: none; the user's; the user's and the global rows' ('')
+    let scopes: Vec<Option<&str>> = match opts.user_id.as_deref() {
+        None => vec![None],
+        Some(_) if !found.scoped => return None,
+        Some(u) => {
+            let mut v = Vec::new();
+            // a value no row's user reads as (the scope compares `user::text`) has no rows
+            if canonical(u, found.scope_type)? {
+                v.push(Some(u));
             }
+            if found.global && !u.is_empty() {
+                v.push(Some(""));
+            }
+            v
         }
-        _ => return None,
     };
     if !may_read(t.source) {
         error(
@@ -60,43 +57,74 @@ pub fn search(
         )
         .raise();
     }
-    let mut d = Direct::open(index.oid, lexemes, user);
-    let (mut want, mut seen) = (k, 0);
+    let mut searches: Vec<Direct> = scopes
+        .iter()
+        .map(|s| Direct::open(index.oid, lexemes, *s))
+        .collect();
+    let mut want = k;
+    let mut seen: HashSet<(u32, u16)> = HashSet::new();
     let mut hits: Vec<LegHit> = Vec::new();
     loop {
-        let top = d.top(want);
-        let fresh = &top[seen.min(top.len())..];
+        // each scope's best `want`: the union's best k are among them
+        let mut fresh = Vec::new();
+        let mut lowest = Vec::new();
+        for d in searches.iter_mut() {
+            let top = d.top(want);
+            lowest.push(top.last().map(|h| h.2));
+            fresh.extend(top.into_iter().filter(|h| seen.insert((h.0, h.1))));
+        }
         let tids: Vec<String> = fresh.iter().map(|(b, o, _)| format!("({b},{o})")).collect();
         let ids: HashMap<String, String> =
             rows::at_tids(client, t, scope, &tids).into_iter().collect();
-        hits.extend(tids.iter().zip(fresh).filter_map(|(tid, (_, _, score))| {
+        hits.extend(tids.iter().zip(&fresh).filter_map(|(tid, (_, _, score))| {
             Some(LegHit {
                 id: ids.get(tid)?.clone(),
                 score: *score,
             })
         }));
-        seen = top.len();
-        if hits.len() >= k || d.exhausted(want) {
+        rank_leg(&mut hits);
+        // done when k are visible and no scope's unread rows can beat the k-th of them
+        // (they score at most the lowest it returned), or every scope is read out
+        let kth = hits.get(k.saturating_sub(1)).map(|h| h.score);
+        let done = searches.iter().zip(&lowest).all(|(d, low)| {
+            d.exhausted(want) || matches!((kth, low), (Some(x), Some(l)) if *l <= x)
+        });
+        if done {
             break;
         }
         want = want.saturating_mul(2);
     }
-    d.close();
+    for d in searches {
+        d.close();
+    }
+    let seen = seen.len();
     let visible = hits.len();
-    rank_leg(&mut hits);
     hits.truncate(k);
+    let within = match scopes.as_slice() {
+        [None] => String::new(),
+        [] => format!(
+            " (no row of user {:?} can exist)",
+            opts.user_id.as_deref().unwrap_or_default()
+        ),
+        [_] => format!(" within the user ({})", scope_name(&index)),
+        _ => format!(
+            " within the user ({}) and the global rows",
+            scope_name(&index)
+        ),
+    };
     let how = format!(
-        "qortex_bm25 index {}: best {seen} of the index{}, {visible} of them visible",
+        "qortex_bm25 index {}: best {seen} of the index{within}, {visible} of them visible",
         index.name,
-        match user {
-            Some(_) => format!(
-                " within the user ({})",
-                index.scope_column.map(|c| c.0).unwrap_or_default()
-            ),
-            None => String::new(),
-        }
     );
     Some((hits, how))
+}
+
+fn scope_name(index: &direct::AmIndex) -> String {
+    match (&index.scope_column, &index.scope_expr) {
+        (Some((c, _)), _) => c.clone(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
+    }
 }
 
 /// Whether `value` is the text of a value of type `ty` as PostgreSQL writes it, so that

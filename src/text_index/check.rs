@@ -50,6 +50,12 @@ fn qortex_check_text_index(collection: Option<String>) -> JsonB {
             .raise();
         }
         let Some(x) = t.text_index.clone() else {
+            // a collection on a qortex_bm25 index: that index against the table
+            if let Some(am) = catalog::bm25_index(&t) {
+                let mut report = crate::bm25am::check::check(F, am.index.oid);
+                report["index"] = serde_json::json!(am.index.name);
+                return JsonB(report);
+            }
             error(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
                 format!("{F}: collection \"{name}\" has no BM25 index"),

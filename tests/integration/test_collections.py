@@ -275,7 +275,7 @@ def test_collections_lists_rows_and_indexes(db):
                      "kb_chunks_fts", 1)]
     status = one(db, "SELECT qortex_status()")["collections"]
     assert [(c["name"], c["rows"], sorted(i["method"] for i in c["indexes"])) for c in status] \
-        == [("kb", 2, ["btree", "btree", "btree", "gin", "hnsw"])]
+        == [("kb", 2, ["btree", "btree", "btree", "gin", "hnsw", "qortex_bm25"])]
     assert all(i["size_bytes"] > 0 for i in status[0]["indexes"])
     with db.transaction():
         db.execute("SET TRANSACTION READ ONLY")

@@ -36,12 +36,20 @@ def make(db, scope=True, rows=800, extra=""):
 
 def leg(conn, text, k=10, **opts):
     """The text leg's rows (id, score) in its order, and the debug_plans lines."""
+    return leg_of(conn, "t", text, k, **opts)
+
+
+def leg_of(conn, coll, text, k=10, **opts):
     notices = []
-    conn.add_notice_handler(lambda d: notices.append(d.message_detail or ""))
+    handler = lambda d: notices.append(d.message_detail or "")  # noqa: E731
+    conn.add_notice_handler(handler)
     conn.execute("SET qortex.debug_plans = on")
-    rows = conn.execute(
-        "SELECT id, text_rank, text_score FROM hybrid_search('t', NULL, %s, %s, %s)",
-        (text, k, Jsonb(opts))).fetchall()
+    try:
+        rows = conn.execute(
+            "SELECT id, text_rank, text_score FROM hybrid_search(%s, NULL, %s, %s, %s)",
+            (coll, text, k, Jsonb(opts))).fetchall()
+    finally:
+        conn.remove_notice_handler(handler)
     conn.execute("SET qortex.debug_plans = off")
     rows.sort(key=lambda r: r[1])
     return [(r[0], r[2]) for r in rows], "\n".join(notices)
@@ -70,7 +78,8 @@ def bm25_index(db):
 
 def test_the_text_leg_reads_the_tables_qortex_bm25_index_and_gives_its_top_k(db):
     make(db)
-    assert bm25_index(db) == {"name": "t_bm25", "scope_column": "owner", "user_scope": True}
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": "owner", "user_scope": True,
+                              "global_rows": False}
     for q in QUERIES:
         for k in (1, 10, 50):
             got, plan = leg(db, q, k)
@@ -141,7 +150,8 @@ def test_searches_the_index_cannot_bound_read_the_other_paths(db):
     text index: the leg reads the collection's other paths (its tables index here), and
     says so."""
     make(db, scope=False)
-    assert bm25_index(db) == {"name": "t_bm25", "scope_column": None, "user_scope": False}
+    assert bm25_index(db) == {"name": "t_bm25", "scope_column": None, "user_scope": False,
+                              "global_rows": False}
     got, plan = leg(db, "w1 w7", 10)
     assert "qortex_bm25 index t_bm25" in plan
     got, plan = leg(db, "w1 w7", 10, user_id="u2")
@@ -238,3 +248,38 @@ def test_registering_with_bm25_index_false_or_global_rows_keeps_qortexs_own_inde
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="columns.bm25_index"):
         db.execute("SELECT qortex_register_collection('r2', 'r', %s)",
                    (Jsonb(dict(COLUMNS, bm25_index="yes")),))
+
+
+def test_a_managed_collections_chunks_are_searched_through_its_qortex_bm25_index(db):
+    """A managed collection gets a qortex_bm25 index on its chunks, scoped by user with the
+    global rows under a scope of their own, and no tables index (no triggers): a user's
+    search is the best of their chunks and the global ones, as SQL ranks them."""
+    d = db.execute("SELECT qortex_create_collection('m', 3)").fetchone()[0]
+    assert d["text_leg"]["bm25_index"] == {
+        "name": "m_chunks_bm25", "user_scope": True, "global_rows": True, "scope_column": None}
+    assert d["text_leg"]["text_index"]["built"] is False
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'qortex.m_chunks'"
+                      "::regclass AND NOT tgisinternal").fetchone()[0] == 0
+    rnd = random.Random(3)
+    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    for i in range(120):
+        doc = {"user_id": f"u{i % 4}", "is_global": i % 10 == 0}
+        chunks = [{"content": " ".join(rnd.choices(WORDS, weights, k=rnd.randint(3, 40))),
+                   "embedding": [1, 0, 0]} for _ in range(3)]
+        db.execute("SELECT qortex_ingest('m', %s, %s)", (Jsonb(doc), Jsonb(chunks)))
+
+    def sql(q, where, k=10):
+        return [(str(i), s) for i, s in db.execute(
+            f"SELECT id, -(fts <@> qortex_bm25_query('english', %s)) FROM qortex.m_chunks "
+            f"{where} ORDER BY fts <@> qortex_bm25_query('english', %s) LIMIT %s",
+            (q, q, k))]
+
+    for q in QUERIES:
+        got, plan = leg_of(db, "m", q, 10)
+        same(got, sql(q, ""))
+        assert "qortex_bm25 index m_chunks_bm25" in plan, plan
+        for u in ("u1", "u3", "nobody", ""):
+            got, plan = leg_of(db, "m", q, 10, user_id=u)
+            same(got, sql(q, f"WHERE user_id = '{u}' OR is_global"))
+            assert "and the global rows" in plan or u == "", plan
+            assert "qortex_bm25 index m_chunks_bm25" in plan, plan
