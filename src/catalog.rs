@@ -429,19 +429,35 @@ thread_local! {
 pub struct Bm25Index {
     pub index: AmIndex,
     /// Whether it bounds a user scope: its scope column is the collection's user column and
-    /// the collection has no global rows, or it is a managed collection's index whose scope
-    /// is `MANAGED_SCOPE` (global rows under the scope '').
+    /// the collection has no global rows, or its scope is the collection's `global_scope`
+    /// (global rows under the scope '').
     pub scoped: bool,
-    /// Whether global rows are the scope '' (a managed collection's index).
+    /// Whether global rows are the scope '' (`global_scope`).
     pub global: bool,
     /// The type of the scope's values.
     pub scope_type: pg_sys::Oid,
 }
 
-/// A managed collection's qortex_bm25 index scopes its chunks by this: the user's rows
-/// under the user id, rows every user sees under '' (a user whose id is '' shares it; the
-/// scope's recheck, `user_id = u OR is_global`, sorts them out).
-pub const MANAGED_SCOPE: &str = "CASE WHEN is_global THEN ''::text ELSE user_id END";
+/// The scope a qortex_bm25 index of a collection with global rows has as its second
+/// column, for the global flag `g` and the user column `u` (both quoted): the user's rows
+/// under the user id as text, rows every user sees under '' (a user whose id is '' shares
+/// it; the scope's recheck, `u = user OR g`, sorts them out).
+pub fn global_scope(g: &str, u: &str) -> String {
+    format!("CASE WHEN {g} THEN ''::text ELSE {u}::text END")
+}
+
+/// `global_scope` of the collection's columns as `pg_get_indexdef` writes it back (in
+/// parentheses, a text column without its no-op cast, another's cast written
+/// `(u)::text`), whitespace runs made single spaces; `None` without both columns.
+fn global_scope_written(t: &Layout) -> Option<String> {
+    let g = t.is_global.as_deref()?;
+    let u = t.user_id.as_deref()?;
+    let u = match u.strip_suffix("::text") {
+        Some(column) => format!("({column})::text"),
+        None => u.to_owned(),
+    };
+    Some(format!("( CASE WHEN {g} THEN ''::text ELSE {u} END)"))
+}
 
 impl Bm25Index {
     /// Whether every search the tables index would serve (`or`, unfiltered), scoped to a
@@ -481,7 +497,7 @@ fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
             let q = quote_identifier(c);
             t.user_id.as_deref() == Some(q.as_str()) || t.user_id == Some(format!("{q}::text"))
         });
-    let global = t.managed && index.scope_expr == Some(format!("( {MANAGED_SCOPE})"));
+    let global = index.scope_expr.is_some() && index.scope_expr == global_scope_written(t);
     let scope_type = match &index.scope_column {
         Some((_, ty)) => *ty,
         None => pg_sys::TEXTOID,

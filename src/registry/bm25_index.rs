@@ -13,8 +13,9 @@ use std::rc::Rc;
 const SCOPE_TYPES: [&str; 6] = ["text", "varchar", "int2", "int4", "int8", "uuid"];
 
 /// The collection's qortex_bm25 index: the table's own, or one created now if `create` and
-/// the collection can have one (a stored tsvector column, no partition, not on Citus, no
-/// global rows, the caller owning the table). A NOTICE says what was created, or why not.
+/// the collection can have one (a stored tsvector column, no partition, not on Citus, the
+/// caller owning the table), scoped by the user column, or with global rows by
+/// `catalog::global_scope`. A NOTICE says what was created, or why not.
 pub fn ensure(
     client: &mut SpiClient<'_>,
     func: &str,
@@ -29,17 +30,13 @@ pub fn ensure(
     if !create || t.partition.is_some() || crate::citus::is_citus_table(t.source) {
         return None;
     }
-    if t.is_global.is_some() {
-        notice(
-            func,
-            "no qortex_bm25 index created: the collection has global rows, which a user scope \
-             in that index cannot admit; its text leg reads qortex's BM25 index",
-            None,
-        );
-        return None;
-    }
-    let scope = match (t.user_id.as_deref(), user_type) {
-        (Some(u), Some(ty)) if SCOPE_TYPES.contains(&ty) => {
+    let scope = match (t.user_id.as_deref(), t.is_global.as_deref(), user_type) {
+        // global rows: the user's rows under the user id as text, the global ones under ''
+        (Some(u), Some(g), _) => Some(format!(
+            "({})",
+            catalog::global_scope(g, u.strip_suffix("::text").unwrap_or(u))
+        )),
+        (Some(u), None, Some(ty)) if SCOPE_TYPES.contains(&ty) => {
             Some(u.strip_suffix("::text").unwrap_or(u).to_owned())
         }
         _ => None,

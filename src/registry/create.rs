@@ -142,7 +142,7 @@ fn qortex_create_collection(
                 &format!(
                     "CREATE INDEX {} ON {chunks} USING qortex_bm25 (fts, ({}))",
                     ix("chunks_bm25"),
-                    catalog::MANAGED_SCOPE
+                    catalog::global_scope("is_global", "user_id")
                 ),
             ),
         }

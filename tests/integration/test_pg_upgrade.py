@@ -123,7 +123,8 @@ def populate(conn):
                      (Jsonb({"user_id": f"u{d % 4}", "is_global": d % 5 == 0,
                              "metadata": {"n": d % 3}}), Jsonb(chunks)))
     conn.execute("SELECT qortex_delete_document('kb', 3)")
-    # a registered table, LangChain's layout, with its own indexes
+    # a registered table, LangChain's layout, with its own indexes, on qortex's tables index
+    # (as collections made before qortex_bm25 are; kb, made now, is on a qortex_bm25 index)
     conn.execute("""CREATE TABLE lc (id text PRIMARY KEY, content text, metadata jsonb,
                         user_id text, is_global bool, embedding vector(8),
                         tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED)""")
@@ -135,7 +136,8 @@ def populate(conn):
     conn.execute("CREATE INDEX ON lc USING gin (tsv)")
     conn.execute("""SELECT qortex_register_collection('lc', 'lc', '{"id": "id",
                         "embedding": "embedding", "content": "content", "tsvector": "tsv",
-                        "metadata": "metadata", "user_id": "user_id", "is_global": "is_global"}')""")
+                        "metadata": "metadata", "user_id": "user_id", "is_global": "is_global",
+                        "bm25_index": false}')""")
     # a qortex_bm25 index on it: a segment from the build, a flushed one, and the buffer
     conn.execute("CREATE INDEX lc_bm25 ON lc USING qortex_bm25 (tsv)")
     for i in range(80, 110):

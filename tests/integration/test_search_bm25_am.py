@@ -234,20 +234,48 @@ def test_registering_a_table_creates_its_qortex_bm25_index_scoped_by_the_user_co
         "SELECT id FROM hybrid_search('r', NULL, 'zebra', 5)").fetchall()] == ["1000"]
 
 
-def test_registering_with_bm25_index_false_or_global_rows_keeps_qortexs_own_index(db):
+def test_registering_with_bm25_index_false_keeps_qortexs_own_index(db):
     db.execute(R.format(owner="text"))
     db.execute("INSERT INTO r VALUES (1, 'w1', 'u1', false, '[1,0,0]')")
     notices = []
     d = registered(db, dict(COLUMNS, user_id="owner", bm25_index=False), notices)
     assert d["text_leg"]["bm25_index"] is None and d["text_leg"]["text_index"]["built"]
     assert triggers(db) > 0 and not notices
-    d = db.execute("SELECT qortex_register_collection('r', 'r', %s, replace => true)",
-                   (Jsonb(dict(COLUMNS, user_id="owner", is_global="shared")),)).fetchone()[0]
-    assert d["text_leg"]["bm25_index"] is None and d["text_leg"]["text_index"]["built"]
-    assert any("global rows" in n[0] for n in notices), notices
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="columns.bm25_index"):
         db.execute("SELECT qortex_register_collection('r2', 'r', %s)",
                    (Jsonb(dict(COLUMNS, bm25_index="yes")),))
+
+
+@pytest.mark.parametrize("owner", ["text", "varchar(20)", "bigint", "uuid"])
+def test_a_table_with_global_rows_gets_an_index_whose_scope_admits_them(db, owner):
+    """is_global mapped: the index's scope is the user id as text, '' for global rows, and a
+    user's search reads both scopes: the best of the user's rows and the global ones, as SQL
+    ranks them; no tables index."""
+    db.execute(R.format(owner=owner))
+    value = {"text": "u{}", "varchar(20)": "u{}", "bigint": "{}",
+             "uuid": "00000000-0000-0000-0000-00000000000{}"}[owner]
+    rnd = random.Random(5)
+    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    with db.cursor() as c:
+        c.executemany(
+            f"INSERT INTO r VALUES (%s, %s, %s::{owner}, %s, '[1,0,0]')",
+            [(i, " ".join(rnd.choices(WORDS, weights, k=rnd.randint(3, 50))),
+              value.format(i % 4), i % 7 == 0) for i in range(1, 501)])
+    notices = []
+    d = registered(db, dict(COLUMNS, user_id="owner", is_global="shared"), notices)
+    idx = d["text_leg"]["bm25_index"]
+    assert idx["user_scope"] and idx["global_rows"], d["text_leg"]
+    assert any("created the qortex_bm25 index" in n[0] for n in notices), notices
+    assert d["text_leg"]["text_index"]["built"] is False and triggers(db) == 0
+    for q in QUERIES:
+        for u in (value.format(1), value.format(3), "nobody"):
+            got, plan = leg_of(db, "r", q, 10, user_id=u)
+            want = [(str(i), s) for i, s in db.execute(
+                "SELECT id, -(tsv <@> qortex_bm25_query('english', %s)) FROM r "
+                "WHERE owner::text = %s OR shared "
+                "ORDER BY tsv <@> qortex_bm25_query('english', %s) LIMIT 10", (q, u, q))]
+            same(got, want)
+            assert "and the global rows" in plan and "qortex_bm25 index" in plan, plan
 
 
 def test_a_managed_collections_chunks_are_searched_through_its_qortex_bm25_index(db):

@@ -1,4 +1,6 @@
-"""The BM25 index every collection gets: built with it, kept current by the writer's own
+"""qortex's own BM25 index in tables (what a collection registered with "bm25_index": false,
+or without a stored tsvector column, gets; see test_search_bm25_am.py for the qortex_bm25
+index collections get otherwise): built with it, kept current by the writer's own
 transaction (INSERT, UPDATE, DELETE, COPY, TRUNCATE, rollback), MVCC-correct, exact BM25
 over the current statistics, used under user scopes and row-level security (a filter reads
 GIN within the filter), and checked against the table by qortex_check_text_index."""
@@ -32,7 +34,8 @@ def make_docs(db, n=600, seed=1, table="docs", start=1):
     if start == 1:
         db.execute(f"""SELECT qortex_register_collection('{table}', '{table}', '{{"id": "id",
                        "embedding": "emb", "content": "body", "tsvector": "fts",
-                       "user_id": "owner", "is_global": "shared", "metadata": "meta"}}')""")
+                       "user_id": "owner", "is_global": "shared", "metadata": "meta",
+                       "bm25_index": false}}')""")
 
 
 def index_state(db, coll="docs"):
