@@ -106,10 +106,10 @@ pub fn search(
             " (no row of user {:?} can exist)",
             opts.user_id.as_deref().unwrap_or_default()
         ),
-        [_] => format!(" within the user ({})", scope_name(&index)),
+        [_] => format!(" within the user ({})", scope_name(index)),
         _ => format!(
             " within the user ({}) and the global rows",
-            scope_name(&index)
+            scope_name(index)
         ),
     };
     let how = format!(
