@@ -299,17 +299,10 @@ impl<'c> TextSource for SpiText<'_, 'c> {
     }
 
     fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
-        let am = am_leg::search(
-            self.client,
-            self.func,
-            self.t,
-            self.scope,
-            self.opts,
-            lexemes,
-            k,
-        );
-        let (hits, how) = am.or_else(|| {
-            bm25::search(
+        // a qortex_bm25 index on the table first, then qortex's own BM25 index
+        let readers: [IndexRead; 2] = [am_leg::search, bm25::search];
+        let (hits, how) = readers.iter().find_map(|read| {
+            read(
                 self.client,
                 self.func,
                 self.t,
@@ -323,6 +316,18 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         Some(hits)
     }
 }
+
+/// A BM25 index's top k for a search's lexemes, with its `qortex.debug_plans` line; `None`
+/// where it cannot serve the search.
+type IndexRead = fn(
+    &SpiClient<'_>,
+    &str,
+    &Layout,
+    &Scope<'_>,
+    &SearchOptions,
+    &[String],
+    usize,
+) -> Option<(Vec<LegHit>, String)>;
 
 /// How a pass finds its rows, for `qortex.debug_plans`.
 fn read(pass: &Pass) -> String {
