@@ -13,7 +13,7 @@ use crate::errors::{error, required};
 use crate::owner::{as_owner, may_read};
 use crate::spi::{plan, run, spi_failed, JSONB, TEXT};
 use pgrx::prelude::*;
-use pgrx::spi::{quote_literal, SpiClient};
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
 use qortex_core::hybrid::text::index::Posting;
 use qortex_core::hybrid::text::TsVector;
@@ -390,6 +390,30 @@ fn qortex_refresh_text_index(collection: Option<String>) -> JsonB {
                 format!("{F}: permission denied for table {}", t.table),
             )
             .raise();
+        }
+        // a collection on a qortex_bm25 index: that index rebuilt, no tables index made
+        if let Some(am) = catalog::bm25_index(&t).filter(|a| {
+            t.text_index.is_none() && a.serves_every_search(&t) && t.tsv_column.is_some()
+        }) {
+            let schema = t
+                .tsv_column
+                .as_ref()
+                .map(|c| c.0.as_str())
+                .unwrap_or_default();
+            let started = Instant::now();
+            run(
+                client,
+                F,
+                &format!(
+                    "REINDEX INDEX {}.{}",
+                    quote_identifier(schema),
+                    quote_identifier(&am.index.name)
+                ),
+            );
+            return JsonB(
+                json!({"built": true, "index": am.index.name, "method": "qortex_bm25",
+                                "seconds": started.elapsed().as_secs_f64()}),
+            );
         }
         let built = create(client, F, &t);
         if built["built"] == json!(false) {
