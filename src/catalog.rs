@@ -422,8 +422,6 @@ thread_local! {
     static LAYOUTS: RefCell<Cache<Rc<Layout>>> = RefCell::new(Cache::new(256));
 }
 
-/// How to query collection `name` (cached per backend, dropped when the catalog or the
-/// table changes).
 /// A `qortex_bm25` index on a collection's table that its text leg may read
 /// (`bm25am::direct::find`: on the stored tsvector column itself).
 pub struct Bm25Index {
@@ -436,6 +434,14 @@ pub struct Bm25Index {
     pub global: bool,
     /// The type of the scope's values.
     pub scope_type: pg_sys::Oid,
+}
+
+impl Layout {
+    /// The user column itself (quoted), without the `::text` cast `user_id` compares it by.
+    pub fn user_column(&self) -> Option<&str> {
+        let u = self.user_id.as_deref()?;
+        Some(u.strip_suffix("::text").unwrap_or(u))
+    }
 }
 
 /// The scope a qortex_bm25 index of a collection with global rows has as its second
@@ -451,10 +457,11 @@ pub fn global_scope(g: &str, u: &str) -> String {
 /// `(u)::text`), whitespace runs made single spaces; `None` without both columns.
 fn global_scope_written(t: &Layout) -> Option<String> {
     let g = t.is_global.as_deref()?;
-    let u = t.user_id.as_deref()?;
-    let u = match u.strip_suffix("::text") {
-        Some(column) => format!("({column})::text"),
-        None => u.to_owned(),
+    let column = t.user_column()?;
+    // `user_id` is the column itself for a text column, else the column cast to text
+    let u = match t.user_id.as_deref() == Some(column) {
+        true => column.to_owned(),
+        false => format!("({column})::text"),
     };
     Some(format!("( CASE WHEN {g} THEN ''::text ELSE {u} END)"))
 }
@@ -493,10 +500,10 @@ fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
     let (_, _, column) = t.tsv_column.as_ref()?;
     let index = find_bm25(t.source, column)?;
     let plain = t.is_global.is_none()
-        && index.scope_column.as_ref().is_some_and(|(c, _)| {
-            let q = quote_identifier(c);
-            t.user_id.as_deref() == Some(q.as_str()) || t.user_id == Some(format!("{q}::text"))
-        });
+        && index
+            .scope_column
+            .as_ref()
+            .is_some_and(|(c, _)| t.user_column() == Some(quote_identifier(c).as_str()));
     let global = index.scope_expr.is_some() && index.scope_expr == global_scope_written(t);
     let scope_type = match &index.scope_column {
         Some((_, ty)) => *ty,
@@ -510,6 +517,8 @@ fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
     })
 }
 
+/// How to query collection `name` (cached per backend, dropped when the catalog or the
+/// table changes).
 pub fn layout(client: &SpiClient<'_>, func: &str, name: &str) -> Rc<Layout> {
     LAYOUTS.with(|t| {
         let mut cache = t.borrow_mut();

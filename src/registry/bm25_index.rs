@@ -30,15 +30,10 @@ pub fn ensure(
     if !create || t.partition.is_some() || crate::citus::is_citus_table(t.source) {
         return None;
     }
-    let scope = match (t.user_id.as_deref(), t.is_global.as_deref(), user_type) {
+    let scope = match (t.user_column(), t.is_global.as_deref(), user_type) {
         // global rows: the user's rows under the user id as text, the global ones under ''
-        (Some(u), Some(g), _) => Some(format!(
-            "({})",
-            catalog::global_scope(g, u.strip_suffix("::text").unwrap_or(u))
-        )),
-        (Some(u), None, Some(ty)) if SCOPE_TYPES.contains(&ty) => {
-            Some(u.strip_suffix("::text").unwrap_or(u).to_owned())
-        }
+        (Some(u), Some(g), _) => Some(format!("({})", catalog::global_scope(g, u))),
+        (Some(u), None, Some(ty)) if SCOPE_TYPES.contains(&ty) => Some(u.to_owned()),
         _ => None,
     };
     let sql = format!(

@@ -5,8 +5,9 @@
 //!
 //! Serves a search when the table has a valid qortex_bm25 index whose first column is the
 //! collection's stored tsvector column, and, under a user scope, whose second column is the
-//! collection's user column (and the collection has no global-row flag, which the index
-//! cannot bound). Otherwise the text leg reads the collection's tables index or GIN.
+//! collection's user column (no global rows) or its `catalog::global_scope` (global rows
+//! under the scope '', read as a second scope and merged). Otherwise the text leg reads the
+//! collection's tables index or GIN.
 use super::{rows, Scope};
 use crate::bm25am::direct::{self, Direct};
 use crate::catalog::{self, Layout};
