@@ -46,7 +46,6 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let meta = Meta::read(rel);
     let (marked, mut live) = mark_dead(rel, &meta, &mut |tid| gone(callback, callback_state, tid));
     let mut removed = marked;
-    let mut newly_dead: BTreeMap<u64, u64> = BTreeMap::new();
     for e in meta.segments() {
         let seg = store::open(rel, e);
         let tids = seg
@@ -58,7 +57,6 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let (dead_off, _) = seg.dead_range();
         // per data page: (offset in page, bit) to set
         let mut pages: BTreeMap<pg_sys::BlockNumber, Vec<(usize, u8)>> = BTreeMap::new();
-        let mut n = 0;
         for (d, &tid) in tids.iter().enumerate() {
             let d = d as u32;
             if is_dead(&bits, d) {
@@ -67,38 +65,32 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             if gone(callback, callback_state, tid) {
                 let (blk, within) = seg.bytes.locate(dead_off + d as u64 / 8);
                 pages.entry(blk).or_default().push((within, 1 << (d % 8)));
-                n += 1;
+                removed += 1;
             } else {
                 live += 1;
             }
         }
+        // A page's bits and the metapage's count of them in one record, so that a crash
+        // leaves the two agreeing. The order (data page, then metapage) is the insert's.
         for (blk, bits) in pages {
             let p = Locked::read_kind(rel, blk, Mode::Exclusive, Kind::Data, Some(e.id));
+            let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
+            let mut now = Meta::of(&m);
+            let mut list = now.segments().to_vec();
+            let listed = list.iter_mut().find(|l| l.id == e.id);
+            let listed = listed.expect("Maint keeps merges out: the segment is still listed");
+            listed.dead += bits.len() as u64;
+            now.set_segments(&list);
             let mut rec = Record::start(rel);
             let mut img = rec.register(&p, false);
             let c = img.contents_mut(super::page::PAYLOAD);
             for (at, bit) in bits {
                 c[at] |= bit;
             }
+            now.write(&mut rec.register(&m, false));
             rec.finish();
         }
-        if n > 0 {
-            newly_dead.insert(e.id, n);
-        }
-        removed += n;
         super::vacuum_delay();
-    }
-    if !newly_dead.is_empty() {
-        let m = Locked::read(rel, META_BLOCK, Mode::Exclusive);
-        let mut now = Meta::of(&m);
-        let mut list = now.segments().to_vec();
-        for e in list.iter_mut() {
-            e.dead += newly_dead.get(&e.id).copied().unwrap_or(0);
-        }
-        now.set_segments(&list);
-        let mut rec = Record::start(rel);
-        now.write(&mut rec.register(&m, false));
-        rec.finish();
     }
     drop(maint);
     (*stats).tuples_removed += removed as f64;
