@@ -62,10 +62,6 @@ except ImportError:  # pragma: no cover
 
 
 def first_sentence_answer(prompt: str) -> str:
-    """A deterministic 'LLM': answers with the first line of the context in the prompt."""
-    lines = [ln.strip() for ln in prompt.splitlines() if ln.strip()]
-    try:
-        i = lines.index("Context:")
-        return "Answer: " + lines[i + 1]
-    except (ValueError, IndexError):
-        return "Answer: I don't know."
+    """A deterministic 'LLM': answers with the first line after "Context:" in the prompt."""
+    m = re.search(r"Context:[ \t]*\n\s*(.+)", prompt)
+    return "Answer: " + m.group(1).strip() if m else "Answer: I don't know."

@@ -63,7 +63,7 @@ class QortexRetriever(BaseRetriever):
     """hybrid_search's ``filter``: metadata containment, equality on filter columns."""
     user_id: Optional[str] = None
     """hybrid_search's ``user_id``: that user's rows and the global ones."""
-    fusion: Optional[Literal["rrf", "weighted"]] = None
+    fusion: Optional[str] = None
     """hybrid_search's ``fusion`` (default ``rrf``)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Any other hybrid_search option (``rrf_k``, ``candidates``, ``text_mode``, ``feedback``,

@@ -76,7 +76,7 @@ class QortexRetriever(BaseRetriever):
         *,
         filter: Optional[Mapping[str, Any]] = None,
         user_id: Optional[str] = None,
-        fusion: Optional[Literal["rrf", "weighted"]] = None,
+        fusion: Optional[str] = None,
         options: Optional[Mapping[str, Any]] = None,
         search_type: Literal["hybrid", "vector", "text"] = "hybrid",
         aconnection: Any = None,
