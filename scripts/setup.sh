@@ -185,9 +185,13 @@ if [ -n "$stale" ]; then
 fi
 
 # --- 4. Python for the client-side tests and benchmarks --------------------------------------
+# (and the client package in clients/python, editable, with its LangChain and LlamaIndex extras;
+# reinstalled when its pyproject.toml changes: its code is read in place)
 REQS="$ROOT/tests/requirements.txt"
+CLIENT="$ROOT/clients/python"
 STAMP="$ROOT/.venv/.requirements.sha256"
-if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$REQS" ] && { [ ! -f "$STAMP" ] || ! sha256sum -c --status "$STAMP" 2>/dev/null; }; then
+if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$REQS" ] && { [ ! -f "$STAMP" ] ||
+    ! sha256sum -c --status "$STAMP" 2>/dev/null || ! grep -qs "$CLIENT/pyproject.toml" "$STAMP"; }; then
     if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
         have_apt && is_root || die "python3 with the venv module is missing"
         apt_install python3 python3-venv
@@ -195,7 +199,8 @@ if [ "${QORTEX_SETUP_PYTHON:-1}" != 0 ] && [ -f "$REQS" ] && { [ ! -f "$STAMP" ]
     say "python virtualenv .venv"
     python3 -m venv "$ROOT/.venv"
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r "$REQS"
-    sha256sum "$REQS" >"$STAMP"
+    "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$CLIENT[langchain,llamaindex]"
+    sha256sum "$REQS" "$CLIENT/pyproject.toml" >"$STAMP"
 fi
 
 # --- 5. Node.js for the examples (the test suite runs examples/agent_loop.js) ---------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test suite, in order of speed: pure-Rust unit tests (no server), #[pg_test]s inside
-# PostgreSQL, then the client-side integration suite against a throw-away local cluster.
+# PostgreSQL, then the client-side integration suite against a throw-away local cluster, then
+# the Python client package's tests (tests/clients) against the same cluster.
 # Expects scripts/setup.sh to have run (make test does that).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,3 +37,7 @@ scripts/cluster.sh stop "$TEST_DIR"  # a server left by an interrupted run still
 scripts/cluster.sh start "$TEST_DIR" "$TEST_PORT"
 QORTEX_TEST_HOST="$ROOT/$TEST_DIR/run" QORTEX_TEST_PORT="$TEST_PORT" \
     .venv/bin/python -m pytest -q tests/integration "$@"
+
+step "Python client package tests (clients/python, tests/clients)"
+QORTEX_TEST_HOST="$ROOT/$TEST_DIR/run" QORTEX_TEST_PORT="$TEST_PORT" \
+    .venv/bin/python -m pytest -q tests/clients
