@@ -206,3 +206,28 @@ def test_the_package_is_typed():
     import importlib.resources
 
     assert importlib.resources.files("qortex_client").joinpath("py.typed").is_file()
+
+
+def test_embeddings_are_sent_as_the_float4_values_vector_stores(db):
+    """The text the client sends for an embedding gives pgvector the float4 of each value
+    (what a binary client would send), for lists and numpy arrays; non-finite values are
+    refused before the call."""
+    import random
+    import struct
+
+    import numpy as np
+
+    from qortex_client._client import vector_literal
+
+    r = random.Random(7)
+    values = [r.uniform(-1, 1) * 10 ** r.randint(-30, 30) for _ in range(300)] + [0.0, -0.0, 1.0]
+    def f32(xs):  # as float4 (psycopg reads a real as the double of its shortest text)
+        return list(struct.unpack(f"{len(xs)}f", struct.pack(f"{len(xs)}f", *xs)))
+
+    stored = db.execute("SELECT %s::vector::real[]", (vector_literal(values),)).fetchone()[0]
+    assert f32(stored) == f32(values)
+    arr = np.array(values[:10], dtype=np.float32)
+    assert f32(db.execute("SELECT %s::vector::real[]", (vector_literal(arr),)).fetchone()[0]) == arr.tolist()
+    for bad in ([0.5, float("nan")], [float("-inf")], [1e300]):
+        with pytest.raises(ValueError):
+            vector_literal(bad)

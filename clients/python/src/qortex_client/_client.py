@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union
+import struct
+from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 from . import _driver
 from ._driver import Statement
@@ -16,8 +15,7 @@ Outcome = Literal["accepted", "rejected", "partial"]
 Embedding = Union[Sequence[float], str]
 
 
-@dataclass(frozen=True)
-class SearchHit:
+class SearchHit(NamedTuple):
     """One row of ``hybrid_search``: why it is there (each leg's rank and score, the feedback
     factor) and what it is."""
 
@@ -33,8 +31,7 @@ class SearchHit:
     factor: Optional[float]
 
 
-@dataclass(frozen=True)
-class FeedbackResult:
+class FeedbackResult(NamedTuple):
     """One row of ``interoception_update``: a node's new weight, the change, whether a bound cut it."""
 
     node_id: str
@@ -44,14 +41,22 @@ class FeedbackResult:
 
 
 def vector_literal(embedding: Optional[Embedding]) -> Optional[str]:
-    """pgvector's text form of an embedding (a list, a numpy array, or a literal already)."""
+    """pgvector's text form of an embedding (a list, a numpy array, or a literal already).
+
+    Each value is rounded to float4 first (what ``vector`` stores) and written with 9
+    significant digits, which gives that float4 back exactly: the stored vector is the one a
+    binary client would send, and formatting costs a third of ``repr`` per value."""
     if embedding is None or isinstance(embedding, str):
         return embedding
-    values = [float(x) for x in embedding]
-    for x in values:
-        if not math.isfinite(x):
-            raise ValueError(f"embedding has a value that is not finite: {x}")
-    return json.dumps(values)
+    n = len(embedding)
+    try:
+        values = struct.unpack(f"{n}f", struct.pack(f"{n}f", *embedding))
+    except (OverflowError, struct.error) as err:
+        raise ValueError(f"embedding: {err}") from None
+    text = ("[" + "%.9g," * n)[:-1] % values if n else "["
+    if "n" in text:  # nan, inf
+        raise ValueError("embedding has a value that is not finite")
+    return text + "]"
 
 
 def query_id_for(collection: str, text: Optional[str], user_id: Optional[str] = None) -> str:
