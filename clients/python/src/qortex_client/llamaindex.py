@@ -129,7 +129,10 @@ class QortexRetriever(BaseRetriever):
         vector, text = legs(self.search_type)
         embedding = query_bundle.embedding
         if vector and embedding is None:
-            embedding = self._embed_model().get_agg_embedding_from_queries(query_bundle.embedding_strs)
+            strs = query_bundle.embedding_strs
+            model = self._embed_model()
+            embedding = (model.get_query_embedding(strs[0]) if len(strs) == 1
+                         else model.get_agg_embedding_from_queries(strs))
         hits = self._client.search(self.collection, embedding if vector else None,
                                    query_bundle.query_str if text else None, self.k, opts)
         return self._nodes(hits, qid)
@@ -139,8 +142,10 @@ class QortexRetriever(BaseRetriever):
         vector, text = legs(self.search_type)
         embedding = query_bundle.embedding
         if vector and embedding is None:
-            embedding = await self._embed_model().aget_agg_embedding_from_queries(
-                query_bundle.embedding_strs)
+            strs = query_bundle.embedding_strs
+            model = self._embed_model()
+            embedding = (await model.aget_query_embedding(strs[0]) if len(strs) == 1
+                         else await model.aget_agg_embedding_from_queries(strs))
         hits = await self._aclient.asearch(self.collection, embedding if vector else None,
                                            query_bundle.query_str if text else None, self.k, opts)
         return self._nodes(hits, qid)
