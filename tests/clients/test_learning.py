@@ -220,3 +220,27 @@ def test_where_qortex_refuses_what_the_package_accepts(kind, db):
     run(main())
     with pytest.raises(TypeError, match="connection="):
         Learner(LearnerConfig(name="x"), store=object())
+
+
+def test_without_qortex_learning_installed(db, tmp_path):
+    """Where the package is not installed, the Learner brings compatible dataclasses."""
+    code = textwrap.dedent("""
+        import asyncio, sys
+        sys.modules["qortex.learning"] = None  # as if qortex-learning were not installed
+        from qortex_client.learning import Arm, ArmOutcome, ArmState, Learner, LearnerConfig
+        assert Arm.__module__ == "qortex_client._learning_types", Arm.__module__
+
+        async def main():
+            learner = await Learner.create(LearnerConfig(name="standalone", baseline_rate=0.0))
+            r = await learner.select([Arm(id="a", token_cost=3), Arm(id="b")], k=1, seed=3)
+            s = await learner.observe(ArmOutcome(arm_id="a", reward=0.0, outcome="partial"))
+            print(r.selected[0].id in ("a", "b"), s == ArmState(1.5, 1.5, 1, 0.5, s.last_updated))
+            await learner.close()
+        asyncio.run(main())
+    """)
+    env = dict(os.environ, PGHOST=HOST, PGPORT=str(PORT), PGUSER="postgres",
+               PGDATABASE=db.info.dbname, HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "True True\n"

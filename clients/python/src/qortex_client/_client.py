@@ -138,7 +138,7 @@ class QortexClient:
     def _results(rows: Iterable[Any]) -> list[FeedbackResult]:
         return [FeedbackResult(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def feedback(self, outcomes: Mapping[str, Outcome],
+    def feedback(self, outcomes: Mapping[str, str],
                  query_id: Optional[str] = None) -> list[FeedbackResult]:
         """``interoception_update(outcomes, query_id)``: ``{id: "accepted" | "rejected" |
         "partial"}``. With a query id, feedback counts once per (query, id): sending it again
@@ -147,7 +147,7 @@ class QortexClient:
         return self._results(_driver.fetch(self.connection, self._feedback,
                                            self._feedback_params(outcomes, query_id)))
 
-    async def afeedback(self, outcomes: Mapping[str, Outcome],
+    async def afeedback(self, outcomes: Mapping[str, str],
                         query_id: Optional[str] = None) -> list[FeedbackResult]:
         """:meth:`feedback`, asynchronously."""
         return self._results(await _driver.afetch(self.connection, self._feedback,
