@@ -1,8 +1,6 @@
 //! `qortex_grant`: what a role needs to use qortex, granted in one call by the extension's
 //! owner, and nothing more. qortex's functions are SECURITY INVOKER over the schema `qortex`
-//! (the caller's privileges and row-level security apply); the BM25 indexes' tables in
-//! `qortex_internal` are never granted: qortex reads them as their owner, for rows the
-//! caller may read in the collection's own table.
+//! (the caller's privileges and row-level security apply).
 use crate::catalog::{self, relation_name};
 use crate::errors::{require_writable, required};
 use crate::spi::run;

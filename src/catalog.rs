@@ -1,17 +1,17 @@
 //! The catalog of collections: what `qortex.collections` says about a collection and how
 //! to query its table (its `Layout`), read once per backend and cached as freshly as
-//! PostgreSQL's own catalog caches; names of relations, columns and indexes; the names of
-//! a collection's text index and of the trigger that keeps it honest.
+//! PostgreSQL's own catalog caches; names of relations, columns and indexes; the
+//! qortex_bm25 index a collection's text leg reads.
 //!
 //! Registration, ingestion, search, the text index and interoception all read collections
 //! through this module, and none of them through another.
 //!
 //! Identifiers in generated SQL come from the catalog and go through `quote_identifier`;
 //! values are bound parameters.
-use crate::bm25am::direct::{find as find_bm25, AmIndex};
+use crate::bm25am::direct::{find as find_bm25, AmIndex, Key};
 use crate::cache::Cache;
 use crate::errors::{data_error, error};
-use crate::spi::{plan, spi_failed, INT2, OID, TEXT, TEXT_ARRAY};
+use crate::spi::{plan, spi_failed, INT2, OID, TEXT};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -34,8 +34,6 @@ pub struct Collection {
     pub columns: Map<String, Value>,
     /// role → (attribute number, name) of its column now; absent: the column is gone
     pub resolved: HashMap<String, (i16, String)>,
-    /// The BM25 index's docs table and what its build recorded.
-    pub text_index: Option<(String, Value)>,
     /// `qortex.collections.options`: distance, text configuration and, for a registered
     /// table, its partition's value and the metadata key of its document id.
     pub options: Map<String, Value>,
@@ -90,7 +88,7 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
     let p = plan(
         client,
         "SELECT kind, source::oid, documents::oid, dimensions, distance, text_config::text,
-                columns, text_index::text, text_index_stats,
+                columns,
                 -- each role's column now: by attribute number while the table is the one
                 -- registered (a rename keeps working), by name once it is another
                 (SELECT pg_catalog.jsonb_object_agg(m.key, pg_catalog.jsonb_build_array(
@@ -126,19 +124,14 @@ pub fn load(client: &SpiClient<'_>, func: &str, name: &str) -> Collection {
             Some(JsonB(Value::Object(m))) => m,
             _ => Map::new(),
         },
-        text_index: row
-            .get::<String>(8)
-            .ok()
-            .flatten()
-            .zip(row.get::<JsonB>(9).ok().flatten().map(|j| j.0)),
-        resolved: match row.get::<JsonB>(10).ok().flatten() {
+        resolved: match row.get::<JsonB>(8).ok().flatten() {
             Some(JsonB(Value::Object(m))) => m
                 .into_iter()
                 .filter_map(|(k, v)| Some((k, (v[0].as_i64()? as i16, v[1].as_str()?.to_owned()))))
                 .collect(),
             _ => HashMap::new(),
         },
-        options: match row.get::<JsonB>(11).ok().flatten() {
+        options: match row.get::<JsonB>(9).ok().flatten() {
             Some(JsonB(Value::Object(m))) => m,
             _ => Map::new(),
         },
@@ -269,103 +262,6 @@ pub fn indexes(client: &SpiClient<'_>, rel: pg_sys::Oid) -> Vec<TableIndex> {
         .collect()
 }
 
-/// The layout version of the BM25 index this build writes and reads; an index of another
-/// version (0.3.0's impact-ordered table) is rebuilt, not read.
-pub const TEXT_INDEX_VERSION: i64 = 2;
-
-/// The tables of a collection's BM25 index, in schema `qortex_internal` (read and written
-/// as the extension's owner only), quoted; and the triggers that maintain it.
-#[derive(Clone, Debug)]
-pub struct IndexTables {
-    /// Every indexed row: docno, id, owner (user), global, length, merged.
-    pub docs: String,
-    /// Postings of rows not merged into blocks yet.
-    pub delta: String,
-    /// Posting blocks by (lexeme, slot); slot 0 carries the lexeme's df and block headers.
-    pub blocks: String,
-    /// Merged rows deleted since the last merge, with their lexemes.
-    pub dead: String,
-    /// Row count and total length, in shards written by concurrent writers.
-    pub stats: String,
-    /// The docno sequence.
-    pub docno: String,
-}
-
-impl IndexTables {
-    pub fn of(collection: &str) -> IndexTables {
-        let t = |suffix: &str| quoted("qortex_internal", &format!("{collection}__{suffix}"));
-        IndexTables {
-            docs: t("docs"),
-            delta: t("delta"),
-            blocks: t("blocks"),
-            dead: t("dead"),
-            stats: t("stats"),
-            docno: t("docno"),
-        }
-    }
-
-    /// The OIDs of the index's tables, or None if any of them is missing (dropped by hand):
-    /// the index is then not used, its triggers do nothing, and qortex_collections() says
-    /// to rebuild it.
-    pub fn present(&self, client: &SpiClient<'_>, func: &str) -> Option<Vec<pg_sys::Oid>> {
-        let names = [
-            &self.docs,
-            &self.delta,
-            &self.blocks,
-            &self.dead,
-            &self.stats,
-            &self.docno,
-        ];
-        let p = plan(
-            client,
-            "SELECT pg_catalog.to_regclass(n)::oid FROM pg_catalog.unnest($1::text[]) n",
-            &[TEXT_ARRAY],
-            false,
-        );
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        // (as the owner: looking a name up needs USAGE on its schema)
-        crate::owner::as_owner(|| {
-            p.select(client, None, &[names.into()])
-                .unwrap_or_else(spi_failed(func))
-                .map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
-                .collect()
-        })
-    }
-
-    /// 22000 for an index whose stored bytes do not decode.
-    pub fn damaged(&self, func: &str, what: &str) -> ! {
-        error(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!("{func}: the BM25 index {} is damaged {what}", self.docs),
-        )
-        .hint("qortex_check_text_index(collection) says more; qortex_refresh_text_index(collection) rebuilds it")
-        .raise()
-    }
-
-    /// The maintenance triggers on the collection's table: (name, event, transition tables).
-    pub fn triggers(collection: &str) -> [(String, &'static str, &'static str); 4] {
-        let name = |e: &str| quote_identifier(format!("qortex_index_{collection}_{e}"));
-        [
-            (
-                name("insert"),
-                "INSERT",
-                "REFERENCING NEW TABLE AS qortex_new",
-            ),
-            (
-                name("update"),
-                "UPDATE",
-                "REFERENCING OLD TABLE AS qortex_old NEW TABLE AS qortex_new",
-            ),
-            (
-                name("delete"),
-                "DELETE",
-                "REFERENCING OLD TABLE AS qortex_old",
-            ),
-            (name("truncate"), "TRUNCATE", ""),
-        ]
-    }
-}
-
 /// How to query one collection: its table, and each role's column as a quoted expression.
 #[derive(Clone)]
 pub struct Layout {
@@ -385,6 +281,8 @@ pub struct Layout {
     pub id_typname: String,
     pub embedding: String,
     pub content: Option<String>,
+    /// The content column's name, unquoted.
+    pub content_column: Option<String>,
     /// The tsvector: a stored column, or `to_tsvector(config, content)`.
     pub tsv: String,
     /// (schema, table, column) of a stored tsvector column, for ANALYZE's statistics.
@@ -393,6 +291,8 @@ pub struct Layout {
     pub text_config: String,
     pub metadata: Option<String>,
     pub user_id: Option<String>,
+    /// pg_type's name of the user column's type.
+    pub user_typname: Option<String>,
     pub is_global: Option<String>,
     /// The document id: a column, or a key of the metadata (`->>`).
     pub document_id: Option<String>,
@@ -404,13 +304,6 @@ pub struct Layout {
     /// The names of every column of the table (a filter key naming one that is not a
     /// filter column is refused rather than matching nothing).
     pub table_columns: Vec<String>,
-    /// The BM25 index's tables, if it is built (in this version's layout).
-    pub text_index: Option<IndexTables>,
-    /// The columns (quoted) whose change reindexes a row: id, the stored tsvector or the
-    /// content, user id, global flag.
-    pub watch: Vec<String>,
-    /// Whether a unique index covers the id alone (the BM25 index needs it).
-    pub unique_id: bool,
     /// The HNSW (or IVFFlat) index on the embedding, if there is one.
     pub vector_index: Option<String>,
     /// pgvector's schema (quoted) and vector type.
@@ -466,14 +359,6 @@ fn global_scope_written(t: &Layout) -> Option<String> {
     Some(format!("( CASE WHEN {g} THEN ''::text ELSE {u} END)"))
 }
 
-impl Bm25Index {
-    /// Whether every search the tables index would serve (`or`, unfiltered), scoped to a
-    /// user or not, reads this index instead.
-    pub fn serves_every_search(&self, t: &Layout) -> bool {
-        t.user_id.is_none() || self.scoped
-    }
-}
-
 thread_local! {
     /// Each collection's qortex_bm25 index, by name; dropped on any invalidation of its table
     /// (CREATE and DROP INDEX send one, as does every change of the index's pg_index row).
@@ -494,11 +379,21 @@ pub fn bm25_index(t: &Layout) -> Option<Rc<Bm25Index>> {
 }
 
 fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
-    if t.partition.is_some() {
+    // (a Citus table's rows are in its shards: an index on the coordinator's shell is empty)
+    if t.partition.is_some() || crate::citus::is_citus_table(t.source) {
         return None;
     }
-    let (_, _, column) = t.tsv_column.as_ref()?;
-    let index = find_bm25(t.source, column)?;
+    let index = match (&t.tsv_column, &t.content_column) {
+        (Some((_, _, column)), _) => find_bm25(t.source, Key::Column(column))?,
+        (None, Some(column)) => find_bm25(
+            t.source,
+            Key::ToTsvector {
+                config: &t.text_config,
+                column,
+            },
+        )?,
+        (None, None) => return None,
+    };
     let plain = t.is_global.is_none()
         && index
             .scope_column
@@ -515,6 +410,27 @@ fn read_bm25_index(t: &Layout) -> Option<Bm25Index> {
         global,
         scope_type,
     })
+}
+
+/// The qortex_bm25 indexes of table `table`, by name, schema-qualified and quoted.
+pub fn qortex_bm25_indexes(client: &SpiClient<'_>, func: &str, table: pg_sys::Oid) -> Vec<String> {
+    let p = plan(
+        client,
+        "SELECT pg_catalog.format('%I.%I', n.nspname, x.relname)
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+           JOIN pg_catalog.pg_am a ON a.oid = x.relam
+          WHERE i.indrelid = $1 AND a.amname = 'qortex_bm25'
+          ORDER BY 1",
+        &[OID],
+        false,
+    );
+    client
+        .select(&**p, None, &[table.into()])
+        .unwrap_or_else(spi_failed(func))
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect()
 }
 
 /// How to query collection `name` (cached per backend, dropped when the catalog or the
@@ -647,6 +563,7 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
     filter_columns.sort();
     let mut table_columns: Vec<String> = cols.values().map(|c| c.0.clone()).collect();
     table_columns.sort();
+    let user_typname = col("user_id").map(|u| u.2.clone());
     let user_id = col("user_id").map(|u| {
         if u.2 == "text" {
             q(&u)
@@ -661,35 +578,8 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
             .find(|i| i.attnum == a && (i.method == "hnsw" || i.method == "ivfflat"))
             .map(|i| i.name.clone())
     });
-    let unique_id = c
-        .attnum("id")
-        .is_some_and(|a| unique_on(client, c.source, a));
-    let watch: Vec<String> = [
-        col("id"),
-        col("tsvector").or_else(|| content.clone()),
-        col("user_id"),
-        col("is_global"),
-    ]
-    .iter()
-    .flatten()
-    .map(q)
-    .collect();
     let mut relations = vec![c.source, collections_oid];
     relations.extend(c.documents);
-    // the BM25 index if its build is of this layout and all its tables are there; their
-    // OIDs are watched, so dropping one by hand drops this layout from every cache
-    let index_tables = c
-        .text_index
-        .as_ref()
-        .filter(|(_, stats)| stats["version"].as_i64() == Some(TEXT_INDEX_VERSION))
-        .and_then(|_| {
-            let x = IndexTables::of(name);
-            let oids = x.present(client, func)?;
-            Some((x, oids))
-        });
-    if let Some((_, oids)) = &index_tables {
-        relations.extend(oids);
-    }
     let t = Layout {
         name: name.to_owned(),
         table: table.clone(),
@@ -703,19 +593,18 @@ fn read_layout(client: &SpiClient<'_>, func: &str, name: &str) -> (Rc<Layout>, V
         id_typname: id.2.clone(),
         embedding: q(&embedding),
         content: content.as_ref().map(q),
+        content_column: content.as_ref().map(|c| c.0.clone()),
         tsv,
         tsv_column,
         text_config: c.text_config.clone(),
         metadata,
         user_id,
+        user_typname,
         is_global: col("is_global").map(|g| q(&g)),
         document_id,
         partition,
         filter_columns,
         table_columns,
-        text_index: index_tables.map(|(x, _)| x),
-        watch,
-        unique_id,
         vector_index,
         vector_schema,
         vector_type,

@@ -11,7 +11,6 @@ mod citus;
 mod counters;
 mod errors;
 mod jsonb;
-mod owner;
 mod pg_compat;
 mod settings;
 mod spi;
@@ -32,7 +31,6 @@ mod registry;
 mod scale_out;
 mod search;
 mod status;
-mod text_index;
 
 // The state tables come first in the generated install script; every function refers to
 // them schema-qualified (`qortex.*`), so it works under any search_path.
@@ -55,11 +53,6 @@ pgrx::extension_sql_file!(
     "../sql/install/collections.sql",
     name = "collections",
     requires = ["schema_0_2_0"]
-);
-pgrx::extension_sql_file!(
-    "../sql/install/text-index.sql",
-    name = "text_index",
-    requires = ["schema_0_1_0"]
 );
 pgrx::extension_sql_file!(
     "../sql/install/interoception.sql",

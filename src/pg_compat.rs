@@ -14,6 +14,15 @@ use pgrx::pg_sys;
 #[cfg(not(any(feature = "pg15", feature = "pg18")))]
 compile_error!("qortex is built for PostgreSQL 15 or 18: enable the feature pg15 or pg18");
 
+/// Whether the current user may SELECT from `rel`.
+pub fn may_read(rel: pg_sys::Oid) -> bool {
+    // SAFETY: an ACL lookup of an OID and the current user.
+    unsafe {
+        pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
 /// Whether `role` owns the relation `rel` (or is a superuser).
 pub fn owns_relation(rel: pg_sys::Oid, role: pg_sys::Oid) -> bool {
     // SAFETY: a catalog lookup of two OIDs; a relation that does not exist raises.

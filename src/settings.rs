@@ -6,10 +6,8 @@ use std::ffi::CString;
 
 /// Rows the text leg of `hybrid_search` reads at most to find its candidates.
 pub static TEXT_ROW_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(500);
-/// Whether hybrid_search may read a collection's BM25 index.
+/// Whether hybrid_search may read a collection's qortex_bm25 index.
 pub static USE_TEXT_INDEX: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// Unmerged and deleted rows of a collection's BM25 index at which a writer merges them.
-pub static TEXT_INDEX_MERGE_ROWS: GucSetting<i32> = GucSetting::<i32>::new(512);
 /// Whether hybrid_search reports how it read each leg (a NOTICE per call).
 pub static DEBUG_PLANS: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// BM25's term-frequency saturation.
@@ -47,19 +45,9 @@ fn float(
 pub fn init() {
     GucRegistry::define_bool_guc(
         c"qortex.use_text_index",
-        c"Let hybrid_search read a collection's BM25 index.",
+        c"Let hybrid_search read a collection's qortex_bm25 index.",
         c"Off: the text leg scores the rows the GIN index finds.",
         &USE_TEXT_INDEX,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"qortex.text_index_merge_rows",
-        c"Unmerged and deleted rows of a BM25 index at which a writer merges them into blocks.",
-        c"Fewer: searches read fewer unmerged postings, writers merge more often.",
-        &TEXT_INDEX_MERGE_ROWS,
-        16,
-        1_000_000,
         GucContext::Userset,
         GucFlags::default(),
     );

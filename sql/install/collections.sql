@@ -23,10 +23,6 @@ CREATE TABLE qortex.collections (
     columns     JSONB NOT NULL,
     options     JSONB NOT NULL DEFAULT '{}',
     created_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
-    -- The collection's BM25 index (0.4.0: tables in qortex_internal, kept current by
-    -- triggers): its docs table, and what its build recorded (layout version, rows).
-    text_index       REGCLASS,
-    text_index_stats JSONB,
     -- the OID `source` had when the collection was made (0.4.0; see `columns`)
     source_oid       OID
 );

@@ -4,14 +4,9 @@
 -- qortex 0.3.0 -> 0.4.0
 -- (the CREATE FUNCTION statements are what `cargo pgrx schema` generates for 0.4.0)
 
--- Every collection gets a BM25 index kept current by triggers, in tables of a schema
--- nobody else can read; it replaces 0.3.0's impact-ordered text index, which had to be
--- rebuilt by hand and went stale on any write.
-CREATE SCHEMA qortex_internal;
-COMMENT ON SCHEMA qortex_internal IS
-    'qortex''s indexes of collections; read and written by qortex functions only';
-REVOKE ALL ON SCHEMA qortex_internal FROM PUBLIC;
-
+-- Every collection's text leg reads a qortex_bm25 index on its table (created at the end
+-- of this script), which the server keeps current on every write; it replaces 0.3.0's
+-- impact-ordered text index, which had to be rebuilt by hand and went stale on any write.
 -- The old text index: its tables and the triggers that marked it stale.
 DO $$
 DECLARE c record;
@@ -58,12 +53,8 @@ UPDATE qortex.collections x
                           ELSE pg_catalog.format('%I.%I', n.nspname, c.cfgname) END
   FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
  WHERE c.oid = x.text_config::oid;
-ALTER TABLE qortex.collections DROP COLUMN text_index_stale;
-UPDATE qortex.collections SET text_index = NULL, text_index_stats = NULL;
-
-CREATE FUNCTION qortex.text_index_maintain() RETURNS trigger
-LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'text_index_maintain_wrapper';
+ALTER TABLE qortex.collections
+    DROP COLUMN text_index_stale, DROP COLUMN text_index, DROP COLUMN text_index_stats;
 
 CREATE  FUNCTION "qortex_check_text_index"(
 	"collection" TEXT /* Option < String > */
@@ -71,20 +62,6 @@ CREATE  FUNCTION "qortex_check_text_index"(
 STABLE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'qortex_check_text_index_wrapper';
-
--- Build the index of every collection that can have one (a unique index on its id); the
--- others keep reading their GIN index, and qortex_collections() says why.
-DO $$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT name FROM qortex.collections ORDER BY name LOOP
-        BEGIN
-            PERFORM qortex_refresh_text_index(c.name);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'qortex: collection "%" has no BM25 index: %', c.name, SQLERRM;
-        END;
-    END LOOP;
-END $$;
 
 -- What a role needs to use qortex, granted in one call (docs/operations.md, Security).
 CREATE  FUNCTION "qortex_grant"(
@@ -232,3 +209,19 @@ CREATE FUNCTION qortex_bm25_info(index regclass) RETURNS TABLE (
 
 CREATE FUNCTION qortex_bm25_check(index regclass) RETURNS jsonb
 VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_check_wrapper';
+
+-- Give every collection that can have one its qortex_bm25 index (on its tsvector column, or
+-- on to_tsvector(config, content); scoped by its user column). The others (one partition
+-- of a table, a Citus table) read their GIN index, and qortex_collections() says why.
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT name FROM qortex.collections ORDER BY name LOOP
+        BEGIN
+            PERFORM qortex_refresh_text_index(c.name);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'qortex: collection "%" has no qortex_bm25 index (its text leg reads the GIN index): %',
+                c.name, SQLERRM;
+        END;
+    END LOOP;
+END $$;

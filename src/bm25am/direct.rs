@@ -7,7 +7,7 @@ use super::scan::searcher;
 use super::store::PageBytes;
 use super::{columns, is_ours, scope_hash};
 use pgrx::pg_sys;
-use pgrx::IntoDatum;
+use pgrx::{FromDatum, IntoDatum};
 use qortex_core::bm25::{scope_lexeme, unpack_tid, Searcher, MAX_QUERY_TERMS};
 use std::ffi::{CStr, CString};
 
@@ -23,16 +23,40 @@ pub struct AmIndex {
     pub scope_expr: Option<String>,
 }
 
-/// The first valid qortex_bm25 index of `table` whose first key is the column `tsv` itself
-/// (not an expression) and that has no predicate; `None` if there is none.
-pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
-    let tsv = CString::new(tsv).ok()?;
+/// What a qortex_bm25 index must have as its first key to serve a collection's text leg.
+pub enum Key<'a> {
+    /// The table's stored tsvector column of this name.
+    Column(&'a str),
+    /// `to_tsvector(config, column)`: the text column of this name under the text search
+    /// configuration of this name (schema-qualified unless in pg_catalog).
+    ToTsvector { config: &'a str, column: &'a str },
+}
+
+/// The first valid qortex_bm25 index of `table` whose first key is `key` and that has no
+/// predicate; `None` if there is none.
+pub fn find(table: pg_sys::Oid, key: Key<'_>) -> Option<AmIndex> {
+    let column = match key {
+        Key::Column(c) | Key::ToTsvector { column: c, .. } => CString::new(c).ok()?,
+    };
+    let config = match key {
+        Key::ToTsvector { config, .. } => CString::new(config).ok()?,
+        Key::Column(_) => CString::default(),
+    };
     // SAFETY: the table and each index are opened with AccessShareLock, kept to the end of
     // the transaction (as the planner keeps its own) and closed before this returns; the
-    // index list is a fresh List this function frees; each index's pg_index row and name
-    // are read while it is open.
+    // index list is a fresh List this function frees; each index's pg_index row, name and
+    // expressions are read while it is open. regconfigin takes a cstring and returns an OID
+    // (or raises an error for a configuration that no longer exists, as the collection's
+    // own tsvector expression then does).
     unsafe {
-        let attnum = pg_sys::get_attnum(table, tsv.as_ptr());
+        let config: pg_sys::Oid = match key {
+            Key::ToTsvector { .. } => {
+                pgrx::direct_function_call(pg_sys::regconfigin, &[config.as_c_str().into_datum()])
+                    .expect("regconfigin returns an OID")
+            }
+            Key::Column(_) => pg_sys::InvalidOid,
+        };
+        let attnum = pg_sys::get_attnum(table, column.as_ptr());
         if attnum <= 0 {
             return None;
         }
@@ -46,10 +70,17 @@ pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
             let rel = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
             let ix = &*(*rel).rd_index;
             let keys = ix.indkey.values.as_slice(ix.indnatts as usize);
+            let first_key = match key {
+                Key::Column(_) => keys.first() == Some(&attnum),
+                Key::ToTsvector { .. } => {
+                    keys.first() == Some(&0)
+                        && is_to_tsvector(first_expression(rel), config, attnum)
+                }
+            };
             let usable = is_ours(rel)
                 && ix.indisvalid
                 && ix.indisready
-                && keys.first() == Some(&attnum)
+                && first_key
                 && pg_sys::RelationGetIndexPredicate(rel).is_null();
             let found = usable.then(|| AmIndex {
                 oid,
@@ -74,8 +105,54 @@ pub fn find(table: pg_sys::Oid, tsv: &str) -> Option<AmIndex> {
     }
 }
 
-/// Column `column` of index `index` as `pg_get_indexdef(index, column, false)` writes it,
-/// whitespace runs made single spaces.
+/// The first of an open index's key expressions (null if it has none).
+///
+/// # Safety
+/// `rel` is an open index.
+unsafe fn first_expression(rel: pg_sys::Relation) -> *mut pg_sys::Node {
+    // a copy the relcache made for the caller, planner-ready (constants folded)
+    let exprs = pg_sys::RelationGetIndexExpressions(rel);
+    if exprs.is_null() || (*exprs).length == 0 {
+        return std::ptr::null_mut();
+    }
+    pg_sys::list_nth(exprs, 0) as *mut pg_sys::Node
+}
+
+/// Whether `node` is `to_tsvector(config, column)`: the two-argument function with the
+/// configuration a constant of OID `config` and the text a plain reference to the table's
+/// column `attnum` (through a binary-coercible cast, as varchar is read as text).
+///
+/// # Safety
+/// `node` is null or an expression tree of an open index.
+unsafe fn is_to_tsvector(node: *mut pg_sys::Node, config: pg_sys::Oid, attnum: i16) -> bool {
+    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_FuncExpr {
+        return false;
+    }
+    let f = &*(node as *mut pg_sys::FuncExpr);
+    if f.funcid != pg_sys::Oid::from(pg_sys::F_TO_TSVECTOR_REGCONFIG_TEXT)
+        || f.args.is_null()
+        || (*f.args).length != 2
+    {
+        return false;
+    }
+    let cfg = pg_sys::list_nth(f.args, 0) as *mut pg_sys::Node;
+    let config_is = (*cfg).type_ == pg_sys::NodeTag::T_Const && {
+        let c = &*(cfg as *mut pg_sys::Const);
+        c.consttype == pg_sys::REGCONFIGOID
+            && !c.constisnull
+            && pg_sys::Oid::from_datum(c.constvalue, false) == Some(config)
+    };
+    let mut text = pg_sys::list_nth(f.args, 1) as *mut pg_sys::Node;
+    while (*text).type_ == pg_sys::NodeTag::T_RelabelType {
+        text = (*(text as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+    }
+    let column_is = (*text).type_ == pg_sys::NodeTag::T_Var && {
+        let v = &*(text as *mut pg_sys::Var);
+        v.varattno == attnum && v.varlevelsup == 0
+    };
+    config_is && column_is
+}
+
 fn column_def(index: pg_sys::Oid, column: i32) -> String {
     // SAFETY: the SQL function pg_get_indexdef(oid, int, bool), called with arguments of
     // its types; it returns text (NULL only for an index that does not exist).

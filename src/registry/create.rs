@@ -4,7 +4,6 @@ use super::{check_new_name, describe, insert_collection, text_config};
 use crate::catalog::{self, quoted};
 use crate::errors::{invalid_param, required};
 use crate::spi::{plan, run, spi_failed, TEXT};
-use crate::text_index;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -134,7 +133,7 @@ fn qortex_create_collection(
             stored_opts,
         );
         match crate::citus::distributed() {
-            true => distribute_collection(client, F, &name, &chunks, &docs),
+            true => distribute_collection(client, F, &chunks, &docs),
             // its text leg reads a qortex_bm25 index scoped by user, global rows under ''
             false => run(
                 client,
@@ -155,41 +154,29 @@ fn qortex_create_collection(
 pub fn distribute_managed(client: &mut SpiClient<'_>, func: &str) -> usize {
     let p = plan(
         client,
-        "SELECT name, source::text, documents::text FROM qortex.collections
+        "SELECT source::text, documents::text FROM qortex.collections
           WHERE kind = 'managed' ORDER BY name",
         &[],
         false,
     );
-    let managed: Vec<(String, String, String)> = client
+    let managed: Vec<(String, String)> = client
         .select(&**p, None, &[])
         .unwrap_or_else(spi_failed(func))
-        .filter_map(|r| {
-            Some((
-                r.get::<String>(1).ok()??,
-                r.get::<String>(2).ok()??,
-                r.get::<String>(3).ok()??,
-            ))
-        })
+        .filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??)))
         .collect();
-    for (name, chunks, docs) in &managed {
-        distribute_collection(client, func, name, chunks, docs);
+    for (chunks, docs) in &managed {
+        distribute_collection(client, func, chunks, docs);
     }
     managed.len()
 }
 
 /// A managed collection's documents distributed by id and its chunks by document, co-located,
 /// so a document and its chunks share a shard (ingestion and deletion of a document touch
-/// one). Its BM25 index goes: Citus distributes no table with triggers, and the text leg
-/// scores on the shards instead. Citus wants the distribution column in every unique
+/// one). Its qortex_bm25 index goes: the coordinator cannot read the shards' indexes, and
+/// the text leg scores on the shards instead. Citus wants the distribution column in every unique
 /// constraint, so the chunks' primary key becomes (id, document_id); ids stay unique, from
 /// their sequence.
-fn distribute_collection(
-    client: &mut SpiClient<'_>,
-    func: &str,
-    name: &str,
-    chunks: &str,
-    docs: &str,
-) {
+fn distribute_collection(client: &mut SpiClient<'_>, func: &str, chunks: &str, docs: &str) {
     let p = plan(
         client,
         "SELECT c.conrelid::oid, c.conname::text, pg_catalog.array_length(c.conkey, 1)
@@ -212,25 +199,9 @@ fn distribute_collection(
     if let Some((oid, constraint, 1)) = key {
         if !crate::citus::is_citus_table(oid) {
             // (Citus would make the shards' own; their text leg scores on the shards)
-            run(
-                client,
-                func,
-                &format!(
-                    "DROP INDEX IF EXISTS qortex.{}",
-                    quote_identifier(format!("{name}_chunks_bm25"))
-                ),
-            );
-            text_index::drop_index(client, func, name, Some((chunks, oid)));
-            let p = plan(
-                client,
-                "UPDATE qortex.collections SET text_index = NULL, text_index_stats = NULL
-                  WHERE name = $1",
-                &[TEXT],
-                true,
-            );
-            client
-                .update(&**p, None, &[name.into()])
-                .unwrap_or_else(spi_failed(func));
+            for index in crate::catalog::qortex_bm25_indexes(client, func, oid) {
+                run(client, func, &format!("DROP INDEX {index}"));
+            }
         }
         run(
             client,

@@ -1,7 +1,7 @@
 //! The description of a collection: its table, columns, row counts, indexes and what each
 //! search leg reads, as `qortex_collections()`, `qortex_status()` and create/register give it.
+use super::bm25_index;
 use crate::catalog::{self, count_rows, indexes, load, relation_name, FILTER_ROLE};
-use crate::text_index;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -73,6 +73,9 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             c.distance.opclass()
         ));
     }
+    // the qortex_bm25 index the leg reads (unfiltered searches), if the table has one
+    let layout = catalog::layout(client, func, &c.name);
+    let am = catalog::bm25_index(&layout);
     let mut text_leg = json!({"indexed": text_index.is_some(),
                               "index": text_index.map(|i| &i.name)});
     if text_index.is_none() {
@@ -80,35 +83,44 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
             .get("content")
             .and_then(Value::as_str)
             .unwrap_or("content");
+        // what reads the rows the qortex_bm25 index does not serve (filters, 'and' and
+        // 'websearch'), or every search without one
+        let which = match am {
+            Some(_) => "under a filter, or in the 'and' and 'websearch' modes, the text leg",
+            None => "the text leg",
+        };
         text_leg["hint"] = json!(match columns.get("tsvector") {
             Some(ts) => format!(
-                "no GIN index on {ts}: add one with CREATE INDEX ON {table} USING gin ({ts})"
+                "no GIN index on {ts}: {which} reads every row; add one with CREATE INDEX ON \
+                 {table} USING gin ({ts})"
             ),
             None => format!(
-                "the text leg has no index: it computes to_tsvector on every row. Add a \
-                 column and an index, then register the collection again with \
-                 \"tsvector\": \"fts\": ALTER TABLE {table} ADD COLUMN fts tsvector GENERATED \
-                 ALWAYS AS (to_tsvector({}, {content})) STORED; CREATE INDEX ON {table} \
-                 USING gin (fts)",
+                "no GIN index: {which} computes to_tsvector on every row. Add a column and an \
+                 index, then register the collection again with \"tsvector\": \"fts\": ALTER \
+                 TABLE {table} ADD COLUMN fts tsvector GENERATED ALWAYS AS \
+                 (to_tsvector({}, {content})) STORED; CREATE INDEX ON {table} USING gin (fts)",
                 quote_literal(&c.text_config)
             ),
         });
     }
-    // the qortex_bm25 index the leg reads first (unfiltered searches), if the table has one
-    let layout = catalog::layout(client, func, &c.name);
-    let am = catalog::bm25_index(&layout);
-    text_leg["text_index"] = match &am {
-        Some(a) if c.text_index.is_none() && a.serves_every_search(&layout) => {
-            json!({"built": false, "hint": format!(
-                "not needed: the qortex_bm25 index {} serves the text leg",
-                quote_identifier(&a.index.name))})
-        }
-        _ => text_index::describe(client, func, &c),
-    };
-    text_leg["bm25_index"] = match am {
+    text_leg["bm25_index"] = match &am {
         Some(a) => json!({"name": a.index.name, "user_scope": a.scoped, "global_rows": a.global,
                           "scope_column": a.index.scope_column.as_ref().map(|s| &s.0)}),
-        None => Value::Null,
+        None => {
+            let (reason, hint) = match bm25_index::cannot_have(&layout) {
+                Some(r) => (r, None),
+                None => (
+                    "none on the table: the text leg reads the GIN index".to_owned(),
+                    Some(format!(
+                        "SELECT qortex_refresh_text_index({}) creates one (as the table's \
+                         owner): {}",
+                        quote_literal(&c.name),
+                        bm25_index::create_statement(&layout)
+                    )),
+                ),
+            };
+            json!({"name": null, "reason": reason, "hint": hint})
+        }
     };
 
     let mut d = json!({
@@ -177,7 +189,8 @@ fn qortex_collections() -> TableIterator<
                     d["rows"].as_i64(),
                     s(&d["distance"]),
                     s(&d["vector_leg"]["index"]),
-                    s(&d["text_leg"]["index"]),
+                    // the index the text leg reads first
+                    s(&d["text_leg"]["bm25_index"]["name"]).or_else(|| s(&d["text_leg"]["index"])),
                     JsonB(d),
                 )
             })

@@ -1,9 +1,8 @@
 //! Dropping a collection (a managed one's tables with it), and forgetting a registered one's
-//! mapping and BM25 index (also for `qortex_register_collection`'s `replace`).
+//! mapping (also for `qortex_register_collection`'s `replace`); its table keeps its indexes.
 use crate::catalog::{count_rows, load, relation_name};
 use crate::errors::{error, required};
 use crate::spi::{plan, run, spi_failed, TEXT};
-use crate::text_index;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_literal, SpiClient};
 
@@ -36,18 +35,18 @@ fn qortex_drop_collection(name: Option<String>, drop_data: default!(Option<bool>
                 ))
                 .raise();
             }
-            text_index::drop_index(client, F, &name, None);
             for t in [chunks, docs].into_iter().flatten() {
                 run(client, F, &format!("DROP TABLE {t}"));
             }
             forget(client, F, &name);
         } else {
-            drop_registered(client, F, &name);
+            keeps_index(client, &name);
+            forget(client, F, &name);
         }
     })
 }
 
-/// For `replace`: forget a registered collection's mapping and BM25 index (in the caller's
+/// For `replace`: forget a registered collection's mapping (in the caller's
 /// transaction, so a failed registration keeps the old one); nothing if there is none.
 pub(super) fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
     let p = plan(
@@ -63,7 +62,7 @@ pub(super) fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &s
         .and_then(|r| r.get::<String>(1).ok().flatten());
     match kind.as_deref() {
         None => {}
-        Some("registered") => drop_registered(client, func, name),
+        Some("registered") => forget(client, func, name),
         Some(_) => error(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!(
@@ -75,13 +74,23 @@ pub(super) fn forget_registered(client: &mut SpiClient<'_>, func: &str, name: &s
     }
 }
 
-/// Drop a registered collection's BM25 index and triggers and forget its mapping.
-fn drop_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
-    let c = load(client, func, name);
-    let table = relation_name(client, c.source);
-    let table = table.as_deref().map(|t| (t, c.source));
-    text_index::drop_index(client, func, name, table);
-    forget(client, func, name);
+/// A NOTICE naming each qortex_bm25 index a registered collection's table keeps.
+fn keeps_index(client: &SpiClient<'_>, name: &str) {
+    const F: &str = "qortex_drop_collection";
+    let c = load(client, F, name);
+    // (a partition's collection reads no qortex_bm25 index of its table)
+    let Some(table) = relation_name(client, c.source).filter(|_| c.attnum("partition").is_none())
+    else {
+        return;
+    };
+    let kept = crate::catalog::qortex_bm25_indexes(client, F, c.source);
+    for index in kept {
+        super::bm25_index::notice(
+            F,
+            &format!("the qortex_bm25 index {index} stays on {table}"),
+            Some("DROP INDEX it if nothing else reads it".into()),
+        );
+    }
 }
 
 /// Remove a collection's row.

@@ -7,6 +7,8 @@
 //!   `columns` argument's specs and the checks of the table and its columns.
 //! - `drop`: dropping (`qortex_drop_collection`) and forgetting a collection's row.
 //! - `describe`: the description `qortex_collections()` and `qortex_status()` give of each.
+//! - `bm25_index`: the qortex_bm25 index a collection's text leg reads, created for it or
+//!   why it has none; `text_index`: its rebuild and check by collection name.
 //!
 //! Here: what creating and registering share (a new name's check, the text search
 //! configuration, the catalog row).
@@ -20,6 +22,7 @@ mod create;
 mod describe;
 mod drop;
 mod register;
+mod text_index;
 
 pub use create::distribute_managed;
 pub use describe::describe;

@@ -6,7 +6,6 @@ use super::{check_new_name, describe, insert_collection, text_config};
 use crate::catalog::{self, indexes, relation_name, FILTER_ROLE};
 use crate::errors::{bad_arg, error, internal, invalid_param, raise, required};
 use crate::spi::{plan, spi_failed, OID, TEXT};
-use crate::text_index;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient};
 use pgrx::JsonB;
@@ -148,7 +147,6 @@ fn qortex_register_collection(
         let mut mapped = Map::new();
         let mut attnums = HashMap::new();
         let mut dims = 0;
-        let mut user_type: Option<String> = None;
         // (role, the types its column may have, the column, the argument that named it)
         let wanted: Vec<(String, &[&str], Value, String)> = ROLES
             .iter()
@@ -229,9 +227,6 @@ fn qortex_register_collection(
                     ),
                 );
             }
-            if role == "user_id" {
-                user_type = Some(typname.clone());
-            }
             mapped.insert(role.into(), json!(col)); // (stored with its attnum)
             attnums.insert(role.to_owned(), attnum);
         }
@@ -287,8 +282,8 @@ fn qortex_register_collection(
                 format!("{F}: no unique index covers only columns.id of {table}"),
             )
             .detail(
-                "hybrid_search pages by id, so ids should be unique; without such an index the \
-                 collection has no BM25 index and its text leg reads the GIN index.",
+                "hybrid_search pages by id and identifies results by it, so ids should be \
+                 unique.",
             )
             .hint(format!(
                 "CREATE UNIQUE INDEX ON {table} ({})",
@@ -320,10 +315,30 @@ fn qortex_register_collection(
             options,
         );
         let layout = catalog::layout(client, F, &name);
-        let am = bm25_index::ensure(client, F, &layout, user_type.as_deref(), bm25_index);
-        // a qortex_bm25 index that serves every search the tables index would: no tables index
-        if !am.is_some_and(|a| a.serves_every_search(&layout)) {
-            text_index::create(client, F, &layout);
+        match bm25_index::ensure(client, F, &layout, bm25_index) {
+            Ok((am, true)) => bm25_index::notice(
+                F,
+                &format!(
+                    "created the qortex_bm25 index {} on {}: the text leg reads it",
+                    quote_identifier(&am.index.name),
+                    layout.table
+                ),
+                Some(
+                    "columns.bm25_index = false registers without it (the text leg then reads \
+                     the GIN index)"
+                        .into(),
+                ),
+            ),
+            Ok((_, false)) => {}
+            Err(_) if !bm25_index => {}
+            Err(absent) => bm25_index::notice(
+                F,
+                &format!(
+                    "no qortex_bm25 index on {}: {}",
+                    layout.table, absent.reason
+                ),
+                absent.hint,
+            ),
         }
         JsonB(describe(client, F, &name))
     })
@@ -406,8 +421,9 @@ fn check_source(client: &SpiClient<'_>, func: &str, oid: pg_sys::Oid, table: &st
         .next()
         .unwrap_or_else(|| internal(func, format!("{table} vanished")));
     let kind = row.get::<String>(1).ok().flatten().unwrap_or_default();
-    // a table: its BM25 index is kept by triggers, which views, materialized views and
-    // foreign tables cannot carry (a view was accepted once, and every search failed)
+    // a table: views, materialized views and foreign tables cannot carry the indexes the
+    // legs read, nor the TIDs the text leg's index returns (a view was accepted once, and
+    // every search failed)
     if !["r", "p"].contains(&kind.as_str()) {
         let what = match kind.as_str() {
             "v" => "a view",

@@ -4,15 +4,15 @@
 //! more asked of the index, twice as many each time, while fewer than k are visible.
 //!
 //! Serves a search when the table has a valid qortex_bm25 index whose first column is the
-//! collection's stored tsvector column, and, under a user scope, whose second column is the
+//! collection's stored tsvector column (or `to_tsvector(config, content)` without one), and, under a user scope, whose second column is the
 //! collection's user column (no global rows) or its `catalog::global_scope` (global rows
-//! under the scope '', read as a second scope and merged). Otherwise the text leg reads the
-//! collection's tables index or GIN.
+//! under the scope '', read as a second scope and merged). Otherwise the text leg reads
+//! GIN.
 use super::{rows, Scope};
 use crate::bm25am::direct::{self, Direct};
 use crate::catalog::{self, Layout};
 use crate::errors::error;
-use crate::owner::may_read;
+use crate::pg_compat::may_read;
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -3,13 +3,13 @@
 //! `rows` (factors, graph neighbours, the returned rows' columns).
 //!
 //! Text leg: the query's lexemes (the collection's text search configuration, stop words
-//! removed) are ranked by BM25 over the whole collection. Candidates come from the GIN
-//! index, for the rarest query terms whose document frequencies fit a row budget; more
-//! common terms still count in every candidate's score but are not enumerated, so the cost
-//! does not grow with the rows that merely contain a common word (the plan is
-//! `qortex_core::hybrid::text::TextLeg`).
+//! removed) are ranked by BM25 over the whole collection: the exact top-k of the
+//! collection's `qortex_bm25` index (`am_leg`), or, under a filter and without one,
+//! candidates from the GIN index for the rarest query terms whose document frequencies fit
+//! a row budget; more common terms still count in every candidate's score but are not
+//! enumerated, so the cost does not grow with the rows that merely contain a common word
+//! (the plan is `qortex_core::hybrid::text::TextLeg`).
 mod am_leg;
-mod bm25;
 mod estimate;
 mod rows;
 mod score;

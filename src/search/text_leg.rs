@@ -1,12 +1,12 @@
 //! The text leg over SPI: `qortex_core`'s plan (`TextLeg`) decides what to read; this is
-//! where it reads from (`TextSource`): the collection's BM25 index (`bm25`) where it has
-//! one and the search is an OR of terms; else rows through the GIN index within the
+//! where it reads from (`TextSource`): the collection's `qortex_bm25` index (`am_leg`) where
+//! it has one and the search is an OR of terms; else rows through the GIN index within the
 //! search's scope, with statistics kept per backend for a minute.
 //!
 //! Statistics of the GIN path: N from `pg_class.reltuples`, document frequencies from
 //! ANALYZE's most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count
 //! on the GIN index, and the average document length from a sample.
-use super::{am_leg, bm25, Scope};
+use super::{am_leg, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::errors::internal;
@@ -299,35 +299,19 @@ impl<'c> TextSource for SpiText<'_, 'c> {
     }
 
     fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
-        // a qortex_bm25 index on the table first, then qortex's own BM25 index
-        let readers: [IndexRead; 2] = [am_leg::search, bm25::search];
-        let (hits, how) = readers.iter().find_map(|read| {
-            read(
-                self.client,
-                self.func,
-                self.t,
-                self.scope,
-                self.opts,
-                lexemes,
-                k,
-            )
-        })?;
+        let (hits, how) = am_leg::search(
+            self.client,
+            self.func,
+            self.t,
+            self.scope,
+            self.opts,
+            lexemes,
+            k,
+        )?;
         self.trace.push(how);
         Some(hits)
     }
 }
-
-/// A BM25 index's top k for a search's lexemes, with its `qortex.debug_plans` line; `None`
-/// where it cannot serve the search.
-type IndexRead = fn(
-    &SpiClient<'_>,
-    &str,
-    &Layout,
-    &Scope<'_>,
-    &SearchOptions,
-    &[String],
-    usize,
-) -> Option<(Vec<LegHit>, String)>;
 
 /// How a pass finds its rows, for `qortex.debug_plans`.
 fn read(pass: &Pass) -> String {

@@ -64,13 +64,10 @@ def test_managed_collections_are_distributed_by_document(cluster, single):
         conn.execute("SELECT qortex_create_collection('before', 3)")
         ingest(conn, "before", "cats purr loudly", "[1,0,0]")
         ingest(conn, "before", "dogs bark at cats", "[0.6,0.8,0]")
-    built = "SELECT details->'text_leg'->'text_index'->>'built' FROM qortex_collections() " \
-            "WHERE name = %s"
     am = "SELECT details->'text_leg'->'bm25_index'->>'name' FROM qortex_collections() " \
          "WHERE name = %s"
-    # made on one node: its chunks have a qortex_bm25 index (no tables index)
+    # made on one node: its chunks have a qortex_bm25 index
     assert one(cluster, am, "before") == "before_chunks_bm25"
-    assert one(cluster, built, "before") == "false"
     found = one(cluster, search, "before", "{}")
     first = one(cluster, "SELECT qortex_distribute()")
     assert first["managed collections"].startswith("1 distributed by document")
@@ -81,8 +78,7 @@ def test_managed_collections_are_distributed_by_document(cluster, single):
             placement(cluster, f"qortex.{coll}_chunks")
         assert (docs[:2], chunks[:2]) == (("h", "id"), ("h", "document_id"))
         assert docs[2] == chunks[2]  # co-located: a document and its chunks share a shard
-        assert one(cluster, built, coll) == "false"  # no BM25 index: scored on the shards
-        assert one(cluster, am, coll) is None
+        assert one(cluster, am, coll) is None  # no qortex_bm25 index: scored on the shards
     assert one(cluster, "SELECT count(*) FROM ONLY qortex.before_chunks") == 2
     assert one(cluster, search, "before", "{}") == found == one(single, search, "before", "{}")
     for conn in (cluster, single):
@@ -277,7 +273,8 @@ def test_hybrid_search_over_a_distributed_table_returns_what_one_node_returns(cl
                           (None, "{}"), ("horse duck", '{"fusion": "weighted"}')]:
         assert one(cluster, search, q, text, options) == one(single, search, q, text, options)
     d = one(cluster, "SELECT details FROM qortex_collections()")
-    assert (d["rows"], d["text_leg"]["text_index"]["built"]) == (200, False)
+    assert (d["rows"], d["text_leg"]["bm25_index"]["name"]) == (200, None)
+    assert "Citus" in d["text_leg"]["bm25_index"]["reason"]
     cluster.execute("SELECT qortex_drop_collection('docs')")  # the table stays
     assert one(cluster, "SELECT count(*) FROM docs") == 200
 

@@ -113,7 +113,7 @@ def _populate(db):
 def snapshot(db):
     tables = [r[0] for r in db.execute(
         "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables "
-        "WHERE schemaname IN ('qortex', 'qortex_internal', 'public') ORDER BY 1")]
+        "WHERE schemaname IN ('qortex', 'public') ORDER BY 1")]
     return {t: db.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) "
                           f"FROM {t} x").fetchone()[0] for t in tables}
 

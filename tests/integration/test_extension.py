@@ -1,6 +1,7 @@
 """The extension's life cycle and qortex_status(), as a client sees them."""
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from conftest import ROOT, VERSION, connect
 
@@ -231,6 +232,63 @@ def test_update_keeps_data_and_equals_a_fresh_install(db, another_db, old_versio
         if old_version != "0.1.0":
             assert scalar(old, "SELECT qortex_metrics('l')")["config"]["baseline_rate"] == 0.25
         assert catalog(old) == catalog(db)
+
+
+UPGRADE_WORDS = "cat dog owl fox bee ant eel emu yak gnu elk".split()
+
+
+def upgrade_table(conn):
+    """A table of 200 rows as a registered collection has it: users, global rows, a stored
+    tsvector."""
+    conn.execute("""CREATE TABLE docs (id int PRIMARY KEY, body text, emb vector(3), owner text,
+                    shared boolean, meta jsonb,
+                    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)""")
+    conn.execute("""INSERT INTO docs SELECT i, w[1 + i %% 11] || ' ' || w[1 + (i * 7) %% 11] || ' '
+                        || w[1 + (i * i) %% 11], ARRAY[1, i %% 5, i %% 3]::float4[]::vector,
+                        'u' || i %% 4, i %% 9 = 0, jsonb_build_object('p', i %% 2 = 0)
+                      FROM generate_series(1, 200) i, (SELECT %s::text[] AS w) x""",
+                 (UPGRADE_WORDS,))
+
+
+def test_update_from_0_3_0_gives_collections_a_qortex_bm25_index_and_the_same_searches(
+        db, another_db):
+    """A collection registered under 0.3.0 (its row as 0.3.0 wrote it, with its impact-ordered
+    text index's table) is, after ALTER EXTENSION UPDATE, on a qortex_bm25 index scoped by its
+    user column, the old index gone, and every search gives what the same table registered
+    under this version gives. (0.3.0's library is not installed beside this one, so the
+    searches of before run under the new library: the comparison is with a fresh install.)"""
+    with connect(another_db, autocommit=True) as old:
+        old.execute("CREATE EXTENSION qortex VERSION '0.3.0' CASCADE")
+        upgrade_table(old)
+        attnum = dict(old.execute("SELECT attname::text, attnum FROM pg_attribute "
+                                  "WHERE attrelid = 'docs'::regclass AND attnum > 0"))
+        columns = {role: attnum[col] for role, col in (
+            ("id", "id"), ("embedding", "emb"), ("content", "body"), ("tsvector", "tsv"),
+            ("user_id", "owner"), ("is_global", "shared"), ("metadata", "meta"))}
+        old.execute("CREATE TABLE qortex.docs_postings (lexeme text, id text, impact real)")
+        old.execute("""INSERT INTO qortex.collections (name, kind, source, dimensions, distance,
+                       text_config, columns, options, text_index)
+                       VALUES ('docs', 'registered', 'docs', 3, 'cosine', 'english', %s,
+                               '{"distance": "cosine", "text_config": "english"}',
+                               'qortex.docs_postings')""", (Jsonb(columns),))
+        old.execute("ALTER EXTENSION qortex UPDATE")
+        assert scalar(old, "SELECT to_regclass('qortex.docs_postings')") is None
+        upgrade_table(db)
+        db.execute("""SELECT qortex_register_collection('docs', 'docs', '{"id": "id",
+                      "embedding": "emb", "content": "body", "tsvector": "tsv",
+                      "user_id": "owner", "is_global": "shared", "metadata": "meta"}')""")
+        leg = "SELECT details->'text_leg'->'bm25_index' FROM qortex_collections()"
+        assert scalar(old, leg) == scalar(db, leg)
+        assert scalar(old, leg)["user_scope"] and scalar(old, leg)["global_rows"]
+        assert scalar(old, "SELECT qortex_check_text_index('docs')")["ok"]
+        for text, emb in (("cat owl", None), ("yak", None), (None, "[1,2,1]"),
+                          ("dog bee", "[1,0,2]")):
+            for opts in ({}, {"user_id": "u1"}, {"filter": {"p": True}}):
+                sql = ("SELECT id, score, text_rank, vector_rank FROM hybrid_search('docs', "
+                       "%s::vector, %s, 20, %s)")
+                args = (emb, text, Jsonb(opts))
+                got = old.execute(sql, args).fetchall()
+                assert got and got == db.execute(sql, args).fetchall(), (text, emb, opts)
 
 
 def test_prometheus_queries_run(db):

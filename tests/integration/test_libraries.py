@@ -98,7 +98,8 @@ def test_langchain_pgvector_collections_stay_apart(db, pgvector_store):
     d = register_langchain(db, "lc_cats", "cats")
     assert d["rows"] == len(CATS)
     assert d["partition"]["column"] == "collection_id"
-    assert d["text_leg"]["text_index"]["built"] is False  # a partition: GIN within it
+    assert d["text_leg"]["bm25_index"]["name"] is None  # a partition: GIN within it
+    assert "partition" in d["text_leg"]["bm25_index"]["reason"]
 
     # every leg stays inside the collection, whatever the other one holds
     got = search(db, "lc_cats", "the dog and the cat", vec("dogs bark at the mailman"), k=10)
@@ -146,7 +147,10 @@ def test_langchain_pgvectorstore_filters_on_metadata_columns(db):
     d = one(db, """SELECT qortex_register_collection('notes', 'notes', '{
         "id": "langchain_id", "embedding": "embedding", "content": "content",
         "metadata": "langchain_metadata", "filters": ["topic"]}')""")
-    assert d["filters"] == ["topic"] and d["text_leg"]["text_index"]["built"] is True
+    # no tsvector column: the index is on to_tsvector of the content
+    assert d["filters"] == ["topic"] and d["text_leg"]["bm25_index"]["name"] is not None
+    assert "to_tsvector('english'::regconfig, content)" in one(
+        db, "SELECT pg_get_indexdef(%s::regclass)", d["text_leg"]["bm25_index"]["name"])
     cat_ids = {i for i, t in zip(ids, topics) if t == "cats"}
     # a filter on the column, on a metadata key, and on both
     assert {r[0] for r in search(db, "notes", "cat dog", topic="cats")} <= cat_ids
@@ -218,7 +222,6 @@ def test_llamaindex_pgvectorstore_hybrid(db):
     assert d["rows"] == len(texts) and d["text_leg"]["indexed"] is True
     # a stored tsvector and no user column: registration gave the table a qortex_bm25 index
     assert d["text_leg"]["bm25_index"]["name"] == "data_docs_text_search_tsv_idx"
-    assert d["text_leg"]["text_index"]["built"] is False
     got = search(db, "li", "cat", vec(CATS[1]), k=3)
     assert got[0][:2] == ("n1", "cats.md")
     assert {r[1] for r in got} == {"cats.md"}

@@ -123,8 +123,8 @@ def populate(conn):
                      (Jsonb({"user_id": f"u{d % 4}", "is_global": d % 5 == 0,
                              "metadata": {"n": d % 3}}), Jsonb(chunks)))
     conn.execute("SELECT qortex_delete_document('kb', 3)")
-    # a registered table, LangChain's layout, with its own indexes, on qortex's tables index
-    # (as collections made before qortex_bm25 are; kb, made now, is on a qortex_bm25 index)
+    # a registered table, LangChain's layout, with its own indexes (registration adds a
+    # qortex_bm25 index scoped by user, global rows under '')
     conn.execute("""CREATE TABLE lc (id text PRIMARY KEY, content text, metadata jsonb,
                         user_id text, is_global bool, embedding vector(8),
                         tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED)""")
@@ -136,9 +136,9 @@ def populate(conn):
     conn.execute("CREATE INDEX ON lc USING gin (tsv)")
     conn.execute("""SELECT qortex_register_collection('lc', 'lc', '{"id": "id",
                         "embedding": "embedding", "content": "content", "tsvector": "tsv",
-                        "metadata": "metadata", "user_id": "user_id", "is_global": "is_global",
-                        "bm25_index": false}')""")
-    # a qortex_bm25 index on it: a segment from the build, a flushed one, and the buffer
+                        "metadata": "metadata", "user_id": "user_id", "is_global": "is_global"
+                        }')""")
+    # another qortex_bm25 index on it: a segment from the build, a flushed one, the buffer
     conn.execute("CREATE INDEX lc_bm25 ON lc USING qortex_bm25 (tsv)")
     for i in range(80, 110):
         conn.execute("INSERT INTO lc VALUES (%s, %s, '{}', 'u9', false, %s)",
@@ -162,9 +162,8 @@ def state(conn):
     tables = [r[0] for r in conn.execute(
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname IN ('qortex', 'qortex_internal', 'public') AND c.relkind = 'r' "
+        "WHERE n.nspname IN ('qortex', 'public') AND c.relkind = 'r' "
         "ORDER BY 1")]
-    assert any("qortex_internal" in t for t in tables), tables  # the text indexes' tables
     for t in tables:
         out[t] = conn.execute(f"SELECT t::text FROM {t} t ORDER BY 1").fetchall()
     for c in ("kb", "lc"):

@@ -261,7 +261,7 @@ def test_registered_table_without_tsvector_and_with_rls(db):
     assert {r[0] for r in rows if r[7] is not None} == {"doc-0", "doc-1", "doc-3"}
     db.execute("ALTER TABLE langchain_pg_embedding ENABLE ROW LEVEL SECURITY")
     db.execute("CREATE POLICY mine ON langchain_pg_embedding USING (owner = current_user)")
-    # built from every row, the text index must not rank rows the policy hides
+    # built from every row, the qortex_bm25 index must not rank rows the policy hides
     db.execute("SELECT qortex_refresh_text_index('lc')")
     db.execute("DROP ROLE IF EXISTS alice")
     db.execute("CREATE ROLE alice")

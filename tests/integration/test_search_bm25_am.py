@@ -90,7 +90,7 @@ def test_the_text_leg_reads_the_tables_qortex_bm25_index_and_gives_its_top_k(db)
 
 def test_refreshing_a_collection_on_its_qortex_bm25_index_reindexes_it(db):
     """qortex_refresh_text_index on a collection its qortex_bm25 index serves: a REINDEX of
-    that index, no tables index and no triggers made; searches give what they gave."""
+    that index, no triggers made; searches give what they gave."""
     make(db)
     db.execute("DELETE FROM t WHERE id % 3 = 0")
     before = {q: leg(db, q, 10)[0] for q in QUERIES}
@@ -167,8 +167,7 @@ def test_rows_not_committed_deleted_or_hidden_by_a_policy_are_not_returned(db, e
 
 def test_searches_the_index_cannot_bound_read_the_other_paths(db):
     """A user scope on an index without a scope column, and a search switched off from the
-    text index: the leg reads the collection's other paths (its tables index here), and
-    says so."""
+    text index: the leg reads the collection's other path (GIN), and says so."""
     make(db, scope=False)
     assert bm25_index(db) == {"name": "t_bm25", "scope_column": None, "user_scope": False,
                               "global_rows": False}
@@ -182,7 +181,7 @@ def test_searches_the_index_cannot_bound_read_the_other_paths(db):
     db.execute("RESET qortex.use_text_index")
     assert "qortex_bm25" not in plan, plan
     db.execute("DROP INDEX t_bm25")
-    assert bm25_index(db) is None
+    assert bm25_index(db)["name"] is None
     assert "qortex_bm25" not in leg(db, "w1 w7", 10)[1]
 
 
@@ -225,7 +224,7 @@ R = """CREATE TABLE r (id int PRIMARY KEY, body text NOT NULL, owner {owner}, sh
 def test_registering_a_table_creates_its_qortex_bm25_index_scoped_by_the_user_column(
         db, owner):
     """No qortex_bm25 index on the table: registration creates one on (tsvector, user
-    column), says so, and builds no tables index (no triggers on the table): rows written
+    column) and says so (no triggers on the table): rows written
     after are found at once, scoped searches bounded by the index."""
     db.execute(R.format(owner=owner))
     value = {"text": "u{}", "varchar(20)": "u{}", "bigint": "{}",
@@ -241,8 +240,6 @@ def test_registering_a_table_creates_its_qortex_bm25_index_scoped_by_the_user_co
     assert idx["scope_column"] == "owner" and idx["user_scope"], d["text_leg"]
     assert db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
                       (idx["name"],)).fetchone()[0].endswith("USING qortex_bm25 (tsv, owner)")
-    assert d["text_leg"]["text_index"]["built"] is False
-    assert "not needed" in d["text_leg"]["text_index"]["hint"]
     assert triggers(db) == 0
     db.execute("INSERT INTO r VALUES (1000, 'zebra w1', %s, false, '[1,0,0]')",
                (value.format(1),))
@@ -254,13 +251,16 @@ def test_registering_a_table_creates_its_qortex_bm25_index_scoped_by_the_user_co
         "SELECT id FROM hybrid_search('r', NULL, 'zebra', 5)").fetchall()] == ["1000"]
 
 
-def test_registering_with_bm25_index_false_keeps_qortexs_own_index(db):
+def test_registering_with_bm25_index_false_reads_gin(db):
     db.execute(R.format(owner="text"))
     db.execute("INSERT INTO r VALUES (1, 'w1', 'u1', false, '[1,0,0]')")
     notices = []
     d = registered(db, dict(COLUMNS, user_id="owner", bm25_index=False), notices)
-    assert d["text_leg"]["bm25_index"] is None and d["text_leg"]["text_index"]["built"]
-    assert triggers(db) > 0 and not notices
+    assert d["text_leg"]["bm25_index"]["name"] is None, d["text_leg"]
+    assert "USING qortex_bm25 (tsv, owner)" in d["text_leg"]["bm25_index"]["hint"]
+    assert triggers(db) == 0 and not notices
+    got, plan = leg_of(db, "r", "w1", 5)
+    assert got and "GIN" in plan, plan
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="columns.bm25_index"):
         db.execute("SELECT qortex_register_collection('r2', 'r', %s)",
                    (Jsonb(dict(COLUMNS, bm25_index="yes")),))
@@ -270,7 +270,7 @@ def test_registering_with_bm25_index_false_keeps_qortexs_own_index(db):
 def test_a_table_with_global_rows_gets_an_index_whose_scope_admits_them(db, owner):
     """is_global mapped: the index's scope is the user id as text, '' for global rows, and a
     user's search reads both scopes: the best of the user's rows and the global ones, as SQL
-    ranks them; no tables index."""
+    ranks them."""
     db.execute(R.format(owner=owner))
     value = {"text": "u{}", "varchar(20)": "u{}", "bigint": "{}",
              "uuid": "00000000-0000-0000-0000-00000000000{}"}[owner]
@@ -286,7 +286,7 @@ def test_a_table_with_global_rows_gets_an_index_whose_scope_admits_them(db, owne
     idx = d["text_leg"]["bm25_index"]
     assert idx["user_scope"] and idx["global_rows"], d["text_leg"]
     assert any("created the qortex_bm25 index" in n[0] for n in notices), notices
-    assert d["text_leg"]["text_index"]["built"] is False and triggers(db) == 0
+    assert triggers(db) == 0
     for q in QUERIES:
         for u in (value.format(1), value.format(3), "nobody"):
             got, plan = leg_of(db, "r", q, 10, user_id=u)
@@ -300,12 +300,11 @@ def test_a_table_with_global_rows_gets_an_index_whose_scope_admits_them(db, owne
 
 def test_a_managed_collections_chunks_are_searched_through_its_qortex_bm25_index(db):
     """A managed collection gets a qortex_bm25 index on its chunks, scoped by user with the
-    global rows under a scope of their own, and no tables index (no triggers): a user's
+    global rows under a scope of their own (no triggers): a user's
     search is the best of their chunks and the global ones, as SQL ranks them."""
     d = db.execute("SELECT qortex_create_collection('m', 3)").fetchone()[0]
     assert d["text_leg"]["bm25_index"] == {
         "name": "m_chunks_bm25", "user_scope": True, "global_rows": True, "scope_column": None}
-    assert d["text_leg"]["text_index"]["built"] is False
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'qortex.m_chunks'"
                       "::regclass AND NOT tgisinternal").fetchone()[0] == 0
     rnd = random.Random(3)

@@ -1,9 +1,10 @@
-"""qortex's own BM25 index in tables (what a collection registered with "bm25_index": false,
-or without a stored tsvector column, gets; see test_search_bm25_am.py for the qortex_bm25
-index collections get otherwise): built with it, kept current by the writer's own
-transaction (INSERT, UPDATE, DELETE, COPY, TRUNCATE, rollback), MVCC-correct, exact BM25
-over the current statistics, used under user scopes and row-level security (a filter reads
-GIN within the filter), and checked against the table by qortex_check_text_index."""
+"""A collection's text index, through the collection's functions: the qortex_bm25 index its
+registration finds or creates (on the stored tsvector column, or on to_tsvector(config,
+content) for a table without one), kept current by the writer's own statement (INSERT,
+UPDATE, DELETE, COPY, TRUNCATE, rollback), MVCC-correct, exact BM25, used under user scopes
+and row-level security (a filter reads GIN within the filter);
+qortex_refresh_text_index rebuilds or creates it, qortex_check_text_index compares it with
+the table; a collection that cannot have one reads GIN and says why."""
 import random
 
 import psycopg
@@ -17,13 +18,15 @@ WORDS = ("cat dog bird fish mouse horse cow sheep goat duck owl fox wolf bear de
          "toad newt crab seal whale shark eel squid clam snail slug worm bee ant wasp moth").split()
 
 
-def make_docs(db, n=600, seed=1, table="docs", start=1):
-    """A registered table of n rows of random words, ids start.., users u0..u9, 10% global."""
+def make_docs(db, n=600, seed=1, table="docs", start=1, tsvector=True, register=True):
+    """A table of n rows of random words, ids start.., users u0..u9, 10% global; registered
+    (with a stored tsvector column, or with the content alone)."""
     rng = random.Random(seed)
     if start == 1:
+        fts = (", fts tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED"
+               if tsvector else "")
         db.execute(f"""CREATE TABLE {table} (id int PRIMARY KEY, body text, emb vector(3),
-                       owner text, shared boolean, meta jsonb,
-                       fts tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)""")
+                       owner text, shared boolean, meta jsonb{fts})""")
     rows = []
     for i in range(start, start + n):
         words = rng.choices(WORDS[:8], k=3) + rng.choices(WORDS, k=rng.randrange(3, 30))
@@ -31,16 +34,17 @@ def make_docs(db, n=600, seed=1, table="docs", start=1):
                      Jsonb({"p": i % 7 == 0})))
     with db.cursor() as cur:
         cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s)", rows)
-    if start == 1:
-        db.execute(f"""SELECT qortex_register_collection('{table}', '{table}', '{{"id": "id",
-                       "embedding": "emb", "content": "body", "tsvector": "fts",
-                       "user_id": "owner", "is_global": "shared", "metadata": "meta",
-                       "bm25_index": false}}')""")
+    if start == 1 and register:
+        spec = {"id": "id", "embedding": "emb", "content": "body", "user_id": "owner",
+                "is_global": "shared", "metadata": "meta"}
+        if tsvector:
+            spec["tsvector"] = "fts"
+        db.execute("SELECT qortex_register_collection(%s, %s, %s)", (table, table, Jsonb(spec)))
 
 
-def index_state(db, coll="docs"):
-    return db.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections() "
-                      "WHERE name = %s", (coll,)).fetchone()[0]
+def text_leg(db, coll="docs"):
+    return db.execute("SELECT details->'text_leg' FROM qortex_collections() WHERE name = %s",
+                      (coll,)).fetchone()[0]
 
 
 def check(db, coll="docs"):
@@ -54,35 +58,58 @@ def exact(db, query, table="docs"):
     return sorted(ref, key=lambda i: (-ref[i], i)), ref
 
 
-def same_as_reference(db, query, k=10, coll="docs", **opts):
+def same_as_reference(db, query, k=10, coll="docs", table="docs", **opts):
     rows = search(db, None, query, k=k, coll=coll, **opts)
-    order, ref = exact(db, query, coll)
+    order, ref = exact(db, query, table)
     assert [r[0] for r in rows] == order[:k]
     for r in rows:
         assert r[8] == pytest.approx(ref[r[0]], rel=1e-9)
     return rows
 
 
-def test_built_with_the_collection_and_exact(db):
-    make_docs(db)
-    state = index_state(db)
-    assert state["built"] is True and state["rows"] == 600 and state["size_bytes"] > 0
+def plans(db):
+    notes = []
+    db.add_notice_handler(lambda d: notes.append(d.message_detail or ""))
+    db.execute("SET qortex.debug_plans = on")
+    return notes
+
+
+@pytest.mark.parametrize("tsvector", [True, False], ids=["tsvector column", "content only"])
+def test_registration_creates_the_index_and_searches_are_exact(db, tsvector):
+    notices = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary))
+    make_docs(db, tsvector=tsvector)
+    assert any("created the qortex_bm25 index" in n for n in notices), notices
+    leg = text_leg(db)
+    index = leg["bm25_index"]["name"]
+    assert leg["bm25_index"]["user_scope"] is True and leg["bm25_index"]["global_rows"] is True
+    key = "fts" if tsvector else "to_tsvector('english'::regconfig, body)"
+    assert key in db.execute("SELECT pg_get_indexdef(%s::regclass)", (index,)).fetchone()[0]
+    assert db.execute("SELECT text_index FROM qortex_collections() WHERE name = 'docs'"
+                      ).fetchone()[0] == index
+    table = "docs" if tsvector else \
+        "(SELECT id, to_tsvector('english', body) AS fts FROM docs) AS d"
+    notes = plans(db)
     for q in ["cat dog", "whale shark squid", "bee ant wasp moth worm", "owl"]:
-        same_as_reference(db, q, k=20)
-    # the GIN path ranks the same rows
+        same_as_reference(db, q, k=20, table=table)
+        assert f"qortex_bm25 index {index}" in notes[-1], notes[-1]
+    # the GIN path (or to_tsvector on every row) ranks the same rows
     db.execute("SET qortex.use_text_index = off")
     off = search(db, None, "cat whale moth", k=20, coll="docs")
+    assert "qortex_bm25" not in notes[-1]
     db.execute("RESET qortex.use_text_index")
     on = search(db, None, "cat whale moth", k=20, coll="docs")
     assert [r[0] for r in on] == [r[0] for r in off]
-    check(db)
-    # the build leaves its blocks packed: no page space held by versions it rewrote
-    for _ in range(2):
-        packed = db.execute(
-            "SELECT pg_relation_size('qortex_internal.docs__blocks')::float8"
-            "       / sum(pg_column_size(b.*)) FROM qortex_internal.docs__blocks b").fetchone()[0]
-        assert packed < 1.25, packed
-        db.execute("SELECT qortex_refresh_text_index('docs')")
+    report = check(db)
+    assert report["index"] == index and report["rows"] == report["indexed"] == 600
+    # a refresh is a REINDEX of that index: the same index, the same results
+    out = db.execute("SELECT qortex_refresh_text_index('docs')").fetchone()[0]
+    assert out["built"] is True and out["created"] is False and out["index"] == index
+    assert search(db, None, "cat whale moth", k=20, coll="docs") == on
+    # no triggers on the user's table, no tables of qortex's own
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass "
+                      "AND NOT tgisinternal").fetchone()[0] == 0
+    assert db.execute("SELECT to_regnamespace('qortex_internal')").fetchone()[0] is None
 
 
 def test_every_write_is_indexed_in_the_writers_transaction(db):
@@ -103,45 +130,22 @@ def test_every_write_is_indexed_in_the_writers_transaction(db):
     db.execute("UPDATE docs SET body = 'giraffe neck' WHERE id = 1001")
     assert search(db, None, "okapi", coll="docs") == []
     assert [r[0] for r in search(db, None, "giraffe", coll="docs")] == ["1001"]
-    # an update of something else touches nothing in the index
-    before = db.execute("SELECT count(*) FROM qortex_internal.docs__docs").fetchone()[0]
-    db.execute("UPDATE docs SET emb = '[0,1,0]' WHERE id < 50")
-    assert db.execute("SELECT count(*) FROM qortex_internal.docs__docs").fetchone()[0] == before
     db.execute("DELETE FROM docs WHERE id = 1001")
     assert search(db, None, "giraffe", coll="docs") == []
+    db.execute("VACUUM docs")
     for q in ["cat", "stripes zebra dog", "fish"]:
         same_as_reference(db, q, k=15)
     check(db)
     db.execute("TRUNCATE docs")
     assert search(db, None, "cat", coll="docs") == []
-    assert index_state(db)["rows"] == 0
-    check(db)
+    assert check(db)["indexed"] == 0
     db.execute("INSERT INTO docs VALUES (1, 'cat', '[1,0,0]')")
     assert [r[0] for r in search(db, None, "cat", coll="docs")] == ["1"]
 
 
-def test_merges_fold_rows_into_blocks_and_lose_nothing(db):
-    db.execute("SET qortex.text_index_merge_rows = 16")
-    make_docs(db, n=400)
-    for start in range(401, 1001, 100):
-        make_docs(db, n=100, seed=start, start=start)
-    state = index_state(db)
-    assert state["rows"] == 1000 and state["unmerged"] < 16, state
-    # 'cat' is in several blocks now
-    assert db.execute("SELECT count(*) FROM qortex_internal.docs__blocks WHERE lexeme = 'cat'"
-                      ).fetchone()[0] > 2
-    db.execute("DELETE FROM docs WHERE id % 3 = 0")
-    db.execute("UPDATE docs SET body = body || ' phoenix' WHERE id % 5 = 0")
-    state = index_state(db)
-    assert state["deleted"] < 16 and state["unmerged"] < 16, state
-    for q in ["cat dog", "phoenix", "eel squid clam", "moth"]:
-        same_as_reference(db, q, k=25)
-    report = check(db)
-    assert report["rows"] == report["indexed"] == 667
-
-
 def test_a_search_sees_its_snapshot(db):
     make_docs(db, n=100)
+    index = text_leg(db)["bm25_index"]["name"]
     with connect(db.info.dbname, autocommit=True) as writer, \
             connect(db.info.dbname, autocommit=False) as reader:
         writer.execute("BEGIN")
@@ -154,9 +158,8 @@ def test_a_search_sees_its_snapshot(db):
         reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         assert search(reader, None, "quokka", coll="docs") == []
         writer.execute("COMMIT")
-        writer.execute("SET qortex.text_index_merge_rows = 16")
-        writer.execute("INSERT INTO docs SELECT i, 'filler cat', '[1,0,0]' "
-                       "FROM generate_series(600, 640) i")  # merges
+        # the write buffer into a segment, under the reader's snapshot
+        writer.execute("SELECT qortex_bm25_flush(%s)", (index,))
         assert [r[0] for r in search(db, None, "quokka", coll="docs")] == ["500"]
         assert "1" not in [r[0] for r in search(db, None, word, k=200, coll="docs")]
         # the repeatable-read reader still sees the table as it was
@@ -168,9 +171,7 @@ def test_a_search_sees_its_snapshot(db):
 
 def test_user_scope_and_row_level_security_read_the_index_a_filter_reads_gin(db):
     make_docs(db, n=600)
-    notices = []
-    db.add_notice_handler(lambda d: notices.append(d.message_detail or ""))
-    db.execute("SET qortex.debug_plans = on")
+    notices = plans(db)
     rows = {r[0]: r for r in db.execute("SELECT id::text, owner, shared, meta FROM docs")}
     order, ref = exact(db, "cat dog owl")
     for opts in [{"user_id": "u3"}, {"filter": {"p": True}},
@@ -182,7 +183,7 @@ def test_user_scope_and_row_level_security_read_the_index_a_filter_reads_gin(db)
         got = search(db, None, "cat dog owl", k=30, coll="docs", **opts)
         # a filter is read within the filter, through GIN; a user scope from the index
         filtered = "filter" in opts
-        assert ("BM25 index" in notices[-1]) != filtered, notices[-1]
+        assert ("qortex_bm25 index" in notices[-1]) != filtered, notices[-1]
         assert ("GIN" in notices[-1]) == filtered, notices[-1]
         want = [i for i in order if admitted(i)][:30]
         if filtered:
@@ -210,19 +211,15 @@ def test_user_scope_and_row_level_security_read_the_index_a_filter_reads_gin(db)
         with db.transaction():
             db.execute("SET LOCAL ROLE qortex_it_u3")
             rows = search(db, None, "cat dog owl", k=30, coll="docs")
-            assert "BM25 index" in notices[-1]
+            assert "qortex_bm25 index" in notices[-1]
             assert rows and all(int(r[0]) % 10 == 3 for r in rows)
-            # the index's own tables are not readable
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                with db.transaction():
-                    db.execute("SELECT * FROM qortex_internal.docs__docs")
     finally:
         db.execute("DROP POLICY IF EXISTS mine ON docs")
         db.execute("DROP OWNED BY qortex_it_u3")
         db.execute("DROP ROLE qortex_it_u3")
 
 
-def test_writers_need_no_rights_on_the_index(db):
+def test_writers_need_no_rights_beyond_the_table(db):
     make_docs(db, n=50)
     db.execute("DROP ROLE IF EXISTS qortex_it_writer")
     db.execute("CREATE ROLE qortex_it_writer")
@@ -240,42 +237,82 @@ def test_writers_need_no_rights_on_the_index(db):
     check(db)
 
 
-def test_check_says_what_differs(db):
-    make_docs(db, n=80)
-    check(db)
-    # damage it behind qortex's back: a row's postings go missing, a row appears twice
-    db.execute("DELETE FROM qortex_internal.docs__docs WHERE id = '5'")
-    db.execute("SET session_replication_role = replica")  # triggers off
-    db.execute("INSERT INTO docs VALUES (81, 'ghost row', '[1,0,0]')")
-    db.execute("RESET session_replication_role")
-    report = db.execute("SELECT qortex_check_text_index('docs')").fetchone()[0]
-    assert report["ok"] is False
-    assert report["rows_missing"] == 2
-    problems = {p.get("row"): p["problem"] for p in report["problems"] if "row" in p}
-    assert problems["5"] == problems["81"] == "not in the index"
-    db.execute("SELECT qortex_refresh_text_index('docs')")
-    check(db)
+def test_a_table_its_registrant_does_not_own_reads_gin_until_its_owner_adds_the_index(db):
+    make_docs(db, n=120, register=False)
+    db.execute("DROP ROLE IF EXISTS qortex_it_reg")
+    db.execute("CREATE ROLE qortex_it_reg")
+    db.execute("GRANT SELECT ON docs TO qortex_it_reg")
+    db.execute("SELECT qortex_grant('qortex_it_reg')")
+    # (registering writes qortex's catalog, which qortex_grant does not open)
+    db.execute("GRANT INSERT, UPDATE, DELETE ON qortex.collections TO qortex_it_reg")
+    notices = []
+    db.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+    try:
+        with db.transaction():
+            db.execute("SET LOCAL ROLE qortex_it_reg")
+            db.execute("""SELECT qortex_register_collection('docs', 'docs', '{"id": "id",
+                          "embedding": "emb", "content": "body", "tsvector": "fts",
+                          "user_id": "owner"}')""")
+            msg, hint = notices[-1]
+            assert "no qortex_bm25 index on public.docs" in msg and "owner" in msg, msg
+            assert hint == "as the table's owner: CREATE INDEX ON public.docs USING qortex_bm25 " \
+                           "(fts, owner)", hint
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+                with db.transaction():
+                    db.execute("SELECT qortex_refresh_text_index('docs')")
+            assert "CREATE INDEX ON public.docs USING qortex_bm25" in e.value.diag.message_hint
+            with pytest.raises(psycopg.errors.UndefinedObject) as e:
+                with db.transaction():
+                    db.execute("SELECT qortex_check_text_index('docs')")
+            assert "qortex_refresh_text_index('docs')" in e.value.diag.message_hint
+        leg = text_leg(db)
+        assert leg["bm25_index"]["name"] is None and "qortex_bm25" in leg["bm25_index"]["hint"]
+        notes = plans(db)
+        gin = search(db, None, "cat owl", k=10, coll="docs", user_id="u3")
+        assert "GIN" in notes[-1], notes[-1]
+        # the owner creates it; searches read it at once
+        out = db.execute("SELECT qortex_refresh_text_index('docs')").fetchone()[0]
+        assert out["created"] is True
+        assert search(db, None, "cat owl", k=10, coll="docs", user_id="u3") == gin
+        assert f"qortex_bm25 index {out['index']}" in notes[-1], notes[-1]
+        assert text_leg(db)["bm25_index"]["name"] == out["index"]
+        check(db)
+    finally:
+        db.execute("DROP OWNED BY qortex_it_reg")
+        db.execute("DROP ROLE qortex_it_reg")
 
 
-def test_tables_without_a_unique_id_read_the_gin_index(db):
-    db.execute("CREATE TABLE loose (id int, body text, emb vector(3))")
-    db.execute("INSERT INTO loose VALUES (1, 'cat', '[1,0,0]'), (2, 'cat dog', '[1,0,0]')")
-    db.execute("""SELECT qortex_register_collection('loose', 'loose', '{"id": "id",
-                  "embedding": "emb", "content": "body"}')""")
-    state = index_state(db, "loose")
-    assert state["built"] is False and "unique index" in state["hint"]
-    assert len(search(db, None, "cat", coll="loose")) == 2
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
-        db.execute("SELECT qortex_refresh_text_index('loose')")
-    assert "CREATE UNIQUE INDEX" in e.value.diag.message_hint
+def test_bm25_index_false_registers_without_it(db):
+    make_docs(db, n=60, register=False)
+    notices = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary))
+    db.execute("""SELECT qortex_register_collection('docs', 'docs', '{"id": "id",
+                  "embedding": "emb", "content": "body", "tsvector": "fts",
+                  "bm25_index": false}')""")
+    assert not any("qortex_bm25" in n for n in notices), notices
+    assert db.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                      "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'docs'::regclass "
+                      "AND a.amname = 'qortex_bm25'").fetchone()[0] == 0
+    leg = text_leg(db)
+    assert leg["bm25_index"]["name"] is None and leg["bm25_index"]["reason"].startswith(
+        "none on the table")
+    assert 'CREATE INDEX ON public.docs USING gin ("fts")' in leg["hint"], leg["hint"]
+    notes = plans(db)
+    assert search(db, None, "cat", k=5, coll="docs") and "GIN" in notes[-1]
 
 
-def test_drop_collection_drops_the_index_and_its_triggers(db):
+def test_dropping_a_registered_collection_keeps_its_tables_index_and_says_so(db):
     make_docs(db, n=20)
+    index = text_leg(db)["bm25_index"]["name"]
+    notices = []
+    db.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
     db.execute("SELECT qortex_drop_collection('docs')")
-    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass "
-                      "AND NOT tgisinternal").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                      "ON n.oid = c.relnamespace WHERE n.nspname = 'qortex_internal'"
-                      ).fetchone()[0] == 0
-    db.execute("INSERT INTO docs VALUES (100, 'after', '[1,0,0]')")  # no trigger left
+    assert (f"qortex_drop_collection: the qortex_bm25 index public.{index} stays on public.docs",
+            "DROP INDEX it if nothing else reads it") in notices, notices
+    db.execute("INSERT INTO docs VALUES (100, 'aardvark', '[1,0,0]')")
+    # registered again, it is found, not made twice
+    db.execute("""SELECT qortex_register_collection('docs', 'docs', '{"id": "id",
+                  "embedding": "emb", "content": "body", "tsvector": "fts",
+                  "user_id": "owner", "is_global": "shared"}')""")
+    assert text_leg(db)["bm25_index"]["name"] == index
+    assert [r[0] for r in search(db, None, "aardvark", coll="docs")] == ["100"]

@@ -12,6 +12,7 @@
 //!   dropping the dead.
 //! - `check`: a segment's structure, and an index's documents against its table's.
 pub mod check;
+pub mod codec;
 pub mod merge;
 pub mod pack;
 pub mod record;

@@ -9,7 +9,7 @@
 //!
 //! The block's size (n) and first docno are in its block table entry, so the block holds
 //! only what they do not say. About 2–3 bytes a posting where varbytes took 4–5.
-use crate::hybrid::text::index::codec::Posting;
+use super::codec::Posting;
 
 fn width(v: u32) -> u8 {
     (32 - v.leading_zeros()) as u8

@@ -12,11 +12,11 @@
 //! document of that value holds) bounds the top-k to its documents inside the loop: each
 //! segment's top-k admits only the docnos of the scope's postings, the buffer only the
 //! documents that hold it. The statistics stay the whole index's.
+use super::codec::Posting;
 use super::record::Doc;
 use super::segment::{BlockRef, Bytes, Corrupt, Segment};
 use super::topk::{self, Admit, Blocks};
 use super::Tid;
-use crate::hybrid::text::index::codec::Posting;
 use crate::hybrid::text::{idf, Bm25};
 
 /// A row of the result: its score (> 0: it has a query lexeme) and heap TID.

@@ -32,10 +32,10 @@
 //!
 //! Docnos are the documents' positions in the segment. Every read goes through `Bytes`, so
 //! a reader loads the header and the index once and then only the parts a query needs.
+use super::codec::{put, BlockHeader, Posting, BLOCK};
 use super::pack;
 use super::record::Doc;
 use super::Tid;
-use crate::hybrid::text::index::codec::{put, BlockHeader, Posting, BLOCK};
 use std::collections::HashMap;
 
 pub const MAGIC: u32 = 0x5142_5347; // "QBSG"

@@ -20,11 +20,27 @@
 //!
 //! The order is by score, then docno (ascending): documents come in docno order, so one
 //! tying with the k-th score cannot displace it, and a bound that only reaches θ prunes.
+use super::codec::Posting;
 use super::segment::{is_dead, BlockRef, Corrupt};
-use crate::hybrid::text::index::codec::Posting;
-use crate::hybrid::text::index::topk::Entry;
 use crate::hybrid::text::Bm25;
+use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+
+/// A heap entry (score, docno) ordered so that the heap's top is the worst: the lowest
+/// score, then the highest docno.
+#[derive(PartialEq)]
+struct Entry(f64, u32);
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
 
 /// Reads a posting block of a query term.
 pub trait Blocks {
@@ -312,8 +328,15 @@ pub fn top_k(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bm25::codec::{BlockHeader, BLOCK};
     use crate::hybrid::text::idf;
-    use crate::hybrid::text::index::codec::blocks as cut;
+
+    /// Postings cut into blocks of `BLOCK` with their headers and packed bytes.
+    fn cut(ps: &[Posting]) -> Vec<(BlockHeader, Vec<u8>)> {
+        ps.chunks(BLOCK)
+            .map(|c| (BlockHeader::of(c), crate::bm25::pack::encode(c)))
+            .collect()
+    }
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::collections::HashSet;
@@ -381,11 +404,7 @@ mod tests {
                     })
                     .collect(),
             );
-            mem.push(
-                ps.chunks(crate::hybrid::text::index::codec::BLOCK)
-                    .map(|c| c.to_vec())
-                    .collect(),
-            );
+            mem.push(ps.chunks(BLOCK).map(|c| c.to_vec()).collect());
         }
         Corpus {
             refs,

@@ -1,7 +1,6 @@
-//! The text leg without a server: tsvectors read in place, BM25, the BM25 index qortex
-//! keeps (`index`), and the plan that decides what to read.
+//! The text leg without a server: tsvectors read in place, BM25, and the plan that decides
+//! what to read.
 mod bm25;
-pub mod index;
 mod plan;
 mod tsvector;
 
