@@ -13,8 +13,8 @@ Corpora (built once, kept; $QORTEX_SCIFACT as in bench/quality.py):
   still agree the way real chunks do.
 Both: id bigint, content, embedding vector(384) with HNSW (m=16, ef_construction=64,
 cosine), fts with GIN, metadata {"p10": id % 10 = 0, "p1": id % 100 = 0} for filtered
-runs (10% and 1% of rows), registered as collections of the same names, with their text
-indexes built (qortex_refresh_text_index).
+runs (10% and 1% of rows), registered as collections of the same names (registration
+creates their qortex_bm25 indexes).
 For each query (SciFact train queries, cycled) the methods run back to back in rotating
 order; p50/p95 over all queries, k = 10. Connects with the libpq environment.
 --parts: instead, where hybrid_search's time goes (SciFact; 100k with the 10% filter): each

@@ -134,10 +134,9 @@ def build(conn, table, rows):
 def sizes(conn, table):
     def size(rel):
         return conn.execute("SELECT pg_total_relation_size(%s)", (rel,)).fetchone()[0] / 2**20
-    # the collection's qortex_bm25 index where registration made one, else its tables index
+    # the collection's qortex_bm25 index
     ours = conn.execute(
-        "SELECT COALESCE(pg_relation_size((details->'text_leg'->'bm25_index'->>'name')::regclass),"
-        " (details->'text_leg'->'text_index'->>'size_bytes')::int8)::float8 "
+        "SELECT pg_relation_size((details->'text_leg'->'bm25_index'->>'name')::regclass)::float8 "
         "FROM qortex_collections() WHERE name = %s", (table,)).fetchone()[0]
     peer = f"pg_textsearch {size(f'{table}_bm25'):.1f} MB, " if PGTS[0] else ""
     print(f"  index sizes: {peer}qortex BM25 "

@@ -114,11 +114,11 @@ def ensure_corpus(conn):
 
 
 def refresh(conn, coll):
-    """Build the collection's BM25 index if it has none (it is built when a collection is
-    registered, and kept current; an index of an earlier qortex is rebuilt)."""
-    index = conn.execute("SELECT details->'text_leg'->'text_index' FROM qortex_collections() "
-                         "WHERE name = %s", (coll,)).fetchone()[0]
-    if not index["built"]:
+    """Give the collection its qortex_bm25 index if it has none (registration creates it;
+    a collection registered by an earlier qortex may have none)."""
+    index = conn.execute("SELECT details->'text_leg'->'bm25_index'->>'name' "
+                         "FROM qortex_collections() WHERE name = %s", (coll,)).fetchone()[0]
+    if index is None:
         conn.execute("SELECT qortex_refresh_text_index(%s)", (coll,))
     conn.commit()
 
