@@ -166,7 +166,7 @@ def test_select(kind, db):
             for _ in range(30):
                 await learner.observe(ArmOutcome(arm_id="cot", reward=1.0, outcome="accepted"))
                 await learner.observe(ArmOutcome(arm_id="terse", reward=0.0, outcome="rejected"))
-            r = await learner.select(arms, k=1)
+            r = await learner.select(arms, k=1, seed=7)
             assert r.selected == [arms[2]] and r.selected[0] is arms[2]  # the candidates' own Arms
             assert r.excluded == [arms[0], arms[1]] and r.is_baseline is False
             assert list(r.scores) == ["cot"] and 0 < r.scores["cot"] < 1
@@ -176,7 +176,7 @@ def test_select(kind, db):
             assert sorted(x.id for x in a.selected) == ["cot", "detailed", "terse"] and a.excluded == []
             assert (await learner.select(arms, k=0, seed=42)).scores == a.scores
             # a token budget: greedily in rank order, skipping what does not fit
-            b = await learner.select(arms, k=0, token_budget=50)
+            b = await learner.select(arms, k=0, token_budget=50, seed=7)
             assert b.used_tokens <= 50 and "cot" in [x.id for x in b.selected]
             # a context has its own posteriors
             c = await learner.select(arms, context={"task": "new"}, k=3, seed=1)
