@@ -4,7 +4,10 @@
 use crate::catalog::{self, Layout};
 use crate::errors::{error, internal, invalid_param, required};
 use crate::jsonb::object_arg;
-use crate::spi::{plan, spi_failed, BOOL, INT4, INT8, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY};
+use crate::spi::{
+    plan, spi_failed, BOOL, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY,
+    TEXT, TEXT_ARRAY,
+};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -140,6 +143,231 @@ fn insert_document(
         .unwrap_or_else(|| internal(func, "the insert returned no document id"))
 }
 
+/// Insert many documents with their chunks: one statement for the batch (ids drawn first,
+/// so each chunk names its document), or, with `job_id`, documents that fail are recorded
+/// in the job and the others stored (all of a document or nothing); the document ids in
+/// the batch's order, NULL for a document that failed.
+#[pg_extern(volatile)]
+fn qortex_ingest_batch(
+    collection: Option<String>,
+    documents: Option<crate::jsonb::Jsonb>,
+    job_id: default!(Option<i64>, "NULL"),
+) -> Vec<Option<i64>> {
+    const F: &str = "qortex_ingest_batch";
+    crate::errors::require_writable(F);
+    let name = required(F, "collection", collection);
+    let documents = required(F, "documents", documents).0;
+    let items = spec::batch_items(&documents).unwrap_or_else(|e| invalid_param(F, e));
+    Spi::connect_mut(|client| {
+        let (t, docs) = catalog::managed(client, F, &name);
+        let dims = t.dims as usize;
+        let job = job_id.map(|id| lock_job(client, F, id, &name));
+        let parsed: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| spec::parse_batch_document(i, item, dims))
+            .collect();
+        let Some(job) = job else {
+            // no job: the call is one transaction, refused whole for any bad document
+            let good: Vec<_> = parsed
+                .into_iter()
+                .map(|p| p.unwrap_or_else(|e| invalid_param(F, e)))
+                .collect();
+            return insert_documents(client, F, &t, &docs, &good)
+                .into_iter()
+                .map(Some)
+                .collect();
+        };
+        let mut ids: Vec<Option<i64>> = vec![None; items.len()];
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let mut good: Vec<(usize, (spec::Document, spec::Chunks))> = Vec::new();
+        for (i, p) in parsed.into_iter().enumerate() {
+            match p {
+                Ok(d) => good.push((i, d)),
+                Err(e) => failures.push((i, format!("{F}: {e}"))),
+            }
+        }
+        // the batch in one statement; if it fails, each document in a subtransaction
+        let batch: Vec<_> = good.iter().map(|(_, d)| d.clone()).collect();
+        let whole = {
+            let client = AssertUnwindSafe(&mut *client);
+            let (t, docs, batch) = (&t, &docs, &batch);
+            in_subtransaction(move || {
+                let c = client;
+                insert_documents(c.0, F, t, docs, batch)
+            })
+        };
+        match whole {
+            Ok(made) => {
+                for ((i, _), id) in good.iter().zip(made) {
+                    ids[*i] = Some(id);
+                }
+            }
+            Err(_) => {
+                for (i, (doc, ch)) in good {
+                    let client = AssertUnwindSafe(&mut *client);
+                    let (t, docs) = (&t, &docs);
+                    match in_subtransaction(move || {
+                        let c = client;
+                        insert_document(c.0, F, t, docs, &doc, ch)
+                    }) {
+                        Ok(id) => ids[i] = Some(id),
+                        Err((_, msg)) => failures.push((i, msg)),
+                    }
+                }
+            }
+        }
+        failures.sort();
+        let errors: Vec<Value> = failures
+            .iter()
+            .map(|(i, msg)| {
+                let label = items[*i]
+                    .get("external_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| json!(job.done() + *i as i64 + 1), |s| json!(s));
+                json!({"document": label, "error": msg})
+            })
+            .collect();
+        let stored = ids.iter().flatten().count() as i64;
+        record_many(client, F, &job, stored, &errors);
+        if !failures.is_empty() {
+            error(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!(
+                    "{F}: {} of {} documents failed",
+                    failures.len(),
+                    items.len()
+                ),
+            )
+            .detail(format!(
+                "Recorded in ingestion job {}; nothing of a failed document was stored. First: {}",
+                job.id, failures[0].1
+            ))
+            .warn();
+        }
+        ids
+    })
+}
+
+/// Insert `batch` (documents with their chunks) in one statement; their ids in order.
+fn insert_documents(
+    client: &mut SpiClient<'_>,
+    func: &str,
+    t: &Layout,
+    docs: &str,
+    batch: &[(spec::Document, spec::Chunks)],
+) -> Vec<i64> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let (chunks, vec) = (&t.table, &t.vector_schema);
+    // the documents' ids are drawn first (`v` is read three times: computed once), so each
+    // chunk row names its document by the batch's ordinal
+    let sql = format!(
+        "WITH v AS MATERIALIZED (
+            SELECT pg_catalog.nextval('qortex.document_ids') AS id, u.*
+              FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::bool[]),
+                              pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
+                              pg_catalog.unnest($5::jsonb[]), pg_catalog.unnest($6::text[]))
+                   WITH ORDINALITY AS u(user_id, is_global, document_type, content, metadata,
+                                        external_id, ord)
+         ), d AS (
+            INSERT INTO {docs} (id, user_id, is_global, document_type, content, metadata,
+                                external_id)
+            SELECT id, user_id, is_global, document_type, content, metadata, external_id
+              FROM v
+         ), c AS (
+            INSERT INTO {chunks}
+                   (document_id, chunk_index, content, embedding, metadata, user_id, is_global)
+            SELECT v.id, k.chunk_index, k.content, CAST(k.emb AS {vec}.vector),
+                   v.metadata || k.meta, v.user_id, v.is_global
+              FROM ROWS FROM (pg_catalog.unnest($7::int8[]), pg_catalog.unnest($8::int4[]),
+                              pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]),
+                              pg_catalog.unnest($11::jsonb[]))
+                   AS k(doc, chunk_index, content, emb, meta)
+              JOIN v ON v.ord = k.doc
+         )
+         SELECT pg_catalog.array_agg(id ORDER BY ord) FROM v"
+    );
+    let p = plan(
+        client,
+        &sql,
+        &[
+            TEXT_ARRAY,
+            BOOL_ARRAY,
+            TEXT_ARRAY,
+            TEXT_ARRAY,
+            JSONB_ARRAY,
+            TEXT_ARRAY,
+            INT8_ARRAY,
+            INT4_ARRAY,
+            TEXT_ARRAY,
+            TEXT_ARRAY,
+            JSONB_ARRAY,
+        ],
+        true,
+    );
+    let n: usize = batch.iter().map(|(_, c)| c.content.len()).sum();
+    let (mut doc_of, mut index) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut content, mut emb, mut meta) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (ord, (_, c)) in batch.iter().enumerate() {
+        for (k, ((text, e), m)) in c
+            .content
+            .iter()
+            .zip(&c.embedding)
+            .zip(&c.metadata)
+            .enumerate()
+        {
+            doc_of.push(ord as i64 + 1);
+            index.push(k as i32);
+            content.push(text.clone());
+            emb.push(e.clone());
+            meta.push(JsonB(m.clone()));
+        }
+    }
+    let col = |f: fn(&spec::Document) -> Option<String>| -> Vec<Option<String>> {
+        batch.iter().map(|(d, _)| f(d)).collect()
+    };
+    let ids = client
+        .update(
+            &**p,
+            Some(1),
+            &[
+                col(|d| d.user_id.clone()).into(),
+                batch
+                    .iter()
+                    .map(|(d, _)| d.is_global)
+                    .collect::<Vec<bool>>()
+                    .into(),
+                col(|d| Some(d.document_type.clone())).into(),
+                col(|d| d.content.clone()).into(),
+                batch
+                    .iter()
+                    .map(|(d, _)| JsonB(d.metadata.clone()))
+                    .collect::<Vec<JsonB>>()
+                    .into(),
+                col(|d| d.external_id.clone()).into(),
+                doc_of.into(),
+                index.into(),
+                content.into(),
+                emb.into(),
+                meta.into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<Vec<i64>>(1).ok().flatten())
+        .unwrap_or_default();
+    if ids.len() != batch.len() {
+        internal(func, "the batch insert returned another number of ids");
+    }
+    ids
+}
+
 /// Run `f` in a subtransaction: its error (SQLSTATE and message) is caught and everything
 /// it did rolled back, as a PL/pgSQL EXCEPTION block does.
 fn in_subtransaction<R>(
@@ -273,6 +501,43 @@ fn record(
         .unwrap_or_else(spi_failed(func));
 }
 
+/// Count a batch in its job: `stored` documents processed, one failure per error entry.
+fn record_many(client: &mut SpiClient<'_>, func: &str, job: &Job, stored: i64, errors: &[Value]) {
+    let processed = job.processed + stored;
+    let failed = job.failed + errors.len() as i64;
+    let total = job.total.max(processed + failed);
+    let status = spec::job_status(total, processed, failed);
+    let p = plan(
+        client,
+        "UPDATE qortex.ingestion_jobs
+            SET total_documents = $2, processed_documents = $3, failed_documents = $4,
+                status = $5, updated_at = pg_catalog.now(),
+                completed_at = CASE WHEN $5 IN ('completed', 'partial', 'failed')
+                                    THEN pg_catalog.now() END,
+                errors = errors || (SELECT COALESCE(pg_catalog.jsonb_agg(e ||
+                             pg_catalog.jsonb_build_object('timestamp', pg_catalog.now())
+                             ORDER BY o), '[]')
+                           FROM pg_catalog.jsonb_array_elements($6) WITH ORDINALITY x(e, o))
+          WHERE id = $1",
+        &[INT8, INT4, INT4, INT4, TEXT, JSONB],
+        true,
+    );
+    client
+        .update(
+            &**p,
+            None,
+            &[
+                job.id.into(),
+                (total as i32).into(),
+                (processed as i32).into(),
+                (failed as i32).into(),
+                status.into(),
+                JsonB(Value::Array(errors.to_vec())).into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed(func));
+}
+
 /// A new ingestion job for `total_documents` documents of a managed collection.
 #[pg_extern(volatile)]
 fn qortex_job_create(
@@ -375,3 +640,52 @@ fn qortex_delete_document(collection: Option<String>, document_id: Option<i64>) 
             .is_empty()
     })
 }
+
+// A load larger than one call should take, in batches each committed on its own, so the
+// job's progress is readable from other sessions while it runs (a procedure: CALL it
+// outside a transaction block).
+pgrx::extension_sql!(
+    r#"
+CREATE PROCEDURE qortex_ingest_batches(
+    collection TEXT, documents jsonb, INOUT job_id bigint DEFAULT NULL,
+    batch_size INT DEFAULT 500
+) LANGUAGE plpgsql AS $$
+DECLARE
+    items jsonb[];
+    n int;
+    i int := 1;
+BEGIN
+    IF collection IS NULL OR documents IS NULL THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: %: must not be NULL',
+            CASE WHEN collection IS NULL THEN 'collection' ELSE 'documents' END
+            USING ERRCODE = '22023';
+    END IF;
+    IF pg_catalog.jsonb_typeof(documents) <> 'array' THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: documents: must be a JSON array of document objects, each with its "chunks"'
+            USING ERRCODE = '22023';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 10000 THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: batch_size: must be between 1 and 10000, got %',
+            coalesce(batch_size::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    items := ARRAY(SELECT e FROM pg_catalog.jsonb_array_elements(documents) e);
+    n := pg_catalog.cardinality(items);
+    IF job_id IS NULL THEN
+        job_id := @extschema@.qortex_job_create(collection, n);
+    END IF;
+    RAISE NOTICE 'qortex_ingest_batches: % documents into collection "%": ingestion job %',
+        n, collection, job_id
+        USING HINT = pg_catalog.format('SELECT qortex_job_status(%s) shows its progress', job_id);
+    COMMIT;
+    WHILE i <= n LOOP
+        PERFORM @extschema@.qortex_ingest_batch(
+            collection, pg_catalog.to_jsonb(items[i:i + batch_size - 1]), job_id);
+        COMMIT;
+        i := i + batch_size;
+    END LOOP;
+END
+$$;
+"#,
+    name = "qortex_ingest_batches",
+    requires = [qortex_ingest_batch, qortex_job_create]
+);

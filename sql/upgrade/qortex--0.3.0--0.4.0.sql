@@ -210,6 +210,56 @@ CREATE FUNCTION qortex_bm25_info(index regclass) RETURNS TABLE (
 CREATE FUNCTION qortex_bm25_check(index regclass) RETURNS jsonb
 VOLATILE STRICT PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'qortex_bm25_check_wrapper';
 
+-- Many documents in one call, and a load in committed batches whose job shows progress.
+CREATE  FUNCTION "qortex_ingest_batch"(
+	"collection" TEXT, /* Option < String > */
+	"documents" jsonb, /* Option < crate :: jsonb :: Jsonb > */
+	"job_id" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS bigint[] /* Vec < Option < i64 > > */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_ingest_batch_wrapper';
+CREATE PROCEDURE qortex_ingest_batches(
+    collection TEXT, documents jsonb, INOUT job_id bigint DEFAULT NULL,
+    batch_size INT DEFAULT 500
+) LANGUAGE plpgsql AS $$
+DECLARE
+    items jsonb[];
+    n int;
+    i int := 1;
+BEGIN
+    IF collection IS NULL OR documents IS NULL THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: %: must not be NULL',
+            CASE WHEN collection IS NULL THEN 'collection' ELSE 'documents' END
+            USING ERRCODE = '22023';
+    END IF;
+    IF pg_catalog.jsonb_typeof(documents) <> 'array' THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: documents: must be a JSON array of document objects, each with its "chunks"'
+            USING ERRCODE = '22023';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 10000 THEN
+        RAISE EXCEPTION 'qortex_ingest_batches: batch_size: must be between 1 and 10000, got %',
+            coalesce(batch_size::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    items := ARRAY(SELECT e FROM pg_catalog.jsonb_array_elements(documents) e);
+    n := pg_catalog.cardinality(items);
+    IF job_id IS NULL THEN
+        job_id := @extschema@.qortex_job_create(collection, n);
+    END IF;
+    RAISE NOTICE 'qortex_ingest_batches: % documents into collection "%": ingestion job %',
+        n, collection, job_id
+        USING HINT = pg_catalog.format('SELECT qortex_job_status(%s) shows its progress', job_id);
+    COMMIT;
+    WHILE i <= n LOOP
+        PERFORM @extschema@.qortex_ingest_batch(
+            collection, pg_catalog.to_jsonb(items[i:i + batch_size - 1]), job_id);
+        COMMIT;
+        i := i + batch_size;
+    END LOOP;
+END
+$$;
+
+
 -- Give every collection that can have one its qortex_bm25 index (on its tsvector column, or
 -- on to_tsvector(config, content); scoped by its user column). The others (one partition
 -- of a table, a Citus table) read their GIN index, and qortex_collections() says why.

@@ -54,6 +54,9 @@ CALLS = [
     ("qortex_grant", [("text", "abuse_role")]),
     ("qortex_ingest", [("text", "kb"), ("jsonb", '{"user_id": "u"}'),
                        ("jsonb", '[{"content": "c", "embedding": [1, 0, 0]}]'), ("bigint", None)]),
+    ("qortex_ingest_batch", [("text", "kb"), ("jsonb", '[{"chunks": [{"content": "c", '
+                                                     '"embedding": [1, 0, 0]}]}]'),
+                             ("bigint", None)]),
     ("qortex_job_create", [("text", "kb"), ("int", 2), ("jsonb", "{}")]),
     ("qortex_job_status", [("bigint", 1)]),
     ("qortex_learner_configure", [("text", "l"), ("jsonb", '{"prior_alpha": 2}')]),
@@ -234,6 +237,7 @@ WRITERS = [
     """SELECT qortex_register_collection('ro', 'reg', '{"id": "id", "embedding": "emb"}')""",
     "SELECT qortex_drop_collection('kb', true)",
     """SELECT qortex_ingest('kb', '{}', '[{"content": "c", "embedding": [1, 0, 0]}]')""",
+    """SELECT qortex_ingest_batch('kb', '[{"chunks": [{"content": "c", "embedding": [1, 0, 0]}]}]')""",
     "SELECT qortex_job_create('kb', 1)",
     "SELECT qortex_delete_document('kb', 1)",
     "SELECT qortex_refresh_text_index('kb')",

@@ -415,6 +415,65 @@ fn check_literal(s: &str, dimensions: usize) -> Result<String, String> {
     Ok(s.trim().to_owned())
 }
 
+/// Documents one `qortex_ingest_batch` call takes at most.
+pub const MAX_BATCH: usize = 10_000;
+
+/// The documents of a batch: a JSON array of at most `MAX_BATCH` elements; 22023 otherwise.
+pub fn batch_items(documents: &Value) -> Result<&[Value], ParamError> {
+    let items = documents.as_array().ok_or_else(|| {
+        ParamError::new(
+            "documents",
+            "must be a JSON array of document objects, each with its \"chunks\"",
+        )
+    })?;
+    if items.len() > MAX_BATCH {
+        return Err(ParamError::new(
+            "documents",
+            format!(
+                "holds {} documents; one call takes at most {MAX_BATCH} (CALL \
+                 qortex_ingest_batches splits a larger load)",
+                items.len()
+            ),
+        ));
+    }
+    Ok(items)
+}
+
+/// Element `i` of a batch: a document object as `qortex_ingest` takes it, with its chunks
+/// under the key `chunks`; a problem names `documents[i]`.
+pub fn parse_batch_document(
+    i: usize,
+    item: &Value,
+    dimensions: usize,
+) -> Result<(Document, Chunks), ParamError> {
+    let at = |e: ParamError| {
+        let rest = e.arg.strip_prefix("document").unwrap_or(&e.arg);
+        let rest = match rest.starts_with('.') || rest.is_empty() {
+            true => rest.to_owned(),
+            false => format!(".{rest}"),
+        };
+        ParamError::new(format!("documents[{i}]{rest}"), e.message)
+    };
+    let mut obj = item
+        .as_object()
+        .ok_or_else(|| {
+            ParamError::new(
+                format!("documents[{i}]"),
+                format!("must be a JSON object, got {item}"),
+            )
+        })?
+        .clone();
+    let chunks = obj.remove("chunks").ok_or_else(|| {
+        ParamError::new(
+            format!("documents[{i}].chunks"),
+            "is required: the document's chunks",
+        )
+    })?;
+    let doc = parse_document(&Value::Object(obj)).map_err(at)?;
+    let chunks = parse_chunks(&chunks, dimensions).map_err(at)?;
+    Ok((doc, chunks))
+}
+
 /// Job status from its counts (API.md §2).
 pub fn job_status(total: i64, processed: i64, failed: i64) -> &'static str {
     let done = processed + failed;
@@ -442,6 +501,36 @@ pub fn progress_percent(total: i64, processed: i64, failed: i64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn batch_documents_carry_their_chunks_and_errors_name_their_place() {
+        let item = json!({"external_id": "a", "user_id": "u1",
+                          "chunks": [{"content": "cats", "embedding": [1, 0]}]});
+        let (doc, ch) = parse_batch_document(0, &item, 2).unwrap();
+        assert_eq!(doc.external_id.as_deref(), Some("a"));
+        assert_eq!(doc.user_id.as_deref(), Some("u1"));
+        assert_eq!(ch.content, vec!["cats".to_owned()]);
+        let arg = |i, v: Value| parse_batch_document(i, &v, 2).unwrap_err().arg;
+        assert_eq!(arg(3, json!({"content": "x"})), "documents[3].chunks");
+        assert_eq!(arg(1, json!("x")), "documents[1]");
+        assert_eq!(
+            arg(2, json!({"colour": 1, "chunks": []})),
+            "documents[2].colour"
+        );
+        assert_eq!(
+            arg(4, json!({"chunks": [{"content": "c", "embedding": [1]}]})),
+            "documents[4].chunks[0].embedding"
+        );
+        assert_eq!(arg(5, json!({"chunks": {}})), "documents[5].chunks");
+        assert!(batch_items(&json!({})).is_err());
+        assert_eq!(batch_items(&json!([1, 2])).unwrap().len(), 2);
+        let big = Value::Array(vec![Value::Null; MAX_BATCH + 1]);
+        assert!(batch_items(&big)
+            .unwrap_err()
+            .message
+            .contains("at most 10000"));
+    }
+
     use super::*;
     use serde_json::json;
 
