@@ -84,11 +84,12 @@ fn drop_registered(client: &mut SpiClient<'_>, func: &str, name: &str) {
     forget(client, func, name);
 }
 
-/// Remove a collection's row.
+/// Remove a collection's row, and its latest recall check.
 fn forget(client: &mut SpiClient<'_>, func: &str, name: &str) {
     let p = plan(
         client,
-        "DELETE FROM qortex.collections WHERE name = $1",
+        "WITH checked AS (DELETE FROM qortex.recall_checks WHERE collection = $1)
+         DELETE FROM qortex.collections WHERE name = $1",
         &[TEXT],
         true,
     );

@@ -11,6 +11,7 @@
 mod am_leg;
 mod bm25;
 mod estimate;
+mod recall;
 mod rows;
 mod score;
 mod text_leg;
