@@ -265,13 +265,13 @@ mod tests {
     fn stored_segments_are_used_only_when_they_describe_the_memory() {
         let stored = segments_json(&[seg(2, 1, 1), seg(5, 3, 4)]);
         assert_eq!(
-            segments_or(Some(&stored), 5, 0, 9),
+            segments_or(Some(&stored), 5, 9),
             vec![seg(2, 1, 1), seg(5, 3, 4)]
         );
-        // the memory was replaced since: one segment over its whole time
-        assert_eq!(segments_or(Some(&stored), 7, 9, 0), vec![seg(7, 0, 9)]);
-        assert_eq!(segments_or(None, 7, 0, 9), vec![seg(7, 0, 9)]);
-        assert_eq!(segments_or(Some(&json!("x")), 7, 0, 9), vec![seg(7, 0, 9)]);
-        assert_eq!(segments_or(None, 0, 0, 9), vec![]);
+        // the memory was replaced since: one segment, written when it was replaced
+        assert_eq!(segments_or(Some(&stored), 7, 9), vec![seg(7, 9, 9)]);
+        assert_eq!(segments_or(None, 7, 9), vec![seg(7, 9, 9)]);
+        assert_eq!(segments_or(Some(&json!("x")), 7, 9), vec![seg(7, 9, 9)]);
+        assert_eq!(segments_or(None, 0, 9), vec![]);
     }
 }

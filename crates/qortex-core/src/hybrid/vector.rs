@@ -132,6 +132,15 @@ mod tests {
     }
 
     #[test]
+    fn ef_search_is_at_least_the_default_and_the_pool() {
+        assert_eq!(ef_search_for(None, 10), 40);
+        assert_eq!(ef_search_for(None, 100), 100);
+        assert_eq!(ef_search_for(Some(200), 100), 200);
+        assert_eq!(ef_search_for(Some(1), 10), 10);
+        assert_eq!(ef_search_for(None, 5_000), 1000);
+    }
+
+    #[test]
     fn small_tables_and_narrow_scopes_are_read_exactly() {
         assert_eq!(plan(&inputs(100.0, None)), VectorPath::Exact);
         // SciFact: a user's rows and the global ones (~500 of 5,183), a 1% filter
