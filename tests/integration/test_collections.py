@@ -1,5 +1,6 @@
 """Collections, ingestion, jobs and memories (API.md §2), called the way users do."""
 import json
+import os
 
 import psycopg
 import pytest
@@ -545,6 +546,26 @@ def test_concurrent_appends_for_one_user_lose_nothing_and_keep_their_order(db):
         assert mine == sorted(mine)
     assert one(db, "SELECT length(memory) FROM qortex.user_memories") <= 200
     assert one(db, "SELECT count(*) FROM qortex.user_memories") == 1
+
+
+def test_a_role_qortex_grant_gave_appends_summarises_and_checks_recall(db):
+    role = f"qortex_it_mem_{os.getpid()}"
+    db.execute(f"DROP ROLE IF EXISTS {role}")
+    db.execute(f"CREATE ROLE {role}")
+    db.execute("SELECT qortex_create_collection('kb', 3)")
+    ingest(db, "kb", {}, [chunk("a", [1, 0, 0]), chunk("b", [0, 1, 0])])
+    db.execute("SELECT qortex_grant(%s)", (role,))
+    try:
+        db.execute(f"SET ROLE {role}")
+        db.execute("SET qortex.memory_max_chars = 64")
+        for _ in range(3):
+            db.execute("SELECT * FROM qortex_remember_append('u', repeat('m', 40))")
+        assert one(db, "SELECT seq FROM qortex_memory_history_replace('u', 1, 2, 's')") == 1
+        assert one(db, "SELECT queries FROM qortex_check_recall('kb', 2, 1)") == 2
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
 
 
 def test_drop_extension_keeps_collections_unless_cascade(db):
