@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 /// qortex's own state tables a user of the learning, memory and feedback functions writes.
-const STATE: [&str; 8] = [
+const STATE: [&str; 10] = [
     "learning_arm_states",
     "learners",
     "interoception_factors",
@@ -16,7 +16,9 @@ const STATE: [&str; 8] = [
     "interoception_edges",
     "interoception_feedback",
     "user_memories",
+    "user_memory_history",
     "ingestion_jobs",
+    "recall_checks",
 ];
 const SEQUENCES: [&str; 3] = ["document_ids", "chunk_ids", "ingestion_jobs_id_seq"];
 

@@ -20,9 +20,9 @@ use serde_json::{Map, Value};
 /// stays on the coordinator, where the calls that read it run: a collection's row names its
 /// tables as `regclass`, OIDs of the coordinator's (a worker's copy of a table has another,
 /// a table that is not distributed none), so it cannot be a reference table replayed on
-/// the workers; ingestion jobs go with it; interoception's edges and their buffer are few
+/// the workers; ingestion jobs and recall checks go with it; interoception's edges and their buffer are few
 /// rows, read by the coordinator's searches.
-const LAYOUT: [(&str, &str, Option<&str>); 5] = [
+const LAYOUT: [(&str, &str, Option<&str>); 6] = [
     ("qortex.learners", "learner_name", None),
     (
         "qortex.learning_arm_states",
@@ -32,6 +32,11 @@ const LAYOUT: [(&str, &str, Option<&str>); 5] = [
     ("qortex.interoception_factors", "node_id", None),
     ("qortex.interoception_feedback", "query_id", None),
     ("qortex.user_memories", "user_id", None),
+    (
+        "qortex.user_memory_history",
+        "user_id",
+        Some("qortex.user_memories"),
+    ),
 ];
 
 /// The statement trigger that keeps backends' learner configs fresh (`cache`): Citus

@@ -15,6 +15,10 @@ pub static BM25_K1: GucSetting<f64> = GucSetting::<f64>::new(1.2);
 /// BM25's document-length normalisation.
 pub static BM25_B: GucSetting<f64> = GucSetting::<f64>::new(0.75);
 
+/// Characters one user memory holds: `qortex_remember` refuses more, `qortex_remember_append`
+/// pushes the oldest beyond it into the memory's history.
+pub static MEMORY_MAX_CHARS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+
 /// Factor steps of interoception_update, and the bounds weights are clamped to.
 pub static FEEDBACK_ACCEPTED: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 pub static FEEDBACK_REJECTED: GucSetting<f64> = GucSetting::<f64>::new(-0.05);
@@ -103,6 +107,17 @@ pub fn init() {
         &TEXT_ROW_BUDGET,
         100,
         1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qortex.memory_max_chars",
+        c"Characters one user memory holds.",
+        c"qortex_remember refuses a longer memory; qortex_remember_append moves the oldest \
+          characters beyond it into the user's memory history.",
+        &MEMORY_MAX_CHARS,
+        64,
+        10_000_000,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -32,7 +32,9 @@ SELECT pg_catalog.jsonb_build_object(
         'learners', (SELECT pg_catalog.count(*) FROM qortex.learners),
         'collections', (SELECT pg_catalog.count(*) FROM qortex.collections),
         'ingestion_jobs', (SELECT pg_catalog.count(*) FROM qortex.ingestion_jobs),
-        'user_memories', (SELECT pg_catalog.count(*) FROM qortex.user_memories)),
+        'user_memories', (SELECT pg_catalog.count(*) FROM qortex.user_memories),
+        'user_memory_history', (SELECT pg_catalog.count(*) FROM qortex.user_memory_history),
+        'recall_checks', (SELECT pg_catalog.count(*) FROM qortex.recall_checks)),
     'learners', (SELECT pg_catalog.jsonb_build_object(
                         'stored', pg_catalog.count(DISTINCT learner_name),
                         'arms', pg_catalog.count(*),

@@ -59,6 +59,47 @@ CREATE TABLE qortex.user_memories (
     memory     TEXT NOT NULL,
     metadata   JSONB NOT NULL DEFAULT '{}',
     created_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now()
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    -- (0.4.0) when each part of a memory grown by qortex_remember_append was appended:
+    -- [[end character, first, last], ...] in microseconds since 1970; NULL after
+    -- qortex_remember (the whole memory was written then)
+    segments   JSONB
 );
 SELECT pg_catalog.pg_extension_config_dump('qortex.user_memories', '');
+
+-- (0.4.0) The text qortex_remember_append pushed out of a user's memory, oldest first by
+-- seq, with when it was appended; an outside summariser may replace a range of rows by one
+-- (qortex_memory_history_replace), which then stands for their pieces.
+CREATE TABLE qortex.user_memory_history (
+    user_id      TEXT NOT NULL,
+    seq          BIGINT NOT NULL CHECK (seq > 0),
+    memory       TEXT NOT NULL,
+    written_from TIMESTAMPTZ NOT NULL,
+    written_to   TIMESTAMPTZ NOT NULL,
+    pieces       INT NOT NULL DEFAULT 1 CHECK (pieces > 0),
+    summarized   BOOLEAN NOT NULL DEFAULT false,
+    archived_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (user_id, seq),
+    CHECK (written_from <= written_to)
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.user_memory_history', '');
+
+-- (0.4.0) The latest qortex_check_recall of each collection: recall@k of its vector index
+-- against exact search, on a sample of its own embeddings.
+CREATE TABLE qortex.recall_checks (
+    collection    TEXT PRIMARY KEY,
+    checked_at    TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    index_name    TEXT NOT NULL,
+    k             INT NOT NULL,
+    ef_search     INT NOT NULL,
+    sample        INT NOT NULL,
+    queries       INT NOT NULL,
+    recall        DOUBLE PRECISION NOT NULL,
+    recall_stddev DOUBLE PRECISION NOT NULL,
+    recall_ci95   DOUBLE PRECISION NOT NULL,
+    recall_min    DOUBLE PRECISION NOT NULL,
+    recall_p10    DOUBLE PRECISION NOT NULL,
+    table_rows    BIGINT NOT NULL,
+    elapsed_ms    DOUBLE PRECISION NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.recall_checks', '');

@@ -260,6 +260,116 @@ END
 $$;
 
 
+-- User memories that grow by appends (qortex_remember_append): when each part was appended,
+-- and a history of what no longer fitted (see sql/install/collections.sql).
+ALTER TABLE qortex.user_memories ADD COLUMN segments JSONB;
+CREATE TABLE qortex.user_memory_history (
+    user_id      TEXT NOT NULL,
+    seq          BIGINT NOT NULL CHECK (seq > 0),
+    memory       TEXT NOT NULL,
+    written_from TIMESTAMPTZ NOT NULL,
+    written_to   TIMESTAMPTZ NOT NULL,
+    pieces       INT NOT NULL DEFAULT 1 CHECK (pieces > 0),
+    summarized   BOOLEAN NOT NULL DEFAULT false,
+    archived_at  TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (user_id, seq),
+    CHECK (written_from <= written_to)
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.user_memory_history', '');
+
+CREATE  FUNCTION "qortex_remember_append"(
+	"user_id" TEXT, /* Option < String > */
+	"memory" TEXT, /* Option < String > */
+	"separator" TEXT DEFAULT E'\n' /* Option < String > */
+) RETURNS TABLE (
+	"user_id" TEXT,  /* String */
+	"memory_chars" INT,  /* i32 */
+	"pushed_out_chars" INT,  /* i32 */
+	"history_seq" bigint,  /* Option < i64 > */
+	"updated_at" timestamp with time zone  /* pgrx :: datum :: TimestampWithTimeZone */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_remember_append_wrapper';
+
+CREATE  FUNCTION "qortex_memory_history"(
+	"user_id" TEXT, /* Option < String > */
+	"from_seq" bigint DEFAULT NULL, /* Option < i64 > */
+	"to_seq" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS TABLE (
+	"seq" bigint,  /* i64 */
+	"memory" TEXT,  /* String */
+	"written_from" timestamp with time zone,  /* TimestampWithTimeZone */
+	"written_to" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pieces" INT,  /* i32 */
+	"summarized" bool,  /* bool */
+	"archived_at" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_memory_history_wrapper';
+
+CREATE  FUNCTION "qortex_memory_history_replace"(
+	"user_id" TEXT, /* Option < String > */
+	"from_seq" bigint, /* Option < i64 > */
+	"to_seq" bigint, /* Option < i64 > */
+	"memory" TEXT /* Option < String > */
+) RETURNS TABLE (
+	"seq" bigint,  /* i64 */
+	"memory" TEXT,  /* String */
+	"written_from" timestamp with time zone,  /* TimestampWithTimeZone */
+	"written_to" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pieces" INT,  /* i32 */
+	"summarized" bool,  /* bool */
+	"archived_at" timestamp with time zone  /* TimestampWithTimeZone */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_memory_history_replace_wrapper';
+
+-- The latest recall check of each collection's vector index (qortex_check_recall).
+CREATE TABLE qortex.recall_checks (
+    collection    TEXT PRIMARY KEY,
+    checked_at    TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
+    index_name    TEXT NOT NULL,
+    k             INT NOT NULL,
+    ef_search     INT NOT NULL,
+    sample        INT NOT NULL,
+    queries       INT NOT NULL,
+    recall        DOUBLE PRECISION NOT NULL,
+    recall_stddev DOUBLE PRECISION NOT NULL,
+    recall_ci95   DOUBLE PRECISION NOT NULL,
+    recall_min    DOUBLE PRECISION NOT NULL,
+    recall_p10    DOUBLE PRECISION NOT NULL,
+    table_rows    BIGINT NOT NULL,
+    elapsed_ms    DOUBLE PRECISION NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('qortex.recall_checks', '');
+
+CREATE  FUNCTION "qortex_check_recall"(
+	"collection" TEXT, /* Option < String > */
+	"sample" INT DEFAULT 100, /* Option < i32 > */
+	"k" INT DEFAULT 10, /* Option < i32 > */
+	"ef_search" INT DEFAULT NULL /* Option < i32 > */
+) RETURNS TABLE (
+	"collection" TEXT,  /* String */
+	"index_name" TEXT,  /* String */
+	"k" INT,  /* i32 */
+	"ef_search" INT,  /* i32 */
+	"queries" INT,  /* i32 */
+	"recall" double precision,  /* f64 */
+	"recall_stddev" double precision,  /* f64 */
+	"recall_ci95" double precision,  /* f64 */
+	"recall_min" double precision,  /* f64 */
+	"recall_p10" double precision,  /* f64 */
+	"table_rows" bigint,  /* i64 */
+	"elapsed_ms" double precision,  /* f64 */
+	"checked_at" timestamp with time zone  /* pgrx :: datum :: TimestampWithTimeZone */
+)
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'qortex_check_recall_wrapper';
+
 -- Give every collection that can have one its qortex_bm25 index (on its tsvector column, or
 -- on to_tsvector(config, content); scoped by its user column). The others (one partition
 -- of a table, a Citus table) read their GIN index, and qortex_collections() says why.

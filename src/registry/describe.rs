@@ -2,6 +2,7 @@
 //! search leg reads, as `qortex_collections()`, `qortex_status()` and create/register give it.
 use super::bm25_index;
 use crate::catalog::{self, count_rows, indexes, load, relation_name, FILTER_ROLE};
+use crate::spi::{plan, spi_failed, TEXT};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::JsonB;
@@ -61,7 +62,8 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
     let vector_index = on("embedding", &["hnsw", "ivfflat"]);
     let text_index = on("tsvector", &["gin", "gist"]);
     let mut vector_leg = json!({"indexed": vector_index.is_some(),
-                                "index": vector_index.map(|i| &i.name)});
+                                "index": vector_index.map(|i| &i.name),
+                                "recall": recall_check(client, func, &c.name)});
     if vector_index.is_none() {
         vector_leg["hint"] = json!(format!(
             "no HNSW index on the embedding: the vector leg scans every row; add one with \
@@ -154,6 +156,39 @@ pub fn describe(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
         d["documents_table"] = json!(docs);
     }
     d
+}
+
+/// The latest `qortex_check_recall` of a collection (null: none, or the caller may not read
+/// `qortex.recall_checks`).
+fn recall_check(client: &SpiClient<'_>, func: &str, name: &str) -> Value {
+    let may = plan(
+        client,
+        "SELECT pg_catalog.has_table_privilege('qortex.recall_checks', 'SELECT')",
+        &[],
+        false,
+    );
+    let readable = client
+        .select(&**may, Some(1), &[])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<bool>(1).ok().flatten())
+        .unwrap_or(false);
+    if !readable {
+        return Value::Null;
+    }
+    let p = plan(
+        client,
+        "SELECT pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) 'collection'::text
+           FROM qortex.recall_checks c WHERE collection = $1",
+        &[TEXT],
+        false,
+    );
+    client
+        .select(&**p, Some(1), &[name.into()])
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<JsonB>(1).ok().flatten())
+        .map_or(Value::Null, |j| j.0)
 }
 
 /// Every collection, with row counts and indexes.

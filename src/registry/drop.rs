@@ -93,11 +93,12 @@ fn keeps_index(client: &SpiClient<'_>, name: &str) {
     }
 }
 
-/// Remove a collection's row.
+/// Remove a collection's row, and its latest recall check.
 fn forget(client: &mut SpiClient<'_>, func: &str, name: &str) {
     let p = plan(
         client,
-        "DELETE FROM qortex.collections WHERE name = $1",
+        "WITH checked AS (DELETE FROM qortex.recall_checks WHERE collection = $1)
+         DELETE FROM qortex.collections WHERE name = $1",
         &[TEXT],
         true,
     );

@@ -11,6 +11,7 @@
 //! (the plan is `qortex_core::hybrid::text::TextLeg`).
 mod am_leg;
 mod estimate;
+mod recall;
 mod rows;
 mod score;
 mod text_leg;

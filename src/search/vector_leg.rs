@@ -87,40 +87,8 @@ pub fn run(
             } else {
                 "strict_order"
             };
-            let mut pairs: Vec<(&str, String)> =
-                ["enable_seqscan", "enable_bitmapscan", "enable_sort"]
-                    .into_iter()
-                    .map(|off| (off, "off".to_string()))
-                    .collect();
-            // (hybrid_search runs without JIT: on the shards too)
-            pairs.push(("jit", "off".to_string()));
-            pairs.push(("hnsw.ef_search", ef_search.to_string()));
-            if iterative {
-                pairs.push(("hnsw.iterative_scan", order.to_string()));
-            }
-            if let Some(m) = max_scan_tuples {
-                pairs.push(("hnsw.max_scan_tuples", m.to_string()));
-            }
-            // a distributed table's shards plan and search with the same settings
-            let settings = ForCall::new();
-            let workers = citus::is_citus_table(t.source)
-                && citus::set_on_workers(client, func, &settings, &pairs);
-            if !workers {
-                for (name, value) in &pairs {
-                    settings.set(name, value);
-                }
-            }
-            let found = read(false);
-            if workers {
-                // (the text leg reads GIN through bitmap scans and sorts its scores)
-                citus::reset_on_workers(
-                    client,
-                    func,
-                    &pairs,
-                    &["enable_bitmapscan", "enable_sort"],
-                );
-            }
-            settings.restore();
+            let pairs = index_settings(ef_search, iterative.then_some(order), max_scan_tuples);
+            let (found, workers) = with_settings(client, func, t, &pairs, || read(false));
             let mut how = format!(
                 "index {} (ef_search {ef_search}{}{}{})",
                 t.vector_index.as_deref().unwrap_or("?"),
@@ -158,6 +126,57 @@ pub fn run(
         }
     );
     (hits, how)
+}
+
+/// The settings under which a statement reads the vector index: sequential and bitmap scans
+/// and sorts off (so the ordered index scan is the plan), no JIT, `hnsw.ef_search`, and
+/// pgvector's iterative scan in `iterative` order with its `max_scan_tuples`, if given.
+pub fn index_settings(
+    ef_search: i32,
+    iterative: Option<&str>,
+    max_scan_tuples: Option<i64>,
+) -> Vec<(&'static str, String)> {
+    let mut pairs: Vec<(&str, String)> = ["enable_seqscan", "enable_bitmapscan", "enable_sort"]
+        .into_iter()
+        .map(|off| (off, "off".to_string()))
+        .collect();
+    // (hybrid_search runs without JIT: on the shards too)
+    pairs.push(("jit", "off".to_string()));
+    pairs.push(("hnsw.ef_search", ef_search.to_string()));
+    if let Some(order) = iterative {
+        pairs.push(("hnsw.iterative_scan", order.to_string()));
+    }
+    if let Some(m) = max_scan_tuples {
+        pairs.push(("hnsw.max_scan_tuples", m.to_string()));
+    }
+    pairs
+}
+
+/// `read` run with `pairs` set (on the workers too where the collection's table is
+/// distributed: its shards plan and search with the same settings), and whether they were
+/// set on the workers.
+pub fn with_settings<T>(
+    client: &SpiClient<'_>,
+    func: &str,
+    t: &Layout,
+    pairs: &[(&'static str, String)],
+    read: impl FnOnce() -> T,
+) -> (T, bool) {
+    let settings = ForCall::new();
+    let workers =
+        citus::is_citus_table(t.source) && citus::set_on_workers(client, func, &settings, pairs);
+    if !workers {
+        for (name, value) in pairs {
+            settings.set(name, value);
+        }
+    }
+    let found = read();
+    if workers {
+        // (the text leg reads GIN through bitmap scans and sorts its scores)
+        citus::reset_on_workers(client, func, pairs, &["enable_bitmapscan", "enable_sort"]);
+    }
+    settings.restore();
+    (found, workers)
 }
 
 /// The statement of either path: the same scope; the exact one orders by an expression no

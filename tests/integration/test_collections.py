@@ -1,5 +1,6 @@
 """Collections, ingestion, jobs and memories (API.md §2), called the way users do."""
 import json
+import os
 
 import psycopg
 import pytest
@@ -429,6 +430,142 @@ def test_memory_size_is_limited_not_truncated(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 65536"):
         db.execute("SELECT * FROM qortex_remember('u', repeat('y', 65537))")
     assert one(db, "SELECT length(memory) FROM qortex.user_memories") == 65536
+
+
+def test_memory_bound_is_the_setting(db):
+    db.execute("SET qortex.memory_max_chars = 100")
+    db.execute("SELECT * FROM qortex_remember('u', repeat('x', 100))")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 100") as e:
+        db.execute("SELECT * FROM qortex_remember('u', repeat('y', 101))")
+    assert "qortex_remember_append" in e.value.diag.message_hint
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET qortex.memory_max_chars = 10")
+
+
+def history(conn, user, *seqs):
+    return conn.execute("SELECT seq, memory, written_from, written_to, pieces, summarized "
+                        "FROM qortex_memory_history(%s, %s, %s)",
+                        (user, *(seqs or (None, None)))).fetchall()
+
+
+def test_append_keeps_the_newest_characters_and_moves_the_rest_to_history(db):
+    db.execute("SET qortex.memory_max_chars = 64")
+    r = db.execute("SELECT memory_chars, pushed_out_chars, history_seq "
+                   "FROM qortex_remember_append('u', repeat('a', 40))").fetchone()
+    assert r == (40, 0, None)
+    t1 = one(db, "SELECT updated_at FROM qortex.user_memories")
+    r = db.execute("SELECT memory_chars, pushed_out_chars, history_seq, updated_at "
+                   "FROM qortex_remember_append('u', repeat('b', 40))").fetchone()
+    # 'a' x 40, the separator '\n', 'b' x 40: 81 characters, the oldest 17 go
+    assert r[:3] == (64, 17, 1)
+    t2 = r[3]
+    r = db.execute("SELECT memory_chars, pushed_out_chars, history_seq "
+                   "FROM qortex_remember_append('u', repeat('c', 40), ' | ')").fetchone()
+    assert r == (64, 43, 2)
+    memory = db.execute("SELECT memory FROM qortex_recall('u')").fetchall()
+    assert memory == [("b" * 21 + " | " + "c" * 40,)]
+    h = history(db, "u")
+    assert [(s, m) for s, m, *_ in h] == [(1, "a" * 17), (2, "a" * 23 + "\n" + "b" * 19)]
+    # when the text pushed out was appended: seq 1 in the first call, seq 2 in both
+    assert [(f, t) for _, _, f, t, _, _ in h] == [(t1, t1), (t1, t2)]
+    assert all(p == 1 and not s for *_, p, s in h)
+    # nothing was lost: the history, then the memory, is everything appended
+    assert "".join(m for _, m, *_ in h) + memory[0][0] == \
+        "a" * 40 + "\n" + "b" * 40 + " | " + "c" * 40
+    assert [s for s, *_ in history(db, "u", 2, None)] == [2]
+    assert history(db, "u", 3, None) == [] and history(db, "nobody") == []
+
+
+def test_an_append_after_remember_dates_the_old_memory_by_remember(db):
+    db.execute("SET qortex.memory_max_chars = 64")
+    db.execute("SELECT * FROM qortex_remember_append('u', repeat('a', 60))")
+    at = one(db, "SELECT updated_at FROM qortex_remember('u', repeat('r', 60))")
+    assert one(db, "SELECT segments FROM qortex.user_memories") is None
+    db.execute("SELECT * FROM qortex_remember_append('u', 'newest', '')")
+    [(seq, text, first, last, _, _)] = history(db, "u")
+    assert (seq, text, first, last) == (1, "rr", at, at)
+
+
+def test_a_summary_replaces_a_range_of_history(db):
+    db.execute("SET qortex.memory_max_chars = 64")
+    for i in range(5):
+        db.execute("SELECT * FROM qortex_remember_append('u', %s)", (str(i) * 60,))
+    before = history(db, "u")
+    assert [s for s, *_ in before] == [1, 2, 3, 4]
+    r = db.execute("SELECT seq, memory, written_from, written_to, pieces, summarized "
+                   "FROM qortex_memory_history_replace('u', 2, 3, 'the 1s and 2s')").fetchone()
+    assert r == (2, "the 1s and 2s", before[1][2], before[2][3], 2, True)
+    assert [(s, m[:4], p) for s, m, _, _, p, _ in history(db, "u")] == \
+        [(1, "0000", 1), (2, "the ", 2), (4, before[3][1][:4], 1)]
+    # a summary of summaries stands for every piece; appends go on after the last seq
+    r = db.execute("SELECT seq, pieces FROM qortex_memory_history_replace('u', 1, 4, 's')")
+    assert r.fetchone() == (1, 4)
+    assert one(db, "SELECT history_seq FROM qortex_remember_append('u', repeat('z', 60))") == 2
+    for sql, args in [
+            ("SELECT * FROM qortex_memory_history_replace('u', 5, 9, 'x')", "no history"),
+            ("SELECT * FROM qortex_memory_history_replace('u', 3, 2, 'x')", "before from_seq"),
+            ("SELECT * FROM qortex_memory_history_replace('u', 1, 1, NULL)", "memory"),
+            ("SELECT * FROM qortex_remember_append('u', '')", "empty"),
+            ("SELECT * FROM qortex_remember_append('u', 'x', NULL)", "separator")]:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=args):
+            db.execute(sql)
+    assert [s for s, *_ in history(db, "u")] == [1, 2]
+
+
+def test_concurrent_appends_for_one_user_lose_nothing_and_keep_their_order(db):
+    """8 clients append 40 entries each to one memory (never there before) that holds a few:
+    every entry is in the history or the memory once, each client's in its order."""
+    import threading
+    name = db.info.dbname
+    errors = []
+
+    def client(c):
+        try:
+            with connect(name, autocommit=True) as conn:
+                conn.execute("SET qortex.memory_max_chars = 200")
+                for i in range(40):
+                    conn.execute("SELECT * FROM qortex_remember_append('u', %s, ';')",
+                                 (f"c{c}-{i:02d}",))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    h = history(db, "u")
+    assert [s for s, *_ in h] == list(range(1, len(h) + 1))
+    assert all(f <= t for _, _, f, t, _, _ in h)
+    whole = "".join(m for _, m, *_ in h) + one(db, "SELECT memory FROM qortex_recall('u')")
+    entries = whole.split(";")
+    assert sorted(entries) == sorted(f"c{c}-{i:02d}" for c in range(8) for i in range(40))
+    for c in range(8):
+        mine = [e for e in entries if e.startswith(f"c{c}-")]
+        assert mine == sorted(mine)
+    assert one(db, "SELECT length(memory) FROM qortex.user_memories") <= 200
+    assert one(db, "SELECT count(*) FROM qortex.user_memories") == 1
+
+
+def test_a_role_qortex_grant_gave_appends_summarises_and_checks_recall(db):
+    role = f"qortex_it_mem_{os.getpid()}"
+    db.execute(f"DROP ROLE IF EXISTS {role}")
+    db.execute(f"CREATE ROLE {role}")
+    db.execute("SELECT qortex_create_collection('kb', 3)")
+    ingest(db, "kb", {}, [chunk("a", [1, 0, 0]), chunk("b", [0, 1, 0])])
+    db.execute("SELECT qortex_grant(%s)", (role,))
+    try:
+        db.execute(f"SET ROLE {role}")
+        db.execute("SET qortex.memory_max_chars = 64")
+        for _ in range(3):
+            db.execute("SELECT * FROM qortex_remember_append('u', repeat('m', 40))")
+        assert one(db, "SELECT seq FROM qortex_memory_history_replace('u', 1, 2, 's')") == 1
+        assert one(db, "SELECT queries FROM qortex_check_recall('kb', 2, 1)") == 2
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
 
 
 def test_drop_extension_keeps_collections_unless_cascade(db):

@@ -144,6 +144,8 @@ def test_status_values(db):
         "collections": 0,
         "ingestion_jobs": 0,
         "user_memories": 0,
+        "user_memory_history": 0,
+        "recall_checks": 0,
     }
     assert status["learners"] == {"stored": 0, "arms": 0, "pulls": 0}
     assert status["collections"] == []
@@ -165,6 +167,7 @@ def test_state_survives_pg_dump_config(db):
     assert marked == sorted([f"qortex.{t}" for t in SEED_COLUMNS] + [
         "qortex.learners", "qortex.collections", "qortex.ingestion_jobs",
         "qortex.ingestion_jobs_id_seq", "qortex.user_memories", "qortex.document_ids",
+        "qortex.user_memory_history", "qortex.recall_checks",
         "qortex.chunk_ids", "qortex.interoception_edges", "qortex.interoception_feedback"])
 
 
@@ -296,6 +299,10 @@ def test_prometheus_queries_run(db):
     import yaml
     db.execute("SELECT * FROM qortex_select_arms('prom', ARRAY['a'])")
     db.execute("SELECT * FROM qortex_observe('prom', 'a', 'accepted')")
+    db.execute("SELECT qortex_create_collection('prom', 3)")
+    db.execute("""SELECT qortex_ingest('prom', '{}', '[{"content": "c", "embedding": [1, 0, 0]},
+                                                     {"content": "d", "embedding": [0, 1, 0]}]')""")
+    db.execute("SELECT * FROM qortex_check_recall('prom', 2, 1)")
     spec = yaml.safe_load((ROOT / "monitoring" / "postgres_exporter_queries.yaml").read_text())
     for name, q in spec.items():
         cur = db.execute(q["query"])

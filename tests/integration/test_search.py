@@ -504,3 +504,106 @@ def test_a_search_without_factors_reads_none(indexed, empty_db):
         other.execute("SELECT * FROM interoception_update(%s)", (Jsonb({second: "rejected"}),))
     again = {r[0]: r[9] for r in search(db, q, "words", k=10, coll="t")}
     assert again[second] == pytest.approx(0.95) and again[first] == pytest.approx(1.1), again
+
+
+# ---- recall of the vector index ------------------------------------------------------------
+
+@pytest.fixture
+def points(db):
+    """3,000 random 16-dimensional points, half of them 'even', under an HNSW index built as
+    poorly as pgvector allows (m = 2), registered as 'pts' and, the even ones, 'pts_even'."""
+    db.execute("CREATE TABLE pts (id int PRIMARY KEY, emb vector(16), part text, body text)")
+    db.execute("SELECT setseed(0.42)")
+    db.execute("""INSERT INTO pts SELECT i, (SELECT array_agg(random()::real - 0.5)
+                                               FROM generate_series(1, 16) WHERE i > 0)::vector,
+                                         CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END, 'x'
+                    FROM generate_series(1, 3000) i""")
+    db.execute("CREATE INDEX pts_hnsw ON pts USING hnsw (emb vector_l2_ops) "
+               "WITH (m = 2, ef_construction = 4)")
+    db.execute("""SELECT qortex_register_collection('pts', 'pts',
+                  '{"id": "id", "embedding": "emb", "content": "body"}')""")
+    db.execute("""SELECT qortex_register_collection('pts_even', 'pts',
+                  '{"id": "id", "embedding": "emb", "content": "body",
+                    "partition": {"column": "part", "equals": "even"}}')""")
+    return db
+
+
+def check(db, coll, *args):
+    cur = db.execute(f"SELECT * FROM qortex_check_recall(%s{', %s' * len(args)})",
+                     (coll, *args))
+    return dict(zip([c.name for c in cur.description], cur.fetchone()))
+
+
+def test_check_recall_measures_the_index_against_exact_search(points):
+    db = points
+    low = check(db, "pts", 100, 10)
+    assert (low["collection"], low["index_name"], low["k"], low["queries"]) == \
+        ("pts", "pts_hnsw", 10, 100)
+    # hybrid_search's breadth for 10 rows: pgvector's default 40
+    assert low["ef_search"] == 40 and low["table_rows"] == 3000
+    # a poor graph misses neighbours an exact scan finds; a wider search finds more
+    assert 0 < low["recall"] < 0.9
+    high = check(db, "pts", 100, 10, 1000)
+    assert high["ef_search"] == 1000 and high["recall"] > low["recall"]
+    for s in (low, high):
+        assert 0 <= s["recall_min"] <= s["recall_p10"] <= s["recall"] <= 1
+        assert s["recall_stddev"] > 0 and 0 < s["recall_ci95"] < s["recall_stddev"]
+        assert s["elapsed_ms"] > 0
+    # k beyond ef_search widens it, as hybrid_search does for its pool
+    assert check(db, "pts", 5, 60, 10)["ef_search"] == 60
+    # a good index finds (nearly) all of them
+    db.execute("DROP INDEX pts_hnsw")
+    db.execute("CREATE INDEX pts_good ON pts USING hnsw (emb vector_l2_ops)")
+    assert check(db, "pts", 50, 10)["recall"] >= 0.95
+    # only the latest result is kept, and the settings are the caller's again
+    assert db.execute("SELECT count(*), min(index_name) FROM qortex.recall_checks") \
+        .fetchone() == (1, "pts_good")
+    assert db.execute("SHOW enable_seqscan").fetchone()[0] == "on"
+    assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"
+
+
+def test_check_recall_of_a_partition_samples_and_searches_its_rows(points):
+    db = points
+    s = check(db, "pts_even", 50, 10)
+    assert s["table_rows"] == 1500 and s["queries"] == 50 and 0 < s["recall"] < 1
+
+
+def test_the_latest_check_shows_in_collections_status_and_goes_with_the_collection(points):
+    db = points
+    assert db.execute("SELECT details->'vector_leg'->'recall' FROM qortex_collections() "
+                      "WHERE name = 'pts'").fetchone()[0] is None
+    s = check(db, "pts", 20, 5)
+    shown = db.execute("SELECT details->'vector_leg'->'recall' FROM qortex_collections() "
+                       "WHERE name = 'pts'").fetchone()[0]
+    assert shown["recall"] == s["recall"] and shown["k"] == 5 and shown["sample"] == 20
+    status = db.execute("SELECT qortex_status()").fetchone()[0]
+    assert status["tables"]["recall_checks"] == 1
+    [pts] = [c for c in status["collections"] if c["name"] == "pts"]
+    assert pts["vector_leg"]["recall"]["recall_min"] == s["recall_min"]
+    db.execute("SELECT qortex_drop_collection('pts')")
+    assert db.execute("SELECT count(*) FROM qortex.recall_checks").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sql, error, match", [
+    ("SELECT * FROM qortex_check_recall('pts', 0)", "22023", "sample: must be within 1 and 1000"),
+    ("SELECT * FROM qortex_check_recall('pts', 1001)", "22023", "sample"),
+    ("SELECT * FROM qortex_check_recall('pts', 10, 0)", "22023", "k: must be within 1 and 1000"),
+    ("SELECT * FROM qortex_check_recall('pts', 10, 1001)", "22023", "k"),
+    ("SELECT * FROM qortex_check_recall('pts', 10, 10, 0)", "22023", "ef_search"),
+    ("SELECT * FROM qortex_check_recall('pts', NULL)", "22023", "sample"),
+    ("SELECT * FROM qortex_check_recall(NULL)", "22023", "collection"),
+    ("SELECT * FROM qortex_check_recall('nope')", "42704", "nope"),
+    ("SELECT * FROM qortex_check_recall('bare')", "55000", "no vector index"),
+    ("SELECT * FROM qortex_check_recall('empty')", "55000", "no row with an embedding"),
+])
+def test_check_recall_refuses_what_it_cannot_check(points, sql, error, match):
+    db = points
+    db.execute("CREATE TABLE bare (id int PRIMARY KEY, emb vector(3), body text)")
+    db.execute("INSERT INTO bare VALUES (1, '[1,0,0]', 'x')")
+    db.execute("""SELECT qortex_register_collection('bare', 'bare',
+                  '{"id": "id", "embedding": "emb", "content": "body"}')""")
+    db.execute("SELECT qortex_create_collection('empty', 3)")
+    with pytest.raises(psycopg.errors.Error, match=match) as e:
+        db.execute(sql)
+    assert e.value.sqlstate == error
+    assert db.execute("SELECT count(*) FROM qortex.recall_checks").fetchone()[0] == 0

@@ -8,6 +8,8 @@ pub mod counters;
 pub mod hybrid;
 pub mod interoception;
 pub mod json;
+pub mod memory;
+pub mod recall;
 
 /// A bad argument: the extension raises it as SQLSTATE 22023 (invalid_parameter_value).
 #[derive(Debug, Clone, PartialEq)]

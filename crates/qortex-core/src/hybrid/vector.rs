@@ -61,11 +61,17 @@ pub struct VectorInputs {
     pub indexed: bool,
 }
 
+/// `hnsw.ef_search` of an index scan for `pool` rows: at least pgvector's default (40) and
+/// the pool (up to 1,000, pgvector's limit), or what the caller asked for if more.
+pub fn ef_search_for(requested: Option<i32>, pool: usize) -> i32 {
+    requested.unwrap_or(40).max(pool.min(1000) as i32)
+}
+
 /// The expected cost, in microseconds, of each path: (index, exact).
 pub fn costs(i: &VectorInputs) -> (f64, f64) {
     let table = i.table_rows.max(1.0);
     let rows = i.scope_rows.unwrap_or(table).clamp(0.0, table);
-    let ef = i.ef_search.unwrap_or(40).max(i.pool.min(1000) as i32) as f64;
+    let ef = ef_search_for(i.ef_search, i.pool) as f64;
     // Filling the pool visits about pool / selectivity rows (all of them within ef).
     let visits = (i.pool as f64 * table / rows.max(1.0)).max(ef).min(table);
     let index = VISIT_US * visits;
@@ -86,7 +92,7 @@ pub fn plan(i: &VectorInputs) -> VectorPath {
     }
     let table = i.table_rows.max(1.0);
     let rows = i.scope_rows.unwrap_or(table).clamp(1.0, table);
-    let ef_search = i.ef_search.unwrap_or(40).max(i.pool.min(1000) as i32);
+    let ef_search = ef_search_for(i.ef_search, i.pool);
     let scoped = i.scope_rows.is_some();
     // An iterative scan visits about pool / selectivity rows to fill the pool; let it.
     let max_scan_tuples = scoped
@@ -123,6 +129,15 @@ mod tests {
             iterative,
             max_scan_tuples,
         }
+    }
+
+    #[test]
+    fn ef_search_is_at_least_the_default_and_the_pool() {
+        assert_eq!(ef_search_for(None, 10), 40);
+        assert_eq!(ef_search_for(None, 100), 100);
+        assert_eq!(ef_search_for(Some(200), 100), 200);
+        assert_eq!(ef_search_for(Some(1), 10), 10);
+        assert_eq!(ef_search_for(None, 5_000), 1000);
     }
 
     #[test]
