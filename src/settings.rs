@@ -8,6 +8,9 @@ use std::ffi::CString;
 pub static TEXT_ROW_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(500);
 /// Whether hybrid_search may read a collection's qortex_bm25 index.
 pub static USE_TEXT_INDEX: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// The smallest share of a collection's rows a filter may admit for the text leg to read
+/// the qortex_bm25 index under it (else GIN within the filter).
+pub static TEXT_INDEX_MIN_SHARE: GucSetting<f64> = GucSetting::<f64>::new(0.2);
 /// Whether hybrid_search reports how it read each leg (a NOTICE per call).
 pub static DEBUG_PLANS: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// BM25's term-frequency saturation.
@@ -54,6 +57,13 @@ pub fn init() {
         &USE_TEXT_INDEX,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    float(
+        c"qortex.text_index_min_share",
+        c"The smallest share of a collection's rows a filter may admit for hybrid_search's text leg to read the qortex_bm25 index under it.",
+        &TEXT_INDEX_MIN_SHARE,
+        0.0,
+        1.0,
     );
     GucRegistry::define_bool_guc(
         c"qortex.debug_plans",

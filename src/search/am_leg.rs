@@ -19,8 +19,12 @@ use pgrx::spi::SpiClient;
 use qortex_core::hybrid::{rank_leg, LegHit, SearchOptions};
 use std::collections::{HashMap, HashSet};
 
+/// The most rows the first read of the index asks for under a filter.
+const MAX_FIRST: usize = 10_000;
+
 /// The best `k` rows for `lexemes` from the table's qortex_bm25 index, with a line for
 /// `qortex.debug_plans`; `None` where no such index may serve this search.
+#[allow(clippy::too_many_arguments)]
 pub fn search(
     client: &SpiClient<'_>,
     func: &str,
@@ -29,6 +33,7 @@ pub fn search(
     opts: &SearchOptions,
     lexemes: &[String],
     k: usize,
+    share: f64,
 ) -> Option<(Vec<LegHit>, String)> {
     if !settings::USE_TEXT_INDEX.get() || lexemes.is_empty() || lexemes.len() > direct::MAX_TERMS {
         return None;
@@ -62,7 +67,8 @@ pub fn search(
         .iter()
         .map(|s| Direct::open(index.oid, lexemes, *s))
         .collect();
-    let mut want = k;
+    // under a filter admitting `share` of the rows, about k / share of them hold k that pass
+    let mut want = ((k as f64 / share.max(f64::MIN_POSITIVE)).ceil() as usize).clamp(k, MAX_FIRST);
     let mut seen: HashSet<(u32, u16)> = HashSet::new();
     let mut hits: Vec<LegHit> = Vec::new();
     loop {
@@ -113,8 +119,15 @@ pub fn search(
             scope_name(index)
         ),
     };
+    let filter = match scope.filtered() {
+        true => format!(
+            " (a filter the planner expects to admit {:.0}%)",
+            share * 100.0
+        ),
+        false => String::new(),
+    };
     let how = format!(
-        "qortex_bm25 index {}: best {seen} of the index{within}, {visible} of them visible",
+        "qortex_bm25 index {}: best {seen} of the index{within}{filter}, {visible} of them visible",
         index.name,
     );
     Some((hits, how))

@@ -6,7 +6,7 @@
 //! Statistics of the GIN path: N from `pg_class.reltuples`, document frequencies from
 //! ANALYZE's most-common-lexeme statistics or, for rarer lexemes, an exact (bounded) count
 //! on the GIN index, and the average document length from a sample.
-use super::{am_leg, Scope};
+use super::{am_leg, estimate, Scope};
 use crate::cache::Cache;
 use crate::catalog::Layout;
 use crate::errors::internal;
@@ -68,7 +68,8 @@ pub fn run(
         budget: settings::TEXT_ROW_BUDGET.get() as usize,
         pool,
         need,
-        filtered: scope.filtered(),
+        filter_share: filter_share(func, t, scope, opts),
+        index_min_share: settings::TEXT_INDEX_MIN_SHARE.get(),
     };
     let mut source = SpiText {
         client,
@@ -298,7 +299,7 @@ impl<'c> TextSource for SpiText<'_, 'c> {
         Some(hits)
     }
 
-    fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
+    fn indexed(&mut self, lexemes: &[String], k: usize, share: f64) -> Option<Vec<LegHit>> {
         let (hits, how) = am_leg::search(
             self.client,
             self.func,
@@ -307,10 +308,29 @@ impl<'c> TextSource for SpiText<'_, 'c> {
             self.opts,
             lexemes,
             k,
+            share,
         )?;
         self.trace.push(how);
         Some(hits)
     }
+}
+
+/// The share of the collection's rows a filtered search admits, as the planner estimates
+/// it; `None` without a filter. A filter with a user scope counts as admitting none, so it
+/// reads GIN: the index bounds the user itself, and the estimate counts the user's rows too.
+fn filter_share(func: &str, t: &Layout, scope: &Scope<'_>, opts: &SearchOptions) -> Option<f64> {
+    if !scope.filtered() {
+        return None;
+    }
+    if opts.user_id.is_some() || crate::catalog::bm25_index(t).is_none() {
+        return Some(0.0);
+    }
+    let e = estimate::scope(func, t, scope);
+    Some(if e.table_rows > 0.0 {
+        e.rows / e.table_rows
+    } else {
+        0.0
+    })
 }
 
 /// How a pass finds its rows, for `qortex.debug_plans`.

@@ -330,3 +330,34 @@ def test_a_managed_collections_chunks_are_searched_through_its_qortex_bm25_index
             same(got, sql(q, f"WHERE user_id = '{u}' OR is_global"))
             assert "and the global rows" in plan or u == "", plan
             assert "qortex_bm25 index m_chunks_bm25" in plan, plan
+
+
+def test_a_filter_admitting_many_rows_reads_the_index_a_narrow_one_reads_gin(db):
+    """Under a filter the index's best rows of the whole collection are checked against
+    the filter, asked for about k / share of them at first: that is the filter's top k
+    exactly, as SQL ranks it. A filter the planner expects to admit fewer than
+    qortex.text_index_min_share of the rows reads GIN within it; so does a filter with a
+    user scope."""
+    make(db, scope=False, extra=", half int GENERATED ALWAYS AS (id % 2) STORED, "
+                                "tenth int GENERATED ALWAYS AS (id % 10) STORED")
+    db.execute("SELECT qortex_register_collection('t', 't', %s, replace => true)",
+               (Jsonb(dict(COLUMNS, filters=["half", "tenth"])),))
+    db.execute("ANALYZE t")
+    for q in QUERIES:
+        got, plan = leg(db, q, 10, filter={"half": 1})
+        same(got, exact(db, q, 10, "WHERE half = 1"))
+        assert "qortex_bm25 index t_bm25" in plan and "admit 50%" in plan, plan
+        got, plan = leg(db, q, 10, filter={"tenth": 3})
+        assert "qortex_bm25" not in plan and "GIN" in plan, plan
+        assert {i for i, _ in got} <= {str(i) for i in range(3, 801, 10)}
+        # the setting moves the line: at 5% the narrow filter reads the index too
+        db.execute("SET qortex.text_index_min_share = 0.05")
+        got, plan = leg(db, q, 10, filter={"tenth": 3})
+        db.execute("RESET qortex.text_index_min_share")
+        same(got, exact(db, q, 10, "WHERE tenth = 3"))
+        assert "qortex_bm25 index t_bm25" in plan and "admit 10%" in plan, plan
+    got, plan = leg(db, "w1 w7", 10, filter={"half": 1}, user_id="u3")
+    assert "qortex_bm25" not in plan, plan
+    assert all(int(i) % 10 == 3 and int(i) % 2 == 1 for i, _ in got), got
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SET qortex.text_index_min_share = 1.5")

@@ -5,5 +5,5 @@ mod plan;
 mod tsvector;
 
 pub use bm25::{idf, Bm25};
-pub use plan::{rows_needed, Pass, TextLeg, TextSource};
+pub use plan::{index_share, rows_needed, Pass, TextLeg, TextSource};
 pub use tsvector::TsVector;

@@ -26,8 +26,10 @@ pub trait TextSource {
     /// tsvector.
     fn matches(&mut self, pass: &Pass, limit: usize, visit: &mut dyn FnMut(String, &[u8]));
     /// The best `k` rows holding any of the lexemes, by BM25, from the collection's index
-    /// (exact: `index::top_k`), best first; `None` where no index may serve this search.
-    fn indexed(&mut self, lexemes: &[String], k: usize) -> Option<Vec<LegHit>>;
+    /// (exact), best first; `None` where no index may serve this search. `share`: the part
+    /// of the index's rows the search's filter is expected to admit (1 without one), so the
+    /// index is asked for about `k / share` rows at first.
+    fn indexed(&mut self, lexemes: &[String], k: usize, share: f64) -> Option<Vec<LegHit>>;
     /// The best `k` rows matching `pass`, scored by `bm25` with `terms` (lexeme, idf) and
     /// `avgdl` where the rows are stored (a distributed table's shards, each returning only
     /// its best `k` ids and scores), best first; `None` where rows are scored here.
@@ -53,12 +55,26 @@ pub struct TextLeg {
     /// Hits the page needs from this leg (see `rows_needed`): a second pass is read only
     /// when the first found fewer.
     pub need: usize,
-    /// The search has a metadata filter. Its rows are read through the table's indexes,
-    /// within the filter, and the collection's BM25 index is not asked: it ranks the whole
-    /// collection, so under a filter it reads the best rows of everyone and checks them
-    /// against the table until `pool` pass (100,000 rows, filters admitting 10% and 1%:
-    /// 65 and 40 ms a search, against 4 and 1 ms within the filter).
-    pub filtered: bool,
+    /// The share of the collection's rows the search's filter (or partition) admits, as
+    /// the planner estimates it; `None` without one.
+    pub filter_share: Option<f64>,
+    /// The smallest `filter_share` at which the collection's BM25 index is read under a
+    /// filter (`index_share`).
+    pub index_min_share: f64,
+}
+
+/// Whether, and with what expected share of admitted rows, the text leg reads the
+/// collection's BM25 index: always without a filter; under one only when it admits at least
+/// `min_share` of the rows. The index ranks the whole collection, so under a filter it
+/// reads the best rows of everyone and checks each against the table until enough pass:
+/// about `pool / share` rows, where GIN reads the rows matching the query within the
+/// filter (BENCHMARKS.md measures where the two cross).
+pub fn index_share(filter_share: Option<f64>, min_share: f64) -> Option<f64> {
+    match filter_share {
+        None => Some(1.0),
+        Some(s) if s.is_finite() && s > 0.0 && s >= min_share => Some(s.min(1.0)),
+        Some(_) => None,
+    }
 }
 
 /// Hits the text leg must find where it can for a page ending at `page_end` (`k + offset`):
@@ -113,8 +129,9 @@ impl TextLeg {
         if lexemes.is_empty() {
             return Vec::new();
         }
-        if self.mode == TextMode::Or && !self.filtered {
-            if let Some(hits) = src.indexed(lexemes, self.pool) {
+        let share = index_share(self.filter_share, self.index_min_share);
+        if let (TextMode::Or, Some(share)) = (self.mode, share) {
+            if let Some(hits) = src.indexed(lexemes, self.pool, share) {
                 return hits;
             }
         }
@@ -168,6 +185,8 @@ mod tests {
         rows: Vec<(String, Vec<u8>, Vec<String>)>,
         reads: Vec<(Pass, usize)>,
         index: Option<Vec<LegHit>>,
+        /// The shares the index was asked with.
+        shares: Vec<f64>,
         /// Scores rows where they are (as a distributed table's shards do).
         remote: bool,
     }
@@ -192,6 +211,7 @@ mod tests {
                 rows,
                 reads: Vec::new(),
                 index: None,
+                shares: Vec::new(),
                 remote: false,
             }
         }
@@ -221,7 +241,8 @@ mod tests {
                 visit(id.clone(), bytes);
             }
         }
-        fn indexed(&mut self, _lexemes: &[String], k: usize) -> Option<Vec<LegHit>> {
+        fn indexed(&mut self, _lexemes: &[String], k: usize, share: f64) -> Option<Vec<LegHit>> {
+            self.shares.push(share);
             self.index
                 .as_ref()
                 .map(|hits| hits.iter().take(k).cloned().collect())
@@ -257,7 +278,8 @@ mod tests {
             budget: 2,
             pool: 3,
             need,
-            filtered: false,
+            filter_share: None,
+            index_min_share: 0.2,
         }
     }
 
@@ -344,22 +366,48 @@ mod tests {
     }
 
     #[test]
-    fn a_filtered_search_reads_rows_within_the_filter_not_the_index() {
-        let mut src = Rows::new(&[("a", &[("x", 1)])]);
-        src.index = Some(vec![LegHit {
+    fn a_narrow_filter_reads_rows_within_it_a_wide_one_reads_the_index() {
+        let index = vec![LegHit {
             id: "z".into(),
             score: 2.0,
-        }]);
-        let filtered = TextLeg {
-            filtered: true,
+        }];
+        // admits 5% of the rows, below the 20% the index needs: GIN within the filter
+        let mut src = Rows::new(&[("a", &[("x", 1)])]);
+        src.index = Some(index.clone());
+        let narrow = TextLeg {
+            filter_share: Some(0.05),
             ..leg(3)
         };
-        let hits = filtered.run(&mut src, &lexemes(&["x"]));
+        let hits = narrow.run(&mut src, &lexemes(&["x"]));
         assert_eq!(src.reads, vec![(Pass::AnyOf(lexemes(&["x"])), 3)]);
+        assert!(src.shares.is_empty());
         assert_eq!(
             hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
             ["a"]
         );
+        // admits half: the index, told to expect half its rows to pass
+        let mut src = Rows::new(&[("a", &[("x", 1)])]);
+        src.index = Some(index);
+        let wide = TextLeg {
+            filter_share: Some(0.5),
+            ..leg(3)
+        };
+        let hits = wide.run(&mut src, &lexemes(&["x"]));
+        assert!(src.reads.is_empty());
+        assert_eq!(src.shares, vec![0.5]);
+        assert_eq!(hits[0].id, "z");
+    }
+
+    #[test]
+    fn the_index_share_rule() {
+        assert_eq!(index_share(None, 0.2), Some(1.0));
+        assert_eq!(index_share(Some(0.2), 0.2), Some(0.2));
+        assert_eq!(index_share(Some(1.7), 0.2), Some(1.0));
+        assert_eq!(index_share(Some(0.19), 0.2), None);
+        assert_eq!(index_share(Some(0.0), 0.0), None);
+        assert_eq!(index_share(Some(f64::NAN), 0.0), None);
+        // a minimum above 1: never under a filter
+        assert_eq!(index_share(Some(1.0), 1.5), None);
     }
 
     #[test]
