@@ -17,6 +17,8 @@ runs (10% and 1% of rows), registered as collections of the same names (registra
 creates their qortex_bm25 indexes).
 For each query (SciFact train queries, cycled) the methods run back to back in rotating
 order; p50/p95 over all queries, k = 10. Connects with the libpq environment.
+--text-filter: instead, the text leg alone under filters admitting 1%, 10%, 90% and 99%,
+through the qortex_bm25 index and through GIN within the filter.
 --parts: instead, where hybrid_search's time goes (SciFact; 100k with the 10% filter): each
 leg alone, the bare query at the pool's size (LIMIT 100 at ef_search 100), and a SELECT of
 the two parameters.
@@ -178,11 +180,39 @@ def run(conn, table, queries, n, where_filter, ms=None):
               flush=True)
 
 
+def text_paths(conn, table, queries, n):
+    """The text leg alone under filters admitting 1%, 10%, 90% and 99% of the rows, read
+    through the qortex_bm25 index (qortex.text_index_min_share 0) and through GIN within the
+    filter (1), alternating per query: where the two paths cross."""
+    sql = (f"SELECT id FROM hybrid_search('{table}', NULL, %(text)s, 10, %(opts)s::jsonb)")
+    for f in [{"p1": True}, {"p10": True}, {"p10": False}, {"p1": False}]:
+        opts = json.dumps({"filter": f})
+        times = {"index": [], "GIN": []}
+        for i in range(n):
+            q = queries[i % len(queries)]
+            order = ["index", "GIN"] if i % 2 else ["GIN", "index"]
+            for path in order:
+                conn.execute("SET qortex.text_index_min_share = %s" % ("0" if path == "index"
+                                                                        else "1"))
+                t0 = time.perf_counter()
+                conn.execute(sql, {"text": q["text"], "opts": opts}, prepare=True).fetchall()
+                times[path].append(1000 * (time.perf_counter() - t0))
+        conn.execute("RESET qortex.text_index_min_share")
+        gin = statistics.median(times["GIN"])
+        for path, t in times.items():
+            t = sorted(t)
+            p50, p95 = statistics.median(t), t[int(0.95 * (len(t) - 1))]
+            print(f"  {table:<15} text leg, filter {json.dumps(f):<14} {path:<6} p50 {p50:7.2f} ms"
+                  f"  p95 {p95:7.2f} ms  {p50 / gin:5.2f}x GIN", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--parts", action="store_true")
+    ap.add_argument("--text-filter", action="store_true",
+                    help="only the text leg under filters, through the index and through GIN")
     args = ap.parse_args()
     with psycopg.connect() as conn:
         common.require_release(conn)
@@ -191,6 +221,11 @@ def main():
     with psycopg.connect(autocommit=True) as conn:
         build(conn, "bench_lat_5k", [(int(c["id"]), f"{c['title']} {c['text']}", c["embedding"])
                                      for c in corpus])
+        if args.text_filter:
+            build(conn, "bench_lat_100k", list(synthetic(corpus, args.rows)))
+            for table in ["bench_lat_5k", "bench_lat_100k"]:
+                text_paths(conn, table, queries, args.queries)
+            return
         if args.parts:
             for table, f in [("bench_lat_5k", None), ("bench_lat_100k", {"p10": True})]:
                 if not conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
