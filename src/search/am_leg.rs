@@ -90,11 +90,12 @@ pub fn search(
             })
         }));
         rank_leg(&mut hits);
-        // done when k are visible and no scope's unread rows can beat the k-th of them
-        // (they score at most the lowest it returned), or every scope is read out
+        // done when k are visible and no scope's unread rows can beat or tie the k-th of
+        // them (they score at most the lowest it returned: a tie with the k-th is read too,
+        // so ties are broken by id, as on every path), or every scope is read out
         let kth = hits.get(k.saturating_sub(1)).map(|h| h.score);
         let done = searches.iter().zip(&lowest).all(|(d, low)| {
-            d.exhausted(want) || matches!((kth, low), (Some(x), Some(l)) if *l <= x)
+            d.exhausted(want) || matches!((kth, low), (Some(x), Some(l)) if *l < x)
         });
         if done {
             break;

@@ -31,6 +31,7 @@ def test_distribute_places_each_table_once(cluster):
         "qortex.interoception_factors": "distributed by node_id",
         "qortex.interoception_feedback": "distributed by query_id",
         "qortex.user_memories": "distributed by user_id",
+        "qortex.user_memory_history": "distributed by user_id",
         "learning functions": "10 run on the node holding their learner's shard",
         "managed collections": "0 distributed by document (documents by id, chunks by "
                                "document_id)",
@@ -43,6 +44,8 @@ def test_distribute_places_each_table_once(cluster):
         assert one(cluster, pick) == 2.0
     assert placement(cluster, "qortex.learners")[2] == \
         placement(cluster, "qortex.learning_arm_states")[2]
+    assert placement(cluster, "qortex.user_memories")[2] == \
+        placement(cluster, "qortex.user_memory_history")[2]
     # the row written before moved into a shard; the shell keeps no copy of it
     assert cluster.execute("SELECT alpha, pulls FROM qortex_posteriors('l')").fetchall() \
         == [(2.0, 1)]
@@ -284,6 +287,15 @@ def test_every_capability_works_after_distribute(cluster, single):
     calls = [
         "SELECT memory FROM qortex_remember('u1', 'likes cats')",
         "SELECT memory FROM qortex_recall('u1')",
+        # appends past the bound: the history row lands beside the memory's shard
+        "SELECT memory_chars, pushed_out_chars, history_seq "
+        "FROM qortex_remember_append('u2', repeat('a', 40), '')",
+        "SELECT set_config('qortex.memory_max_chars', '64', false)",
+        "SELECT (memory_chars, pushed_out_chars, history_seq)::text "
+        "FROM qortex_remember_append('u2', repeat('b', 40), '')",
+        "SELECT array_agg(seq || ':' || length(memory) ORDER BY seq) "
+        "FROM qortex_memory_history('u2')",
+        "SELECT set_config('qortex.memory_max_chars', '65536', false)",
         "SELECT qortex_create_collection('kb', 3) IS NOT NULL",
         """SELECT qortex_ingest('kb', '{"user_id": "u1", "content": "cats"}',
               '[{"content": "cats purr loudly", "embedding": [1,0,0]},

@@ -361,3 +361,24 @@ def test_a_filter_admitting_many_rows_reads_the_index_a_narrow_one_reads_gin(db)
     assert all(int(i) % 10 == 3 and int(i) % 2 == 1 for i, _ in got), got
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SET qortex.text_index_min_share = 1.5")
+
+
+def test_rows_tied_at_the_kth_score_are_broken_by_id_as_on_the_gin_path(db):
+    """Rows tied at the k-th score: the index orders them by where they lie, hybrid_search
+    by id; the leg reads on while the index's next rows tie, so it keeps the same rows as
+    the GIN path (ties by id), not the first ones written."""
+    db.execute("""CREATE TABLE t (id int PRIMARY KEY, body text NOT NULL, owner text,
+                  emb vector(3) NOT NULL,
+                  tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)""")
+    # written in descending id order: the index meets the highest ids first
+    db.execute("INSERT INTO t SELECT i, 'w1 w2', 'u1', '[1,0,0]' FROM generate_series(40, 1, -1) i")
+    db.execute("INSERT INTO t SELECT i, 'w3 w4 w5', 'u1', '[1,0,0]' FROM generate_series(41, 60) i")
+    db.execute("CREATE INDEX t_bm25 ON t USING qortex_bm25 (tsv)")
+    db.execute("SELECT qortex_register_collection('t', 't', %s)", (Jsonb(COLUMNS),))
+    for k in (1, 5, 12):
+        got, plan = leg(db, "w1", k)
+        assert "qortex_bm25 index t_bm25" in plan, plan
+        assert [i for i, _ in got] == sorted((str(i) for i in range(1, 41)))[:k]
+        db.execute("SET qortex.use_text_index = off")
+        assert [i for i, _ in leg(db, "w1", k)[0]] == [i for i, _ in got]
+        db.execute("RESET qortex.use_text_index")
