@@ -5,8 +5,8 @@ use crate::catalog::{self, Layout};
 use crate::errors::{error, internal, invalid_param, required};
 use crate::jsonb::object_arg;
 use crate::spi::{
-    plan, spi_failed, BOOL, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY,
-    TEXT, TEXT_ARRAY,
+    plan, spi_failed, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY, TEXT,
+    TEXT_ARRAY,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -37,7 +37,7 @@ fn qortex_ingest(
             .and_then(|d| spec::parse_chunks(&chunks, dims).map(|ch| (d, ch)));
         let Some(job) = job else {
             let (doc, ch) = checked.unwrap_or_else(|e| invalid_param(F, e));
-            return Some(insert_document(client, F, &t, &docs, &doc, ch));
+            return Some(insert_document(client, F, &t, &docs, (doc, ch)));
         };
         let label = document
             .get("external_id")
@@ -52,7 +52,7 @@ fn qortex_ingest(
                 let client = AssertUnwindSafe(&mut *client);
                 in_subtransaction(move || {
                     let whole = client;
-                    insert_document(whole.0, F, &t, &docs, &doc, ch)
+                    insert_document(whole.0, F, &t, &docs, (doc, ch))
                 })
             }
         };
@@ -78,69 +78,15 @@ fn qortex_ingest(
     })
 }
 
+/// Insert one document and its chunks (the batch statement, with one document).
 fn insert_document(
     client: &mut SpiClient<'_>,
     func: &str,
     t: &Layout,
     docs: &str,
-    doc: &spec::Document,
-    ch: spec::Chunks,
+    document: (spec::Document, spec::Chunks),
 ) -> i64 {
-    let (chunks, vec) = (&t.table, &t.vector_schema);
-    // Chunks carry the document's scope (user_id, is_global) and its metadata overlaid by
-    // their own, so hybrid_search filters them without a join.
-    let sql = format!(
-        "WITH d AS (
-            INSERT INTO {docs} (user_id, is_global, document_type, content, metadata, external_id)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
-         ), c AS (
-            INSERT INTO {chunks}
-                   (document_id, chunk_index, content, embedding, metadata, user_id, is_global)
-            SELECT d.id, (u.ord - 1)::int, u.content, CAST(u.emb AS {vec}.vector), $5 || u.meta,
-                   $1, $2
-              FROM d, ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]),
-                                 pg_catalog.unnest($9::jsonb[]))
-                      WITH ORDINALITY AS u(content, emb, meta, ord)
-         )
-         SELECT id FROM d"
-    );
-    let p = plan(
-        client,
-        &sql,
-        &[
-            TEXT,
-            BOOL,
-            TEXT,
-            TEXT,
-            JSONB,
-            TEXT,
-            TEXT_ARRAY,
-            TEXT_ARRAY,
-            JSONB_ARRAY,
-        ],
-        true,
-    );
-    let metas: Vec<JsonB> = ch.metadata.into_iter().map(JsonB).collect();
-    client
-        .update(
-            &**p,
-            Some(1),
-            &[
-                doc.user_id.as_deref().into(),
-                doc.is_global.into(),
-                doc.document_type.as_str().into(),
-                doc.content.as_deref().into(),
-                JsonB(doc.metadata.clone()).into(),
-                doc.external_id.as_deref().into(),
-                ch.content.into(),
-                ch.embedding.into(),
-                metas.into(),
-            ],
-        )
-        .unwrap_or_else(spi_failed(func))
-        .next()
-        .and_then(|r| r.get::<i64>(1).ok().flatten())
-        .unwrap_or_else(|| internal(func, "the insert returned no document id"))
+    insert_documents(client, func, t, docs, &[document])[0]
 }
 
 /// Insert many documents with their chunks: one statement for the batch (ids drawn first,
@@ -180,15 +126,18 @@ fn qortex_ingest_batch(
         };
         let mut ids: Vec<Option<i64>> = vec![None; items.len()];
         let mut failures: Vec<(usize, String)> = Vec::new();
-        let mut good: Vec<(usize, (spec::Document, spec::Chunks))> = Vec::new();
+        // the documents that parsed, and where each stands in the call's array
+        let (mut at, mut batch) = (Vec::new(), Vec::new());
         for (i, p) in parsed.into_iter().enumerate() {
             match p {
-                Ok(d) => good.push((i, d)),
+                Ok(d) => {
+                    at.push(i);
+                    batch.push(d);
+                }
                 Err(e) => failures.push((i, format!("{F}: {e}"))),
             }
         }
         // the batch in one statement; if it fails, each document in a subtransaction
-        let batch: Vec<_> = good.iter().map(|(_, d)| d.clone()).collect();
         let whole = {
             let client = AssertUnwindSafe(&mut *client);
             let (t, docs, batch) = (&t, &docs, &batch);
@@ -199,17 +148,17 @@ fn qortex_ingest_batch(
         };
         match whole {
             Ok(made) => {
-                for ((i, _), id) in good.iter().zip(made) {
-                    ids[*i] = Some(id);
+                for (i, id) in at.into_iter().zip(made) {
+                    ids[i] = Some(id);
                 }
             }
             Err(_) => {
-                for (i, (doc, ch)) in good {
+                for (i, d) in at.into_iter().zip(batch) {
                     let client = AssertUnwindSafe(&mut *client);
                     let (t, docs) = (&t, &docs);
                     match in_subtransaction(move || {
                         let c = client;
-                        insert_document(c.0, F, t, docs, &doc, ch)
+                        insert_document(c.0, F, t, docs, d)
                     }) {
                         Ok(id) => ids[i] = Some(id),
                         Err((_, msg)) => failures.push((i, msg)),
@@ -462,43 +411,11 @@ fn record(
     label: &Value,
     error: Option<&String>,
 ) {
-    let (processed, failed) = match error {
-        None => (job.processed + 1, job.failed),
-        Some(_) => (job.processed, job.failed + 1),
-    };
-    // More documents than announced: the total grows rather than progress passing 100%.
-    let total = job.total.max(processed + failed);
-    let status = spec::job_status(total, processed, failed);
-    let entry = error.map(|e| JsonB(json!({"document": label, "error": e})));
-    let p = plan(
-        client,
-        "UPDATE qortex.ingestion_jobs
-            SET total_documents = $2, processed_documents = $3, failed_documents = $4,
-                status = $5, updated_at = pg_catalog.now(),
-                completed_at = CASE WHEN $5 IN ('completed', 'partial', 'failed')
-                                    THEN pg_catalog.now() END,
-                errors = CASE WHEN $6::jsonb IS NULL THEN errors
-                              ELSE errors || pg_catalog.jsonb_build_array($6::jsonb ||
-                                   pg_catalog.jsonb_build_object('timestamp', pg_catalog.now()))
-                         END
-          WHERE id = $1",
-        &[INT8, INT4, INT4, INT4, TEXT, JSONB],
-        true,
-    );
-    client
-        .update(
-            &**p,
-            None,
-            &[
-                job.id.into(),
-                (total as i32).into(),
-                (processed as i32).into(),
-                (failed as i32).into(),
-                status.into(),
-                entry.into(),
-            ],
-        )
-        .unwrap_or_else(spi_failed(func));
+    let entries: Vec<Value> = error
+        .map(|e| json!({"document": label, "error": e}))
+        .into_iter()
+        .collect();
+    record_many(client, func, job, error.is_none() as i64, &entries);
 }
 
 /// Count a batch in its job: `stored` documents processed, one failure per error entry.
