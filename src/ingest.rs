@@ -5,8 +5,8 @@ use crate::catalog::{self, Layout};
 use crate::errors::{error, internal, invalid_param, required};
 use crate::jsonb::object_arg;
 use crate::spi::{
-    plan, spi_failed, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY, TEXT,
-    TEXT_ARRAY,
+    plan, spi_failed, BOOL, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY,
+    TEXT, TEXT_ARRAY,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -37,7 +37,7 @@ fn qortex_ingest(
             .and_then(|d| spec::parse_chunks(&chunks, dims).map(|ch| (d, ch)));
         let Some(job) = job else {
             let (doc, ch) = checked.unwrap_or_else(|e| invalid_param(F, e));
-            return Some(insert_document(client, F, &t, &docs, (doc, ch)));
+            return Some(insert_document(client, F, &t, &docs, &doc, ch));
         };
         let label = document
             .get("external_id")
@@ -52,7 +52,7 @@ fn qortex_ingest(
                 let client = AssertUnwindSafe(&mut *client);
                 in_subtransaction(move || {
                     let whole = client;
-                    insert_document(whole.0, F, &t, &docs, (doc, ch))
+                    insert_document(whole.0, F, &t, &docs, &doc, ch)
                 })
             }
         };
@@ -78,15 +78,69 @@ fn qortex_ingest(
     })
 }
 
-/// Insert one document and its chunks (the batch statement, with one document).
 fn insert_document(
     client: &mut SpiClient<'_>,
     func: &str,
     t: &Layout,
     docs: &str,
-    document: (spec::Document, spec::Chunks),
+    doc: &spec::Document,
+    ch: spec::Chunks,
 ) -> i64 {
-    insert_documents(client, func, t, docs, &[document])[0]
+    let (chunks, vec) = (&t.table, &t.vector_schema);
+    // Chunks carry the document's scope (user_id, is_global) and its metadata overlaid by
+    // their own, so hybrid_search filters them without a join.
+    let sql = format!(
+        "WITH d AS (
+            INSERT INTO {docs} (user_id, is_global, document_type, content, metadata, external_id)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+         ), c AS (
+            INSERT INTO {chunks}
+                   (document_id, chunk_index, content, embedding, metadata, user_id, is_global)
+            SELECT d.id, (u.ord - 1)::int, u.content, CAST(u.emb AS {vec}.vector), $5 || u.meta,
+                   $1, $2
+              FROM d, ROWS FROM (pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]),
+                                 pg_catalog.unnest($9::jsonb[]))
+                      WITH ORDINALITY AS u(content, emb, meta, ord)
+         )
+         SELECT id FROM d"
+    );
+    let p = plan(
+        client,
+        &sql,
+        &[
+            TEXT,
+            BOOL,
+            TEXT,
+            TEXT,
+            JSONB,
+            TEXT,
+            TEXT_ARRAY,
+            TEXT_ARRAY,
+            JSONB_ARRAY,
+        ],
+        true,
+    );
+    let metas: Vec<JsonB> = ch.metadata.into_iter().map(JsonB).collect();
+    client
+        .update(
+            &**p,
+            Some(1),
+            &[
+                doc.user_id.as_deref().into(),
+                doc.is_global.into(),
+                doc.document_type.as_str().into(),
+                doc.content.as_deref().into(),
+                JsonB(doc.metadata.clone()).into(),
+                doc.external_id.as_deref().into(),
+                ch.content.into(),
+                ch.embedding.into(),
+                metas.into(),
+            ],
+        )
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .and_then(|r| r.get::<i64>(1).ok().flatten())
+        .unwrap_or_else(|| internal(func, "the insert returned no document id"))
 }
 
 /// Insert many documents with their chunks: one statement for the batch (ids drawn first,
@@ -153,12 +207,12 @@ fn qortex_ingest_batch(
                 }
             }
             Err(_) => {
-                for (i, d) in at.into_iter().zip(batch) {
+                for (i, (doc, ch)) in at.into_iter().zip(batch) {
                     let client = AssertUnwindSafe(&mut *client);
                     let (t, docs) = (&t, &docs);
                     match in_subtransaction(move || {
                         let c = client;
-                        insert_document(c.0, F, t, docs, d)
+                        insert_document(c.0, F, t, docs, &doc, ch)
                     }) {
                         Ok(id) => ids[i] = Some(id),
                         Err((_, msg)) => failures.push((i, msg)),
