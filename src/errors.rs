@@ -126,3 +126,48 @@ pub fn require_writable(func: &str) {
         .raise();
     }
 }
+
+/// Run `f` in a subtransaction: its error (SQLSTATE and message) is caught and everything
+/// it did rolled back, as a PL/pgSQL EXCEPTION block does.
+pub fn in_subtransaction<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, (PgSqlErrorCode, String)> {
+    // SAFETY: as PL/pgSQL's exception blocks: the subtransaction is ended on both paths
+    // (released after `f`, rolled back after its error, which frees what `f` held: buffer
+    // pins, locks, SPI connections), and the caller's memory context and resource owner
+    // are restored after either.
+    unsafe {
+        let cx = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(cx);
+        PgTryBuilder::new(move || {
+            let r = f();
+            pg_sys::ReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(cx);
+            pg_sys::CurrentResourceOwner = owner;
+            Ok(r)
+        })
+        .catch_others(move |e| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(cx);
+            pg_sys::CurrentResourceOwner = owner;
+            Err(match e {
+                pg_sys::panic::CaughtError::PostgresError(r)
+                | pg_sys::panic::CaughtError::ErrorReport(r)
+                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                    (r.sql_error_code(), r.message().to_owned())
+                }
+            })
+        })
+        .execute()
+    }
+}
+
+/// The five characters of a SQLSTATE, as `ERRCODE_*` packs them (six bits each).
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    let packed = code as i32;
+    (0..5)
+        .map(|i| char::from(b'0' + ((packed >> (6 * i)) & 0x3F) as u8))
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! chunks in one statement, ingestion jobs that record failed documents and go on, and
 //! deletion of a document with its chunks.
 use crate::catalog::{self, Layout};
-use crate::errors::{error, internal, invalid_param, required};
+use crate::errors::{error, in_subtransaction, internal, invalid_param, required};
 use crate::jsonb::object_arg;
 use crate::spi::{
     plan, spi_failed, BOOL, BOOL_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, JSONB_ARRAY,
@@ -369,39 +369,6 @@ fn insert_documents(
         internal(func, "the batch insert returned another number of ids");
     }
     ids
-}
-
-/// Run `f` in a subtransaction: its error (SQLSTATE and message) is caught and everything
-/// it did rolled back, as a PL/pgSQL EXCEPTION block does.
-fn in_subtransaction<R>(
-    f: impl FnOnce() -> R + std::panic::UnwindSafe,
-) -> Result<R, (PgSqlErrorCode, String)> {
-    unsafe {
-        let cx = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(cx);
-        PgTryBuilder::new(move || {
-            let r = f();
-            pg_sys::ReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(cx);
-            pg_sys::CurrentResourceOwner = owner;
-            Ok(r)
-        })
-        .catch_others(move |e| {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(cx);
-            pg_sys::CurrentResourceOwner = owner;
-            Err(match e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
-                    (r.sql_error_code(), r.message().to_owned())
-                }
-            })
-        })
-        .execute()
-    }
 }
 
 struct Job {

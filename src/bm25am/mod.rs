@@ -30,7 +30,7 @@ mod scan;
 mod store;
 mod vacuum;
 
-use crate::errors::raise;
+use crate::errors::{in_subtransaction, raise, sqlstate};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use qortex_core::bm25::Doc;
@@ -206,7 +206,8 @@ fn qortex_bm25_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::Index
 }
 
 /// The qortex_bm25 indexes of this database whose tables the caller may read, with what
-/// each holds (for `qortex_status()`).
+/// each holds (for `qortex_status()`); an index that cannot be read has an `error`
+/// (`sqlstate`, `message`) in place of the figures.
 pub fn summary(client: &pgrx::spi::SpiClient<'_>, func: &str) -> serde_json::Value {
     let rows = client
         .select(
@@ -220,16 +221,28 @@ pub fn summary(client: &pgrx::spi::SpiClient<'_>, func: &str) -> serde_json::Val
             &[],
         )
         .unwrap_or_else(crate::spi::spi_failed(func));
+    let found: Vec<(pg_sys::Oid, String, String)> = rows
+        .map(|row| {
+            let get = |n| row.get::<String>(n).ok().flatten().unwrap_or_default();
+            let oid = row.get::<pg_sys::Oid>(1).ok().flatten().expect("an oid");
+            (oid, get(2), get(3))
+        })
+        .collect();
     let mut out = Vec::new();
-    for row in rows {
-        let get = |n| row.get::<String>(n).ok().flatten().unwrap_or_default();
-        let oid = row.get::<pg_sys::Oid>(1).ok().flatten().expect("an oid");
-        let i = functions::info(func, oid);
-        out.push(serde_json::json!({
-            "index": get(2), "table": get(3), "segments": i.segments, "docs": i.docs,
-            "dead_docs": i.dead_docs, "buffer_docs": i.buffer_docs,
-            "bytes": i.pages * pg_sys::BLCKSZ as i64,
-        }));
+    for (oid, index, table) in found {
+        // (one damaged index, or one of an older format, is reported, not the whole summary
+        // lost: monitoring reads this)
+        out.push(match in_subtransaction(|| functions::info(func, oid)) {
+            Ok(i) => serde_json::json!({
+                "index": index, "table": table, "segments": i.segments, "docs": i.docs,
+                "dead_docs": i.dead_docs, "buffer_docs": i.buffer_docs,
+                "bytes": i.pages * pg_sys::BLCKSZ as i64,
+            }),
+            Err((code, message)) => serde_json::json!({
+                "index": index, "table": table,
+                "error": {"sqlstate": sqlstate(code), "message": message},
+            }),
+        });
     }
     serde_json::Value::Array(out)
 }

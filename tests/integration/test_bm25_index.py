@@ -1133,6 +1133,45 @@ def test_dump_and_restore_give_the_same_top_k(primary):
         assert c.execute(sql, ("afterwards", "afterwards")).fetchall()[0][0] == 9999
 
 
+def test_status_reports_a_damaged_index_and_still_shows_the_others(primary):
+    """One qortex_bm25 index whose metapage was overwritten on disk: qortex_status() still
+    answers, with an error (its SQLSTATE and message) in that index's entry and the figures
+    of the other; searching the damaged index fails with XX002; REINDEX mends it. (The
+    page's checksum failure is let through, so the index's own check is what finds it.)"""
+    fresh_db(primary, "bm25damaged")
+    with server_connect(primary, "bm25damaged") as c:
+        for t in ("good", "bad"):
+            c.execute(f"CREATE TABLE {t} (id int, tsv tsvector)")
+            c.execute(f"INSERT INTO {t} SELECT i, to_tsvector('simple', 'omni w' || i) "
+                      "FROM generate_series(1, 200) i")
+            c.execute(f"CREATE INDEX {t}_bm25 ON {t} USING qortex_bm25 (tsv)")
+        path = c.execute("SELECT current_setting('data_directory') || '/' || "
+                         "pg_relation_filepath('bad_bm25')").fetchone()[0]
+        c.execute("CHECKPOINT")
+    subprocess.run([CLUSTER, "stop", str(PRIMARY[0])], check=True)
+    with open(path, "r+b") as f:  # the metapage's special area: its magic first
+        f.seek(8192 - 40)
+        f.write(b"\xde\xad\xbe\xef")
+    subprocess.run([CLUSTER, "start", str(PRIMARY[0]), str(PRIMARY[1])], check=True)
+    with server_connect(primary, "bm25damaged") as c:
+        c.execute("SET ignore_checksum_failure = on")
+        entries = {e["index"]: e for e in
+                   c.execute("SELECT qortex_status()").fetchone()[0]["bm25_indexes"]}
+        assert entries["good_bm25"]["docs"] + entries["good_bm25"]["buffer_docs"] == 200
+        bad = entries["bad_bm25"]
+        assert set(bad) == {"index", "table", "error"}, bad
+        assert bad["error"]["sqlstate"] == "XX002", bad
+        assert 'qortex_bm25 index "bad_bm25": block 0' in bad["error"]["message"], bad
+        with pytest.raises(psycopg.errors.IndexCorrupted):
+            c.execute("SELECT id FROM bad ORDER BY tsv <@> qortex_bm25_query('simple', 'w7') "
+                      "LIMIT 1").fetchall()
+        c.execute("REINDEX INDEX bad_bm25")
+        assert c.execute("SELECT id FROM bad ORDER BY tsv <@> "
+                         "qortex_bm25_query('simple', 'w7') LIMIT 1").fetchall() == [(7,)]
+        assert "error" not in {e["index"]: e for e in c.execute(
+            "SELECT qortex_status()").fetchone()[0]["bm25_indexes"]}["bad_bm25"]
+
+
 # ---------------------------------------------------------------------------------------
 # 5. the postmaster killed (-9) during inserts, a flush, a merge, a VACUUM
 
