@@ -7,7 +7,7 @@ use crate::errors::raise;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 use qortex_core::bm25::record::header;
-use qortex_core::bm25::Doc;
+use qortex_core::bm25::{Doc, Matched, QueryTerms, RecordError};
 
 /// Append a document's record to the buffer's tail. Returns the buffer's pages after it.
 pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
@@ -65,17 +65,40 @@ pub fn read_chain(
     meta: &Meta,
     last: Option<pg_sys::BlockNumber>,
 ) -> (Vec<(Doc, bool)>, Vec<pg_sys::BlockNumber>) {
-    let (mut docs, mut blocks) = (Vec::new(), Vec::new());
+    let mut docs = Vec::new();
+    let blocks = walk_chain(rel, meta, last, |record| {
+        Doc::decode(record).map(|d| docs.push(d))
+    });
+    (docs, blocks)
+}
+
+/// Each record of the whole chain as `query` reads it (a scan's read: no lexeme copied).
+pub fn read_matched(rel: pg_sys::Relation, meta: &Meta, query: &QueryTerms<'_>) -> Vec<Matched> {
+    let mut docs = Vec::new();
+    walk_chain(rel, meta, None, |record| {
+        query.read(record).map(|d| docs.push(d))
+    });
+    docs
+}
+
+/// Hand `each` every record of the chain from the metapage's head up to (and with) `last`,
+/// or to its end, while its page is share-locked; the blocks read.
+fn walk_chain(
+    rel: pg_sys::Relation,
+    meta: &Meta,
+    last: Option<pg_sys::BlockNumber>,
+    mut each: impl FnMut(&[u8]) -> Result<(), RecordError>,
+) -> Vec<pg_sys::BlockNumber> {
+    let mut blocks = Vec::new();
     let (mut blk, mut owner) = (meta.buffer_head, meta.buffer_head_owner);
     while blk != pg_sys::InvalidBlockNumber {
         let p = Locked::read_kind(rel, blk, Mode::Share, Kind::Buffer, Some(owner));
         for item in p.items() {
-            match Doc::decode(item) {
-                Ok(d) => docs.push(d),
-                Err(_) => raise(
+            if each(item).is_err() {
+                raise(
                     PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
                     format!("qortex_bm25: block {blk} holds a record that is not one; REINDEX the index"),
-                ),
+                );
             }
         }
         blocks.push(blk);
@@ -91,7 +114,7 @@ pub fn read_chain(
             );
         }
     }
-    (docs, blocks)
+    blocks
 }
 
 /// Mark dead every record of the chain whose TID `dead` says is gone. Returns (marked,

@@ -10,7 +10,7 @@
 //! The operator itself, evaluated outside the scan (the SELECT list, say), scores with the
 //! statistics of the scan running the same query in this backend, so it returns the
 //! score the scan ordered by.
-use super::buffer::read_chain;
+use super::buffer::read_matched;
 use super::meta::Meta;
 use super::store::{self, PageBytes};
 use crate::errors::raise;
@@ -18,7 +18,7 @@ use crate::settings;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use qortex_core::bm25::{scope_lexeme, unpack_tid, Hit, Searcher, MAX_QUERY_TERMS};
+use qortex_core::bm25::{scope_lexeme, unpack_tid, Hit, QueryTerms, Searcher, MAX_QUERY_TERMS};
 use qortex_core::hybrid::text::{Bm25, TsVector};
 use std::cell::RefCell;
 
@@ -199,7 +199,7 @@ pub(crate) fn searcher(
     scope: Option<Vec<u8>>,
 ) -> Searcher<PageBytes> {
     let meta = Meta::read(index);
-    let (docs, _) = read_chain(index, &meta, None);
+    let docs = read_matched(index, &meta, &QueryTerms::new(&lexemes, scope.as_deref()));
     let segments = meta
         .segments()
         .iter()

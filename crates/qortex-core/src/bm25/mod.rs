@@ -21,8 +21,8 @@ pub mod segment;
 pub mod topk;
 
 pub use merge::{live_docs, merge_pages, next_merge, tier_of, SegStat, MERGE_FANOUT};
-pub use record::{scope_lexeme, Doc, RecordError};
-pub use search::{score_doc, Hit, Prepared, Searcher};
+pub use record::{scope_lexeme, Doc, Matched, QueryTerms, RecordError};
+pub use search::{Hit, Prepared, Searcher};
 pub use segment::{encode_segment, Bytes, Corrupt, Segment, TermEntry};
 
 /// A heap tuple id packed as `block << 16 | offset`, the order of TIDs.

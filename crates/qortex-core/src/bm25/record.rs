@@ -125,6 +125,87 @@ impl Doc {
     }
 }
 
+/// A buffered document as a query reads it: its TID, length and dead flag, whether it
+/// holds the query's scope term, and each query lexeme's tf in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub tid: Tid,
+    pub len: u32,
+    pub dead: bool,
+    /// Whether it holds the scope term (true for a query without one).
+    pub in_scope: bool,
+    /// Each query lexeme's tf in it, in the query's order; 0 where it does not hold it.
+    pub tfs: Vec<u16>,
+}
+
+/// A query's lexemes (distinct) and scope term, sorted, to read records against: a
+/// record's lexemes are sorted too, so one merge of the two finds the query's in it
+/// without copying any (a query reads every buffered document).
+pub struct QueryTerms<'a> {
+    /// (lexeme, its position in the query; the scope term's is the number of lexemes)
+    sorted: Vec<(&'a [u8], usize)>,
+    n: usize,
+    scoped: bool,
+}
+
+impl<'a> QueryTerms<'a> {
+    pub fn new(lexemes: &'a [Vec<u8>], scope: Option<&'a [u8]>) -> QueryTerms<'a> {
+        let mut sorted: Vec<(&[u8], usize)> = lexemes
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_slice(), i))
+            .chain(scope.map(|s| (s, lexemes.len())))
+            .collect();
+        sorted.sort_unstable();
+        QueryTerms {
+            sorted,
+            n: lexemes.len(),
+            scoped: scope.is_some(),
+        }
+    }
+
+    /// A record as this query needs it (the whole record is still checked).
+    pub fn read(&self, data: &[u8]) -> Result<Matched, RecordError> {
+        let (flags, tid) = header(data)?;
+        let len = u32::from_le_bytes(data[7..11].try_into().unwrap());
+        let count = u16::from_le_bytes(data[11..13].try_into().unwrap()) as usize;
+        let mut tfs = vec![0u16; self.n + 1];
+        let (mut at, mut q) = (HEADER, 0);
+        for _ in 0..count {
+            let l = u16::from_le_bytes(
+                data.get(at..at + 2)
+                    .ok_or(RecordError::Corrupt)?
+                    .try_into()
+                    .unwrap(),
+            ) as usize;
+            let lex = data.get(at + 2..at + 2 + l).ok_or(RecordError::Corrupt)?;
+            let tf = data
+                .get(at + 2 + l..at + 4 + l)
+                .ok_or(RecordError::Corrupt)?;
+            while q < self.sorted.len() && self.sorted[q].0 < lex {
+                q += 1;
+            }
+            if q < self.sorted.len() && self.sorted[q].0 == lex {
+                tfs[self.sorted[q].1] = u16::from_le_bytes(tf.try_into().unwrap()).max(1);
+                q += 1;
+            }
+            at += 4 + l;
+        }
+        if at != data.len() {
+            return Err(RecordError::Corrupt);
+        }
+        let in_scope = !self.scoped || tfs[self.n] > 0;
+        tfs.truncate(self.n);
+        Ok(Matched {
+            tid,
+            len,
+            dead: flags & DEAD != 0,
+            in_scope,
+            tfs,
+        })
+    }
+}
+
 /// A record's flags and TID, without decoding its lexemes (VACUUM's read).
 pub fn header(data: &[u8]) -> Result<(u8, Tid), RecordError> {
     if data.len() < HEADER {
@@ -166,5 +247,49 @@ mod tests {
         longer.push(0);
         assert_eq!(Doc::decode(&longer), Err(RecordError::Corrupt));
         assert!(Doc::from_entries(1, []).is_none());
+        let q = [b"a".to_vec()];
+        let read = |b: &[u8]| QueryTerms::new(&q, None).read(b);
+        assert_eq!(read(&longer), Err(RecordError::Corrupt));
+        assert_eq!(read(&longer[..longer.len() - 2]), Err(RecordError::Corrupt));
+        assert_eq!(read(&longer[..5]), Err(RecordError::Corrupt));
+    }
+
+    #[test]
+    fn a_query_reads_its_lexemes_tfs_and_scope_from_a_record() {
+        let d = Doc::from_entries(
+            pack_tid(2, 9),
+            [(&b"cat"[..], 2), (&b"dog"[..], 1), (&b"fox"[..], 4)],
+        )
+        .unwrap()
+        .with_scope(7);
+        let mut bytes = d.encode().unwrap();
+        let q = [b"fox".to_vec(), b"ant".to_vec(), b"cat".to_vec()];
+        let m = QueryTerms::new(&q, None).read(&bytes).unwrap();
+        assert_eq!(
+            m,
+            Matched {
+                tid: pack_tid(2, 9),
+                len: 7,
+                dead: false,
+                in_scope: true,
+                tfs: vec![4, 0, 2]
+            }
+        );
+        let in_7 = scope_lexeme(7);
+        assert!(
+            QueryTerms::new(&q, Some(&in_7))
+                .read(&bytes)
+                .unwrap()
+                .in_scope
+        );
+        let in_8 = scope_lexeme(8);
+        let other = QueryTerms::new(&q, Some(&in_8)).read(&bytes).unwrap();
+        assert!(!other.in_scope && other.tfs == [4, 0, 2]);
+        bytes[0] |= DEAD;
+        assert!(QueryTerms::new(&q, None).read(&bytes).unwrap().dead);
+        // what decode reads, for every lexeme the record holds
+        let all: Vec<Vec<u8>> = d.terms.iter().map(|(l, _)| l.clone()).collect();
+        let m = QueryTerms::new(&all, None).read(&bytes).unwrap();
+        assert_eq!(m.tfs, d.terms.iter().map(|t| t.1).collect::<Vec<_>>());
     }
 }

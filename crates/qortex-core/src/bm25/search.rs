@@ -13,7 +13,7 @@
 //! segment's top-k admits only the docnos of the scope's postings, the buffer only the
 //! documents that hold it. The statistics stay the whole index's.
 use super::codec::Posting;
-use super::record::Doc;
+use super::record::Matched;
 use super::segment::{BlockRef, Bytes, Corrupt, Segment};
 use super::topk::{self, Admit, Blocks};
 use super::Tid;
@@ -71,18 +71,14 @@ impl<B: Bytes> Blocks for Source<'_, B> {
     }
 }
 
-/// A document's BM25 for lexemes (sorted lookups in its sorted terms), with their idf.
-pub fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgdl: f64) -> f64 {
-    lexemes
+/// A buffered document's BM25, its terms' parts summed in the query's order (as `topk`
+/// sums a segment document's).
+fn score_matched(bm25: &Bm25, doc: &Matched, idfs: &[f64], avgdl: f64) -> f64 {
+    doc.tfs
         .iter()
         .zip(idfs)
-        .filter_map(|(l, &idf)| {
-            let i = doc
-                .terms
-                .binary_search_by(|(t, _)| t.as_slice().cmp(l))
-                .ok()?;
-            Some(bm25.part(idf, doc.terms[i].1, doc.len, avgdl))
-        })
+        .filter(|(&tf, _)| tf > 0)
+        .map(|(&tf, &idf)| bm25.part(idf, tf, doc.len, avgdl))
         .sum()
 }
 
@@ -97,25 +93,23 @@ fn kth_best(hits: &[(f64, usize, u32, Option<Tid>)], k: usize) -> f64 {
 }
 
 impl<B: Bytes> Searcher<B> {
-    /// Statistics and the query's entries, over `segments` and `buffer` (documents with
-    /// their dead flag). `lexemes` distinct (the order is kept: it orders the sum); `scope`
-    /// (a `scope_lexeme`) bounds the rows to the documents that hold it.
+    /// Statistics and the query's entries, over `segments` and `buffer` (the buffered
+    /// documents as `record::QueryTerms` of these `lexemes` and `scope` read them).
+    /// `lexemes` distinct (the order is kept: it orders the sum); `scope` (a
+    /// `scope_lexeme`) bounds the rows to the documents that hold it.
     pub fn new(
         segments: Vec<Segment<B>>,
-        buffer: &[(Doc, bool)],
+        buffer: &[Matched],
         lexemes: Vec<Vec<u8>>,
         bm25: Bm25,
         scope: Option<Vec<u8>>,
     ) -> Result<Self, Corrupt> {
         let mut n = buffer.len() as f64;
-        let mut total: f64 = buffer.iter().map(|(d, _)| d.len as f64).sum();
+        let mut total: f64 = buffer.iter().map(|d| d.len as f64).sum();
         let mut df = vec![0.0; lexemes.len()];
-        for (d, _) in buffer {
-            for (t, l) in lexemes.iter().enumerate() {
-                if d.terms
-                    .binary_search_by(|(x, _)| x.as_slice().cmp(l))
-                    .is_ok()
-                {
+        for d in buffer {
+            for (t, &tf) in d.tfs.iter().enumerate() {
+                if tf > 0 {
                     df[t] += 1.0;
                 }
             }
@@ -165,8 +159,8 @@ impl<B: Bytes> Searcher<B> {
         let mut hits: Vec<(u32, f64, Tid)> = buffer
             .iter()
             .enumerate()
-            .filter(|(_, (d, dead))| !dead && scope.as_ref().is_none_or(|l| d.holds(l)))
-            .map(|(i, (d, _))| (i as u32, score_doc(&bm25, d, &lexemes, &idfs, avgdl), d.tid))
+            .filter(|(_, d)| !d.dead && d.in_scope)
+            .map(|(i, d)| (i as u32, score_matched(&bm25, d, &idfs, avgdl), d.tid))
             .filter(|h| h.1 > 0.0)
             .collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -271,6 +265,7 @@ impl<B: Bytes> Searcher<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bm25::record::{Doc, QueryTerms, DEAD};
     use crate::bm25::scope_lexeme;
     use crate::bm25::segment::encode_segment;
     use crate::bm25::segment::tests::doc;
@@ -306,6 +301,36 @@ mod tests {
             .collect();
         out.sort_by(|a, b| b.0.total_cmp(&a.0));
         out
+    }
+
+    /// The reference's BM25 of a document for lexemes, with their idf.
+    fn score_doc(bm25: &Bm25, doc: &Doc, lexemes: &[Vec<u8>], idfs: &[f64], avgdl: f64) -> f64 {
+        lexemes
+            .iter()
+            .zip(idfs)
+            .filter_map(|(l, &idf)| {
+                let i = doc
+                    .terms
+                    .binary_search_by(|(t, _)| t.as_slice().cmp(l))
+                    .ok()?;
+                Some(bm25.part(idf, doc.terms[i].1, doc.len, avgdl))
+            })
+            .sum()
+    }
+
+    /// Buffered documents (with their dead flags) as a scan reads their records.
+    fn read(buffer: &[(Doc, bool)], lexemes: &[Vec<u8>], scope: &Option<Vec<u8>>) -> Vec<Matched> {
+        let q = QueryTerms::new(lexemes, scope.as_deref());
+        buffer
+            .iter()
+            .map(|(d, dead)| {
+                let mut record = d.encode().unwrap();
+                if *dead {
+                    record[0] |= DEAD;
+                }
+                q.read(&record).unwrap()
+            })
+            .collect()
     }
 
     fn corpus(rng: &mut ChaCha8Rng, n: usize, tid0: u64) -> Vec<Doc> {
@@ -377,8 +402,14 @@ mod tests {
                 if scope == &Some(scope_lexeme(99)) {
                     assert!(want.is_empty());
                 }
-                let mut s =
-                    Searcher::new(segs.clone(), &buffer, lex.clone(), bm25, scope.clone()).unwrap();
+                let mut s = Searcher::new(
+                    segs.clone(),
+                    &read(&buffer, &lex, scope),
+                    lex.clone(),
+                    bm25,
+                    scope.clone(),
+                )
+                .unwrap();
                 for k in [1, 10, 100, 5000] {
                     let got = s.top(k).unwrap();
                     assert_eq!(got.len(), want.len().min(k), "round {round} {q:?} k {k}");
@@ -418,8 +449,15 @@ mod tests {
             .map(|&t| Segment::open(encode_segment(&alike(t), 1)).unwrap())
             .collect();
         let buffer: Vec<(Doc, bool)> = alike(0).into_iter().map(|d| (d, false)).collect();
-        let mut s =
-            Searcher::new(segs, &buffer, vec![b"fox".to_vec()], Bm25::default(), None).unwrap();
+        let fox = vec![b"fox".to_vec()];
+        let mut s = Searcher::new(
+            segs,
+            &read(&buffer, &fox, &None),
+            fox,
+            Bm25::default(),
+            None,
+        )
+        .unwrap();
         let mut prev: Vec<Hit> = Vec::new();
         for k in [10, 20, 40, 80, 160] {
             let got = s.top(k).unwrap();

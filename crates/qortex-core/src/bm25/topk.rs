@@ -157,7 +157,7 @@ fn below(bound: f64, theta: f64) -> bool {
 
 /// The best `k` admitted documents of a segment by BM25 over the query terms (term `t`'s
 /// blocks `blocks[t]`, idf `idfs[t]`), as (docno, score) by score then docno; every one has
-/// at least one of the terms. Scores are summed in term order, as `score_doc` sums them.
+/// at least one of the terms. Scores are summed in term order, as the buffer's are.
 ///
 /// With a `floor` above 0 (the k-th best score other segments already have), documents
 /// below it are pruned from the start and not returned: then fewer than k documents does
@@ -301,7 +301,7 @@ pub fn top_k(
             }
         }
         if !pruned {
-            // summed again in term order, as score_doc does
+            // summed again in term order, as the buffer's documents are
             let exact: f64 = parts.iter().sum();
             if heap.len() < k {
                 if !below(exact, theta) {
