@@ -67,8 +67,12 @@ pub fn search(
         .iter()
         .map(|s| Direct::open(index.oid, lexemes, *s))
         .collect();
-    // under a filter admitting `share` of the rows, about k / share of them hold k that pass
-    let mut want = ((k as f64 / share.max(f64::MIN_POSITIVE)).ceil() as usize).clamp(k, MAX_FIRST);
+    // under a filter admitting `share` of the rows, about k / share of them hold k that pass;
+    // and one more: whether the row after the k-th ties with it is then known without a
+    // second read (asked for exactly k, the last returned always "ties" with the k-th)
+    let mut want = ((k as f64 / share.max(f64::MIN_POSITIVE)).ceil() as usize)
+        .clamp(k, MAX_FIRST)
+        .saturating_add(1);
     let mut seen: HashSet<(u32, u16)> = HashSet::new();
     let mut hits: Vec<LegHit> = Vec::new();
     loop {
