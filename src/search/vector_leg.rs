@@ -10,10 +10,12 @@
 //! scan runs after all, so a filtered search returns `k` rows whenever `k` rows match.
 //! Exact: the distance of every row in scope, sorted.
 //!
-//! Reciprocal-rank fusion needs only the order, so without `min_similarity` or weighted
-//! fusion the leg reads ids in order (strict order for an iterative scan) and leaves the
-//! similarity NaN: it is computed for the rows of the page only (`rows::details`), which
-//! saves reading an embedding out of TOAST for every other candidate.
+//! Reciprocal-rank fusion needs only the order, so without `min_similarity`, weighted
+//! fusion or a scope the leg reads ids in the index's order and leaves the similarity NaN:
+//! it is computed for the rows of the page only (`rows::details`), which saves reading an
+//! embedding out of TOAST for every other candidate. A scoped (iterative) scan runs in
+//! pgvector's relaxed order and reads the pool's distances to sort them
+//! (`VectorPath::reads_distances`: cheaper than strict order).
 use super::{estimate, Scope};
 use crate::catalog::Layout;
 use crate::citus;
@@ -50,7 +52,8 @@ pub fn run(
         min_similarity: opts.min_similarity.is_some(),
         indexed: t.vector_index.is_some(),
     });
-    let scores = opts.fusion == Fusion::Weighted || opts.min_similarity.is_some();
+    let scores =
+        path.reads_distances(opts.fusion == Fusion::Weighted || opts.min_similarity.is_some());
     let read = |exact: bool| {
         let sql = statement(t, scope, exact, scores);
         let p = plan(
@@ -82,21 +85,14 @@ pub fn run(
             iterative,
             max_scan_tuples,
         } => {
-            let order = if scores {
-                "relaxed_order"
-            } else {
-                "strict_order"
-            };
-            let pairs = index_settings(ef_search, iterative.then_some(order), max_scan_tuples);
+            // (an iterative scan reads distances and sorts them: `reads_distances`)
+            let order = iterative.then_some("relaxed_order");
+            let pairs = index_settings(ef_search, order, max_scan_tuples);
             let (found, workers) = with_settings(client, func, t, &pairs, || read(false));
             let mut how = format!(
                 "index {} (ef_search {ef_search}{}{}{})",
                 t.vector_index.as_deref().unwrap_or("?"),
-                if iterative {
-                    format!(", iterative {order}")
-                } else {
-                    String::new()
-                },
+                order.map_or(String::new(), |o| format!(", iterative {o}")),
                 max_scan_tuples.map_or(String::new(), |m| format!(", max_scan_tuples {m}")),
                 if workers { ", on the workers too" } else { "" }
             );
