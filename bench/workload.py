@@ -4,7 +4,7 @@ query with the same predicate and the SQL RRF baseline, while a writer keeps wri
 
     .venv/bin/python bench/workload.py [--corpora 5k,100k] [--layouts lc,managed,lc1536]
                                        [--seconds 20] [--clients 4] [--write-rate 20]
-                                       [--writer-only]
+                                       [--writer-only] [--legs]
 
 Corpora (built once, kept): `5k` is the 5,183 SciFact abstracts; `100k` the --rows chunks
 bench/latency.py builds from them (halves of two abstracts, their embeddings summed).
@@ -31,6 +31,10 @@ second: 70% inserts (a SciFact text plus a unique term, its embedding), 20% cont
 connection, by its unique term and by its embedding, before it writes again (freshness). Then the writer's rate is measured unthrottled on the
 table and on a copy without qortex (the same rows and indexes but a qortex_bm25 index; no
 triggers).
+
+With --legs, no load: one client runs each of 150 queries through hybrid_search and the bare
+queries (prepared, after a warming pass), and once more under qortex.debug_plans for the
+time of each of hybrid_search's legs: p50s, and hybrid_search's over the bare query's.
 
 Figures: p50/p95 per method, the ratio of hybrid_search's p50 to the bare query's best p50
 with the same predicate (and p95 to p95), rows per query, freshness, the writer's rate.
@@ -200,6 +204,25 @@ def methods(coll, table, opts, pred, tsv):
     }
 
 
+def timed(conn, method, params, pred):
+    """One run of a method's statement (prepared): its ms and rows. The bare query "as the
+    index runs it" gets the index forced (iterative scan when scoped) for that statement."""
+    sql, how = method
+    if how == "index":
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        if pred:
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    t0 = time.perf_counter()
+    rows = conn.execute(sql, params, prepare=True).fetchall()
+    dt = 1000 * (time.perf_counter() - t0)
+    if how == "index":
+        conn.execute("RESET enable_seqscan")
+        conn.execute("RESET enable_bitmapscan")
+        conn.execute("RESET hnsw.iterative_scan")
+    return dt, rows
+
+
 def search_phase(dsn, coll, table, tsv, queries, scope, seconds, clients):
     opts, pred = SCOPES[scope]
     ms = methods(coll, table, opts, pred, tsv)
@@ -223,19 +246,7 @@ def search_phase(dsn, coll, table, tsv, queries, scope, seconds, clients):
                 params = {"emb": q["embedding"], "text": q["text"]}
                 order = names[i % len(names):] + names[:i % len(names)]
                 for name in order:
-                    sql, how = ms[name]
-                    if how == "index":
-                        conn.execute("SET enable_seqscan = off")
-                        conn.execute("SET enable_bitmapscan = off")
-                        if pred:
-                            conn.execute("SET hnsw.iterative_scan = relaxed_order")
-                    t0 = time.perf_counter()
-                    rows = conn.execute(sql, params, prepare=True).fetchall()
-                    dt = 1000 * (time.perf_counter() - t0)
-                    if how == "index":
-                        conn.execute("RESET enable_seqscan")
-                        conn.execute("RESET enable_bitmapscan")
-                        conn.execute("RESET hnsw.iterative_scan")
+                    dt, rows = timed(conn, ms[name], params, pred)
                     with lock:
                         times[name].append(dt)
                         counts[name].append(len(rows))
@@ -397,6 +408,42 @@ def writer_rate(dsn, table, managed, coll, corpus, matrix, n=800):
         return rates[table], rates[copy]
 
 
+def legs_phase(dsn, coll, table, tsv, queries, scope, n=150):
+    """One client, no writer: hybrid_search and the bare queries (prepared), then the same
+    hybrid_search under qortex.debug_plans for its legs' times. p50s in ms."""
+    import re
+    opts, pred = SCOPES[scope]
+    ms = methods(coll, table, opts, pred, tsv)
+    times = {m: [] for m in ("hybrid_search", "bare (planner)", "bare (index)",
+                             "vector leg", "text leg")}
+    counts = {m: [] for m in times}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        notes = []
+        conn.add_notice_handler(lambda d: notes.append(d.message_detail or ""))
+        for rep in range(2):  # the first pass warms the caches and the prepared plans
+            for q in queries[:n]:
+                params = {"emb": q["embedding"], "text": q["text"]}
+                for name in ("hybrid_search", "bare (planner)", "bare (index)"):
+                    dt, rows = timed(conn, ms[name], params, pred)
+                    if rep:
+                        times[name].append(dt)
+                        counts[name].append(len(rows))
+                if rep:
+                    conn.execute("SET qortex.debug_plans = on")
+                    notes.clear()
+                    conn.execute(ms["hybrid_search"][0], params).fetchall()
+                    conn.execute("RESET qortex.debug_plans")
+                    for leg in ("vector leg", "text leg"):
+                        found = re.search(leg + r" \(([\d.]+) ms", notes[-1])
+                        times[leg].append(float(found.group(1)))
+    p50 = {m: statistics.median(v) for m, v in times.items()}
+    # the bare query at its best: the faster of its plans that return k rows
+    full = [m for m in ("bare (planner)", "bare (index)")
+            if statistics.mean(counts[m]) >= 9.9] or ["bare (index)"]
+    p50["bare"] = min(p50[m] for m in full)
+    return p50
+
+
 def pct(t, p):
     t = sorted(t)
     return t[min(len(t) - 1, int(p * (len(t) - 1)))]
@@ -413,6 +460,9 @@ def main():
     ap.add_argument("--write-rate", type=float, default=20)
     ap.add_argument("--writer-only", action="store_true",
                     help="only the unthrottled writer's rates (tables built or kept)")
+    ap.add_argument("--legs", action="store_true",
+                    help="one client and no writer: hybrid_search's p50 beside the bare "
+                         "query's, and its vector and text legs' (qortex.debug_plans)")
     args = ap.parse_args()
     dsn = ""
     with psycopg.connect(dsn) as conn:
@@ -441,6 +491,16 @@ def main():
                 q = [dict(x, embedding=e) for x, e in
                      zip(queries, project([x["embedding"] for x in queries], matrix))]
             print(f"\n{coll}: heap {heap / 2**20:.0f} MB, TOAST {toast / 2**20:.0f} MB", flush=True)
+            if args.legs:
+                for scope in args.scopes.split(","):
+                    p = legs_phase(dsn, coll, table, "fts" if layout == "managed" else "tsv",
+                                   q, scope)
+                    bare = p["bare"]
+                    print(f"  {scope:<11} one client p50: hybrid_search {p['hybrid_search']:.2f} "
+                          f"({p['hybrid_search'] / bare:.2f}x the bare query's {bare:.2f}); "
+                          f"its vector leg {p['vector leg']:.2f}, text leg {p['text leg']:.2f}",
+                          flush=True)
+                continue
             for scope in [] if args.writer_only else args.scopes.split(","):
                 writer = Writer(dsn, coll, table, layout == "managed", corpus, args.write_rate,
                                 matrix if layout == "lc1536" else None)
