@@ -2,21 +2,29 @@
 """Ingest the SciFact corpus through qortex_ingest, beside plain INSERT and COPY of the same
 rows into an equivalent table, measured in one run.
 
-    .venv/bin/python bench/ingest.py [--rounds 2] [--clients 4]
+    .venv/bin/python bench/ingest.py [--rounds 2] [--clients 4] [--corpus 5k|100k] [--rows N]
 
 Data: $QORTEX_SCIFACT (default ../shared/data/scifact next to the repo), corpus.csv:
 5,183 abstracts with 384-d embeddings; one chunk per document (`title text`).
+--corpus 100k: instead, the --rows (100,000) chunks bench/latency.py builds from them (the
+first half of one abstract's sentences and the second half of another's, the embedding the
+normalised sum of theirs; bench/workload.py's corpus_rows), one per document, metadata {};
+and only qortex_ingest with vector literals (1 client), qortex_ingest_batch, the procedure,
+INSERT and COPY run (the JSON-array and --clients forms are left out: they take long there).
 - qortex_ingest: a managed collection (HNSW m=16/ef_construction=64 cosine, GIN full text);
   one call per document (a documents row and a chunks row), 100 documents per commit; with
   1 client and with --clients threads on their own connections; embeddings sent as JSON
   arrays of numbers, or as pgvector literals (strings "[x,...]", as the CSV holds them).
 - qortex_ingest_batch: 100 documents per call and commit (vector literals), 1 client; and
-  CALL qortex_ingest_batches with the whole corpus in one call, committed every 100.
+  CALL qortex_ingest_batches with the whole corpus in one call, committed every 100 (at
+  100k, 10,000 documents a call: a jsonb value holds at most 256 MB, 100k exceed it).
 - INSERT: multi-row INSERT (100 rows per statement and commit) into a table like the
   chunks table (same vector, jsonb, generated tsvector, HNSW, GIN and qortex_bm25 indexes).
 - COPY: COPY of the same rows into that table.
 Index maintenance is included everywhere. Each run starts from empty tables. Figures are
-chunks per second; the ratio is against the plain INSERT of the same round.
+chunks per second; the ratio is against the plain INSERT of the same round. After each run,
+the size of the table (with TOAST) and of its qortex_bm25 index; at the end, that index
+built afresh on the plain table's rows, for reference.
 Connects with the libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER).
 """
 import argparse
@@ -37,6 +45,7 @@ import common
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(os.environ.get("QORTEX_SCIFACT", ROOT.parent / "shared" / "data" / "scifact"))
 BATCH = 100
+CALL_DOCS = 10_000  # documents a CALL of the procedure (jsonb's 256 MB limit)
 
 PLAIN_DDL = """
 DROP TABLE IF EXISTS bench_plain;
@@ -55,11 +64,29 @@ CREATE INDEX ON bench_plain USING qortex_bm25
 """
 
 
-def load():
+def load(corpus="5k", n=100_000):
+    """(external id, title or None, text, embedding literal) of each document."""
+    if corpus == "100k":
+        import workload  # (its corpus_rows: bench/latency.py's synthetic chunks)
+        return [(i, None, text, emb) for i, text, emb in workload.corpus_rows("100k", n)]
     csv.field_size_limit(sys.maxsize)
     with open(DATA / "corpus.csv", newline="") as f:
         return [(r["id"], r["title"], f'{r["title"]} {r["text"]}', r["embedding"])
                 for r in csv.DictReader(f)]
+
+
+def meta(title):
+    return {} if title is None else {"title": title}
+
+
+def sizes(conn, table):
+    """MB of `table` (heap and TOAST) and of its qortex_bm25 index."""
+    heap, bm25 = conn.execute(
+        "SELECT pg_table_size(%s::regclass), (SELECT sum(pg_relation_size(i.indexrelid)) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = "
+        "c.relam WHERE i.indrelid = %s::regclass AND a.amname = 'qortex_bm25')",
+        (table, table)).fetchone()
+    return heap / 2**20, bm25 / 2**20
 
 
 def fresh_collection(conn):
@@ -76,7 +103,7 @@ def qortex_ingest(rows, clients, literal):
     def worker(part):
         with psycopg.connect() as conn:
             for i, (ext, title, text, emb) in enumerate(part):
-                doc = {"external_id": ext, "content": text, "metadata": {"title": title}}
+                doc = {"external_id": ext, "content": text, "metadata": meta(title)}
                 chunks = [{"content": text, "embedding": emb if literal else json.loads(emb)}]
                 conn.execute("SELECT qortex_ingest('bench_ingest', %s, %s)",
                              (Jsonb(doc), Jsonb(chunks)), prepare=True)
@@ -98,7 +125,7 @@ def qortex_ingest(rows, clients, literal):
 
 
 def batch_documents(rows):
-    return [{"external_id": ext, "content": text, "metadata": {"title": title},
+    return [{"external_id": ext, "content": text, "metadata": meta(title),
              "chunks": [{"content": text, "embedding": emb}]} for ext, title, text, emb in rows]
 
 
@@ -123,8 +150,9 @@ def qortex_batches(rows):
         fresh_collection(conn)
         docs = batch_documents(rows)
         t0 = time.perf_counter()
-        conn.execute("CALL qortex_ingest_batches('bench_ingest', %s, NULL, %s)",
-                     (Jsonb(docs), BATCH))
+        for s in range(0, len(docs), CALL_DOCS):
+            conn.execute("CALL qortex_ingest_batches('bench_ingest', %s, NULL, %s)",
+                         (Jsonb(docs[s:s + CALL_DOCS]), BATCH))
         elapsed = time.perf_counter() - t0
         n = conn.execute("SELECT count(*) FROM qortex.bench_ingest_chunks").fetchone()[0]
         assert n == len(rows), (n, len(rows))
@@ -141,7 +169,7 @@ def plain_insert(rows):
             values = ", ".join(["(%s, 0, %s, %s::vector, %s)"] * len(batch))
             args = []
             for ext, title, text, emb in batch:
-                args += [int(ext), text, emb, Jsonb({"title": title})]
+                args += [int(ext), text, emb, Jsonb(meta(title))]
             conn.execute("INSERT INTO bench_plain (document_id, chunk_index, content, embedding, "
                          f"metadata) VALUES {values}", args)
             conn.commit()
@@ -156,40 +184,75 @@ def plain_copy(rows):
         with conn.cursor().copy("COPY bench_plain (document_id, chunk_index, content, embedding, "
                                 "metadata) FROM STDIN") as cp:
             for ext, title, text, emb in rows:
-                cp.write_row((int(ext), 0, text, emb, json.dumps({"title": title})))
+                cp.write_row((int(ext), 0, text, emb, json.dumps(meta(title))))
         conn.commit()
         return len(rows) / (time.perf_counter() - t0)
+
+
+def fresh_bm25(conn, table):
+    """MB of the table's qortex_bm25 index built afresh on its rows."""
+    index, ddl = conn.execute(
+        "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = "
+        "i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND "
+        "a.amname = 'qortex_bm25'", (table,)).fetchone()
+    conn.execute(ddl.replace(f"INDEX {index} ON", "INDEX bench_fresh_bm25 ON", 1))
+    size = conn.execute("SELECT pg_relation_size('bench_fresh_bm25')").fetchone()[0]
+    conn.execute("DROP INDEX bench_fresh_bm25")
+    return size / 2**20
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--corpus", choices=["5k", "100k"], default="5k")
+    ap.add_argument("--rows", type=int, default=100_000, help="chunks of the 100k corpus")
     args = ap.parse_args()
     with psycopg.connect() as conn:
         common.require_release(conn)
-    rows = load()
-    print(f"SciFact corpus: {len(rows)} documents, one 384-d chunk each ({DATA})")
+    rows = load(args.corpus, args.rows)
+    if args.corpus == "100k":
+        print(f"synthetic corpus from SciFact: {len(rows):,} documents, one 384-d chunk each "
+              f"({DATA})", flush=True)
+    else:
+        print(f"SciFact corpus: {len(rows)} documents, one 384-d chunk each ({DATA})")
     n = args.clients
-    results = {k: [] for k in [
-        "qortex_ingest, 1 client, JSON arrays", "qortex_ingest, 1 client, vector literals",
-        f"qortex_ingest, {n} clients, JSON arrays", f"qortex_ingest, {n} clients, literals",
-        "qortex_ingest_batch, 100 a call, 1 client", "CALL qortex_ingest_batches, by 100",
-        "plain multi-row INSERT, 1 client", "COPY, 1 client"]}
+    coll, plain = "qortex.bench_ingest_chunks", "bench_plain"
+    # label, run, the table it fills (INSERT first, COPY last, as before)
+    runs = [
+        ("plain multi-row INSERT, 1 client", lambda: plain_insert(rows), plain),
+        ("qortex_ingest, 1 client, JSON arrays", lambda: qortex_ingest(rows, 1, False), coll),
+        ("qortex_ingest, 1 client, vector literals", lambda: qortex_ingest(rows, 1, True), coll),
+        (f"qortex_ingest, {n} clients, JSON arrays", lambda: qortex_ingest(rows, n, False), coll),
+        (f"qortex_ingest, {n} clients, literals", lambda: qortex_ingest(rows, n, True), coll),
+        ("qortex_ingest_batch, 100 a call, 1 client", lambda: qortex_batch(rows), coll),
+        ("CALL qortex_ingest_batches, by 100", lambda: qortex_batches(rows), coll),
+        ("COPY, 1 client", lambda: plain_copy(rows), plain)]
+    if args.corpus == "100k":
+        runs = [r for r in runs if "JSON arrays" not in r[0] and f"{n} clients" not in r[0]]
+    order = [r[0] for r in runs[1:-1]] + [runs[0][0], runs[-1][0]]  # (printed as before)
+    results = {k: [] for k in order}
+    size = {}
     for r in range(args.rounds):
-        ins = plain_insert(rows)
-        figures = [qortex_ingest(rows, 1, False), qortex_ingest(rows, 1, True),
-                   qortex_ingest(rows, n, False), qortex_ingest(rows, n, True),
-                   qortex_batch(rows), qortex_batches(rows), ins, plain_copy(rows)]
-        for k, v in zip(results, figures):
-            results[k].append(v)
-        print(f"round {r + 1}: " + ", ".join(f"{v:,.0f}/s" for v in figures))
+        for k, run, table in runs:
+            results[k].append(run())
+            with psycopg.connect() as conn:
+                size[k] = sizes(conn, table)
+            if args.corpus == "100k":
+                print(f"  {k}: {results[k][-1]:,.0f}/s ({len(rows) / results[k][-1]:.0f} s), "
+                      f"table {size[k][0]:.0f} MB, qortex_bm25 index {size[k][1]:.1f} MB",
+                      flush=True)
+        print(f"round {r + 1}: " + ", ".join(f"{results[k][-1]:,.0f}/s" for k in order),
+              flush=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     base = med["plain multi-row INSERT, 1 client"]
     for k, v in med.items():
-        print(f"  {k:<42} {v:8,.0f} chunks/s   {v / base:4.2f}x INSERT")
+        print(f"  {k:<42} {v:8,.0f} chunks/s   {v / base:4.2f}x INSERT   "
+              f"{base / v:4.2f}x its time   qortex_bm25 {size[k][1]:6.1f} MB")
     print("target: ingestion within 1.5x the time of 100-row INSERTs (>= 0.67x their rate)")
     with psycopg.connect(autocommit=True) as conn:
+        print(f"qortex_bm25 index built afresh on the plain table's rows: "
+              f"{fresh_bm25(conn, plain):.1f} MB")
         conn.execute("DROP TABLE IF EXISTS bench_plain")
         conn.execute("SELECT qortex_drop_collection('bench_ingest', drop_data => true)")
 
