@@ -264,30 +264,58 @@ fn insert_documents(
         return Vec::new();
     }
     let (chunks, vec) = (&t.table, &t.vector_schema);
-    // the documents' ids are drawn first (`v` is read three times: computed once), so each
-    // chunk row names its document by the batch's ordinal
+    let n: usize = batch.iter().map(|(_, c)| c.content.len()).sum();
+    // the documents' and the chunks' ids are drawn first, in the order given, in a statement
+    // of their own: the insert then has no volatile function in it (on Citus a distributed
+    // insert's ids came out other than one node's: its defaults are not evaluated in the
+    // rows' order), and each chunk row names its document by the batch's ordinal (`v` is
+    // read three times: computed once)
+    let draw = plan(
+        client,
+        "SELECT (SELECT pg_catalog.array_agg(pg_catalog.nextval('qortex.document_ids') ORDER BY i)
+                   FROM pg_catalog.generate_series(1, $1) AS i),
+                (SELECT pg_catalog.array_agg(pg_catalog.nextval('qortex.chunk_ids') ORDER BY i)
+                   FROM pg_catalog.generate_series(1, $2) AS i)",
+        &[INT4, INT4],
+        true,
+    );
+    let (drawn, chunk_ids) = client
+        .update(
+            &**draw,
+            Some(1),
+            &[(batch.len() as i32).into(), (n as i32).into()],
+        )
+        .unwrap_or_else(spi_failed(func))
+        .next()
+        .map(|r| {
+            let ids = |i| r.get::<Vec<i64>>(i).ok().flatten().unwrap_or_default();
+            (ids(1), ids(2))
+        })
+        .unwrap_or_default();
     let sql = format!(
         "WITH v AS MATERIALIZED (
-            SELECT pg_catalog.nextval('qortex.document_ids') AS id, u.*
-              FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::bool[]),
+            SELECT u.*
+              FROM ROWS FROM (pg_catalog.unnest($12::int8[]),
+                              pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::bool[]),
                               pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
                               pg_catalog.unnest($5::jsonb[]), pg_catalog.unnest($6::text[]))
-                   WITH ORDINALITY AS u(user_id, is_global, document_type, content, metadata,
-                                        external_id, ord)
+                   WITH ORDINALITY AS u(id, user_id, is_global, document_type, content,
+                                        metadata, external_id, ord)
          ), d AS (
             INSERT INTO {docs} (id, user_id, is_global, document_type, content, metadata,
                                 external_id)
             SELECT id, user_id, is_global, document_type, content, metadata, external_id
               FROM v
          ), c AS (
-            INSERT INTO {chunks}
-                   (document_id, chunk_index, content, embedding, metadata, user_id, is_global)
-            SELECT v.id, k.chunk_index, k.content, CAST(k.emb AS {vec}.vector),
+            INSERT INTO {chunks} (id, document_id, chunk_index, content, embedding, metadata,
+                                  user_id, is_global)
+            SELECT k.id, v.id, k.chunk_index, k.content, CAST(k.emb AS {vec}.vector),
                    v.metadata || k.meta, v.user_id, v.is_global
-              FROM ROWS FROM (pg_catalog.unnest($7::int8[]), pg_catalog.unnest($8::int4[]),
+              FROM ROWS FROM (pg_catalog.unnest($13::int8[]),
+                              pg_catalog.unnest($7::int8[]), pg_catalog.unnest($8::int4[]),
                               pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]),
                               pg_catalog.unnest($11::jsonb[]))
-                   AS k(doc, chunk_index, content, emb, meta)
+                   AS k(id, doc, chunk_index, content, emb, meta)
               JOIN v ON v.ord = k.doc
          )
          SELECT pg_catalog.array_agg(id ORDER BY ord) FROM v"
@@ -307,10 +335,11 @@ fn insert_documents(
             TEXT_ARRAY,
             TEXT_ARRAY,
             JSONB_ARRAY,
+            INT8_ARRAY,
+            INT8_ARRAY,
         ],
         true,
     );
-    let n: usize = batch.iter().map(|(_, c)| c.content.len()).sum();
     let (mut doc_of, mut index) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut content, mut emb, mut meta) = (
         Vec::with_capacity(n),
@@ -359,14 +388,19 @@ fn insert_documents(
                 content.into(),
                 emb.into(),
                 meta.into(),
+                drawn.clone().into(),
+                chunk_ids.into(),
             ],
         )
         .unwrap_or_else(spi_failed(func))
         .next()
         .and_then(|r| r.get::<Vec<i64>>(1).ok().flatten())
         .unwrap_or_default();
-    if ids.len() != batch.len() {
-        internal(func, "the batch insert returned another number of ids");
+    if ids != drawn {
+        internal(
+            func,
+            "the batch insert returned other ids than it was given",
+        );
     }
     ids
 }

@@ -300,6 +300,15 @@ def test_every_capability_works_after_distribute(cluster, single):
         """SELECT qortex_ingest('kb', '{"user_id": "u1", "content": "cats"}',
               '[{"content": "cats purr loudly", "embedding": [1,0,0]},
                 {"content": "dogs bark", "embedding": [0,1,0]}]')""",
+        # many documents in one statement: ids drawn as one node draws them (similarities
+        # to [1,0,0] all distinct, no new "cats": the searches below have no ties)
+        """SELECT qortex_ingest_batch('kb', '[
+              {"user_id": "u1", "chunks": [{"content": "birds sing", "embedding": [0.1,0,1]}]},
+              {"user_id": "u2", "external_id": "f", "chunks": [
+                  {"content": "fish swim", "embedding": [0.3,1,0]},
+                  {"content": "kittens nap", "embedding": [0.8,0.6,0]}]}]')""",
+        "SELECT array_agg(document_id || ':' || chunk_index || ':' || content "
+        "ORDER BY document_id, chunk_index) FROM qortex.kb_chunks",
         "SELECT array_agg(id ORDER BY score DESC) FROM hybrid_search('kb', '[1,0,0]', 'cats', 5)",
         """SELECT array_agg(weight ORDER BY node_id)
              FROM interoception_update('{"1": "accepted", "2": "rejected"}', query_id => 'q')""",
@@ -313,7 +322,7 @@ def test_every_capability_works_after_distribute(cluster, single):
         "SELECT (qortex_status()->'learning'->'learners') IS NOT NULL",
         "SELECT count(*) FROM qortex_collections()",
         "SELECT qortex_delete_document('kb', 1)",
-        "SELECT qortex_drop_collection('kb')",
+        "SELECT qortex_drop_collection('kb', drop_data => true)",
     ]
     cluster.execute("SELECT qortex_distribute()")
     for sql in calls:

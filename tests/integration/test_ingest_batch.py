@@ -41,6 +41,10 @@ def test_a_batch_stores_every_document_with_its_chunks_in_order(kb):
                                   user_id FROM qortex.kb_chunks ORDER BY document_id,
                                   chunk_index""").fetchall()
     assert len(chunks) == 100
+    # ids in the order given, documents and chunks alike (as qortex_ingest gives them)
+    assert ids == sorted(ids)
+    assert [c for (c,) in kb.execute("SELECT content FROM qortex.kb_chunks ORDER BY id")] == \
+        [c["content"] for d in docs for c in d["chunks"]]
     by_doc = {i: d for i, d in zip(ids, docs)}
     for document_id, k, content, emb, meta, user in chunks:
         d = by_doc[document_id]
