@@ -144,6 +144,45 @@ fn var_at(b: &[u8], at: &mut usize) -> Result<u32, Corrupt> {
     Err(corrupt("dictionary: a number past 32 bits"))
 }
 
+/// The dictionary entry at `*at` (moved past it) of the block whose bytes `raw` start at
+/// `start` in the segment.
+fn entry_at(raw: &[u8], at: &mut usize, start: u64) -> Result<TermEntry, Corrupt> {
+    let df = var_at(raw, at)?;
+    if df as usize > BLOCK {
+        return Ok(TermEntry::Table {
+            df,
+            first_block: var_at(raw, at)?,
+        });
+    }
+    let (first, min_dl) = (var_at(raw, at)?, var_at(raw, at)?);
+    let max_tf =
+        u16::try_from(var_at(raw, at)?).map_err(|_| corrupt("dictionary: a tf past 16 bits"))?;
+    let (last, off, len) = if df > 1 {
+        let last = first.checked_add(var_at(raw, at)?);
+        let len = var_at(raw, at)?;
+        let off = start + *at as u64;
+        *at = at
+            .checked_add(len as usize)
+            .filter(|&e| e <= raw.len())
+            .ok_or_else(|| corrupt("dictionary: a block past its block"))?;
+        let last = last.ok_or_else(|| corrupt("dictionary: a docno past u32"))?;
+        (last, off, len)
+    } else {
+        (first, 0, 0)
+    };
+    let header = BlockHeader {
+        first,
+        last,
+        n: df,
+        max_tf,
+        min_dl,
+    };
+    Ok(TermEntry::One {
+        df,
+        block: BlockRef { header, off, len },
+    })
+}
+
 /// A lexeme's postings (docno order) as its dictionary entry's bytes after the lexeme, and
 /// its blocks for the block table when it has more than one (their first entry's number
 /// is `n_blocks`, the table's entries so far).
@@ -419,44 +458,47 @@ impl<B: Bytes> Segment<B> {
             lexemes.extend_from_slice(&raw[at..end]);
             at = end;
             prev = from..lexemes.len();
-            let df = var_at(&raw, &mut at)?;
-            let e = if df as usize > BLOCK {
-                TermEntry::Table {
-                    df,
-                    first_block: var_at(&raw, &mut at)?,
-                }
-            } else {
-                let (first, min_dl) = (var_at(&raw, &mut at)?, var_at(&raw, &mut at)?);
-                let max_tf = u16::try_from(var_at(&raw, &mut at)?)
-                    .map_err(|_| corrupt("dictionary: a tf past 16 bits"))?;
-                let (last, off, len) = if df > 1 {
-                    let last = first.checked_add(var_at(&raw, &mut at)?);
-                    let len = var_at(&raw, &mut at)?;
-                    let off = start + at as u64;
-                    at = at
-                        .checked_add(len as usize)
-                        .filter(|&e| e <= raw.len())
-                        .ok_or_else(|| corrupt("dictionary: a block past its block"))?;
-                    let last = last.ok_or_else(|| corrupt("dictionary: a docno past u32"))?;
-                    (last, off, len)
-                } else {
-                    (first, 0, 0)
-                };
-                let header = BlockHeader {
-                    first,
-                    last,
-                    n: df,
-                    max_tf,
-                    min_dl,
-                };
-                TermEntry::One {
-                    df,
-                    block: BlockRef { header, off, len },
-                }
-            };
+            let e = entry_at(&raw, &mut at, start)?;
             out.push((prev.start, prev.len(), e));
         }
         Ok((lexemes, out))
+    }
+
+    /// The entries of `wanted` (sorted lexemes, with where each goes in `out`) that
+    /// dictionary block `i` holds, read in one pass over the block without copying a
+    /// lexeme out: each is rebuilt in one buffer from its shared prefix and suffix, and
+    /// only the wanted ones' entries are kept (a query's lookup in every segment).
+    fn find_in_block(
+        &self,
+        i: usize,
+        wanted: &[(&[u8], usize)],
+        out: &mut [Option<TermEntry>],
+    ) -> Result<(), Corrupt> {
+        let (off, len, ..) = self.index[i];
+        let start = self.header.dict_off + off as u64;
+        let raw = self.bytes.read(start, len as usize)?;
+        let mut lexeme: Vec<u8> = Vec::with_capacity(64);
+        let (mut at, mut w) = (0, 0);
+        while at < raw.len() && w < wanted.len() {
+            let shared = var_at(&raw, &mut at)? as usize;
+            let suffix = var_at(&raw, &mut at)? as usize;
+            let end = at.checked_add(suffix).filter(|&e| e <= raw.len());
+            let (Some(end), true) = (end, shared <= lexeme.len()) else {
+                return Err(corrupt("dictionary: a lexeme past its block"));
+            };
+            lexeme.truncate(shared);
+            lexeme.extend_from_slice(&raw[at..end]);
+            at = end;
+            let e = entry_at(&raw, &mut at, start)?;
+            while w < wanted.len() && wanted[w].0 < lexeme.as_slice() {
+                w += 1;
+            }
+            if w < wanted.len() && wanted[w].0 == lexeme.as_slice() {
+                out[wanted[w].1] = Some(e);
+                w += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Each lexeme's entry (`None` where the segment does not have it), reading each
@@ -473,13 +515,10 @@ impl<B: Bytes> Segment<B> {
             }
         }
         for (i, qs) in by_block {
-            let (raw, block) = self.dict_block(i)?;
-            for q in qs {
-                let found = block.binary_search_by(|&(at, l, _)| raw[at..at + l].cmp(&lexemes[q]));
-                if let Ok(j) = found {
-                    out[q] = Some(block[j].2);
-                }
-            }
+            let mut wanted: Vec<(&[u8], usize)> =
+                qs.into_iter().map(|q| (lexemes[q].as_slice(), q)).collect();
+            wanted.sort_unstable();
+            self.find_in_block(i, &wanted, &mut out)?;
         }
         Ok(out)
     }
