@@ -96,33 +96,34 @@ impl Doc {
 
     /// The document and whether it is dead.
     pub fn decode(data: &[u8]) -> Result<(Doc, bool), RecordError> {
-        let (flags, tid) = header(data)?;
-        let len = u32::from_le_bytes(data[7..11].try_into().unwrap());
-        let n = u16::from_le_bytes(data[11..13].try_into().unwrap()) as usize;
-        let mut at = HEADER;
-        let mut terms = Vec::with_capacity(n);
-        for _ in 0..n {
-            let l = u16::from_le_bytes(
-                data.get(at..at + 2)
-                    .ok_or(RecordError::Corrupt)?
-                    .try_into()
-                    .unwrap(),
-            ) as usize;
-            let lex = data.get(at + 2..at + 2 + l).ok_or(RecordError::Corrupt)?;
-            let tf = u16::from_le_bytes(
-                data.get(at + 2 + l..at + 4 + l)
-                    .ok_or(RecordError::Corrupt)?
-                    .try_into()
-                    .unwrap(),
-            );
-            terms.push((lex.to_vec(), tf));
-            at += 4 + l;
-        }
-        if at != data.len() {
-            return Err(RecordError::Corrupt);
-        }
+        let mut terms = Vec::new();
+        let (flags, tid, len) = walk(data, |lex, tf| terms.push((lex.to_vec(), tf)))?;
         Ok((Doc { tid, len, terms }, flags & DEAD != 0))
     }
+}
+
+/// Hand `each` every (lexeme, tf) of a record, in order; its flags, TID and length. The
+/// whole record is checked: entries within it, none after the last.
+fn walk(data: &[u8], mut each: impl FnMut(&[u8], u16)) -> Result<(u8, Tid, u32), RecordError> {
+    let (flags, tid) = header(data)?;
+    let len = u32::from_le_bytes(data[7..11].try_into().unwrap());
+    let n = u16::from_le_bytes(data[11..13].try_into().unwrap()) as usize;
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+            .ok_or(RecordError::Corrupt)
+    };
+    let mut at = HEADER;
+    for _ in 0..n {
+        let l = u16_at(at)? as usize;
+        let lex = data.get(at + 2..at + 2 + l).ok_or(RecordError::Corrupt)?;
+        each(lex, u16_at(at + 2 + l)?);
+        at += 4 + l;
+    }
+    if at != data.len() {
+        return Err(RecordError::Corrupt);
+    }
+    Ok((flags, tid, len))
 }
 
 /// A buffered document as a query reads it: its TID, length and dead flag, whether it
@@ -166,34 +167,17 @@ impl<'a> QueryTerms<'a> {
 
     /// A record as this query needs it (the whole record is still checked).
     pub fn read(&self, data: &[u8]) -> Result<Matched, RecordError> {
-        let (flags, tid) = header(data)?;
-        let len = u32::from_le_bytes(data[7..11].try_into().unwrap());
-        let count = u16::from_le_bytes(data[11..13].try_into().unwrap()) as usize;
         let mut tfs = vec![0u16; self.n + 1];
-        let (mut at, mut q) = (HEADER, 0);
-        for _ in 0..count {
-            let l = u16::from_le_bytes(
-                data.get(at..at + 2)
-                    .ok_or(RecordError::Corrupt)?
-                    .try_into()
-                    .unwrap(),
-            ) as usize;
-            let lex = data.get(at + 2..at + 2 + l).ok_or(RecordError::Corrupt)?;
-            let tf = data
-                .get(at + 2 + l..at + 4 + l)
-                .ok_or(RecordError::Corrupt)?;
+        let mut q = 0;
+        let (flags, tid, len) = walk(data, |lex, tf| {
             while q < self.sorted.len() && self.sorted[q].0 < lex {
                 q += 1;
             }
             if q < self.sorted.len() && self.sorted[q].0 == lex {
-                tfs[self.sorted[q].1] = u16::from_le_bytes(tf.try_into().unwrap()).max(1);
+                tfs[self.sorted[q].1] = tf.max(1);
                 q += 1;
             }
-            at += 4 + l;
-        }
-        if at != data.len() {
-            return Err(RecordError::Corrupt);
-        }
+        })?;
         let in_scope = !self.scoped || tfs[self.n] > 0;
         tfs.truncate(self.n);
         Ok(Matched {
