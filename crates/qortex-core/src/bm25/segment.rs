@@ -377,10 +377,6 @@ pub fn parse_header(b: &[u8]) -> Result<Header, Corrupt> {
     Ok(h)
 }
 
-/// A lexeme of a dictionary block: where it is in the block's lexemes (start, length), and
-/// its entry.
-type DictEntry = (usize, usize, TermEntry);
-
 /// A segment open for reading: its header and dictionary index in memory.
 #[derive(Clone)]
 pub struct Segment<B: Bytes> {
@@ -438,48 +434,20 @@ impl<B: Bytes> Segment<B> {
         self.header.total_len
     }
 
-    /// A dictionary block's lexemes (one after another), and its entries.
-    fn dict_block(&self, i: usize) -> Result<(Vec<u8>, Vec<DictEntry>), Corrupt> {
-        let (off, len, ..) = self.index[i];
-        let start = self.header.dict_off + off as u64;
-        let raw = self.bytes.read(start, len as usize)?;
-        let mut lexemes = Vec::with_capacity(raw.len());
-        let mut out = Vec::with_capacity(DICT_BLOCK);
-        let (mut at, mut prev) = (0, 0..0);
-        while at < raw.len() {
-            let shared = var_at(&raw, &mut at)? as usize;
-            let suffix = var_at(&raw, &mut at)? as usize;
-            let end = at.checked_add(suffix).filter(|&e| e <= raw.len());
-            let (Some(end), true) = (end, shared <= prev.len()) else {
-                return Err(corrupt("dictionary: a lexeme past its block"));
-            };
-            let from = lexemes.len();
-            lexemes.extend_from_within(prev.start..prev.start + shared);
-            lexemes.extend_from_slice(&raw[at..end]);
-            at = end;
-            prev = from..lexemes.len();
-            let e = entry_at(&raw, &mut at, start)?;
-            out.push((prev.start, prev.len(), e));
-        }
-        Ok((lexemes, out))
-    }
-
-    /// The entries of `wanted` (sorted lexemes, with where each goes in `out`) that
-    /// dictionary block `i` holds, read in one pass over the block without copying a
-    /// lexeme out: each is rebuilt in one buffer from its shared prefix and suffix, and
-    /// only the wanted ones' entries are kept (a query's lookup in every segment).
-    fn find_in_block(
+    /// Hand `each` every lexeme of dictionary block `i` with its entry, in order, while it
+    /// returns true: one pass over the block, each lexeme rebuilt in one buffer from its
+    /// shared prefix and suffix, none copied out.
+    fn walk_block(
         &self,
         i: usize,
-        wanted: &[(&[u8], usize)],
-        out: &mut [Option<TermEntry>],
+        mut each: impl FnMut(&[u8], TermEntry) -> bool,
     ) -> Result<(), Corrupt> {
         let (off, len, ..) = self.index[i];
         let start = self.header.dict_off + off as u64;
         let raw = self.bytes.read(start, len as usize)?;
         let mut lexeme: Vec<u8> = Vec::with_capacity(64);
-        let (mut at, mut w) = (0, 0);
-        while at < raw.len() && w < wanted.len() {
+        let mut at = 0;
+        while at < raw.len() {
             let shared = var_at(&raw, &mut at)? as usize;
             let suffix = var_at(&raw, &mut at)? as usize;
             let end = at.checked_add(suffix).filter(|&e| e <= raw.len());
@@ -490,15 +458,32 @@ impl<B: Bytes> Segment<B> {
             lexeme.extend_from_slice(&raw[at..end]);
             at = end;
             let e = entry_at(&raw, &mut at, start)?;
-            while w < wanted.len() && wanted[w].0 < lexeme.as_slice() {
-                w += 1;
-            }
-            if w < wanted.len() && wanted[w].0 == lexeme.as_slice() {
-                out[wanted[w].1] = Some(e);
-                w += 1;
+            if !each(&lexeme, e) {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// The entries of `wanted` (sorted lexemes, with where each goes in `out`) that
+    /// dictionary block `i` holds (a query's lookup in every segment).
+    fn find_in_block(
+        &self,
+        i: usize,
+        wanted: &[(&[u8], usize)],
+        out: &mut [Option<TermEntry>],
+    ) -> Result<(), Corrupt> {
+        let mut w = 0;
+        self.walk_block(i, |lexeme, e| {
+            while w < wanted.len() && wanted[w].0 < lexeme {
+                w += 1;
+            }
+            if w < wanted.len() && wanted[w].0 == lexeme {
+                out[wanted[w].1] = Some(e);
+                w += 1;
+            }
+            w < wanted.len()
+        })
     }
 
     /// Each lexeme's entry (`None` where the segment does not have it), reading each
@@ -529,12 +514,10 @@ impl<B: Bytes> Segment<B> {
             (self.header.num_terms as usize).min(self.header.bytes as usize / 8),
         );
         for i in 0..self.index.len() {
-            let (raw, block) = self.dict_block(i)?;
-            out.extend(
-                block
-                    .into_iter()
-                    .map(|(at, l, e)| (raw[at..at + l].to_vec(), e)),
-            );
+            self.walk_block(i, |lexeme, e| {
+                out.push((lexeme.to_vec(), e));
+                true
+            })?;
         }
         if out.len() != self.header.num_terms as usize {
             return Err(corrupt("dictionary: wrong number of lexemes"));
