@@ -318,7 +318,7 @@ fn insert_documents(
                    AS k(id, doc, chunk_index, content, emb, meta)
               JOIN v ON v.ord = k.doc
          )
-         SELECT pg_catalog.array_agg(id ORDER BY ord) FROM v"
+         SELECT 1 -- (the CTEs insert; the ids were drawn above)"
     );
     let p = plan(
         client,
@@ -364,7 +364,7 @@ fn insert_documents(
     let col = |f: fn(&spec::Document) -> Option<String>| -> Vec<Option<String>> {
         batch.iter().map(|(d, _)| f(d)).collect()
     };
-    let ids = client
+    client
         .update(
             &**p,
             Some(1),
@@ -388,21 +388,12 @@ fn insert_documents(
                 content.into(),
                 emb.into(),
                 meta.into(),
-                drawn.clone().into(),
+                drawn.as_slice().into(),
                 chunk_ids.into(),
             ],
         )
-        .unwrap_or_else(spi_failed(func))
-        .next()
-        .and_then(|r| r.get::<Vec<i64>>(1).ok().flatten())
-        .unwrap_or_default();
-    if ids != drawn {
-        internal(
-            func,
-            "the batch insert returned other ids than it was given",
-        );
-    }
-    ids
+        .unwrap_or_else(spi_failed(func));
+    drawn
 }
 
 struct Job {
