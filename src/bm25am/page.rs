@@ -64,13 +64,27 @@ pub const CONTENTS: usize = 24;
 /// Bytes of contents a page holds.
 pub const PAYLOAD: usize = pg_sys::BLCKSZ as usize - CONTENTS - SPECIAL;
 
-fn corrupt(rel: pg_sys::Relation, blk: pg_sys::BlockNumber, what: &str) -> ! {
+fn name_of(rel: pg_sys::Relation) -> String {
     // SAFETY: `rel` is an open relation (every caller holds it open).
-    let name = unsafe { pgrx::name_data_to_str(&(*(*rel).rd_rel).relname) }.to_string();
+    unsafe { pgrx::name_data_to_str(&(*(*rel).rd_rel).relname) }.to_string()
+}
+
+fn corrupt(rel: pg_sys::Relation, blk: pg_sys::BlockNumber, what: &str) -> ! {
+    let name = name_of(rel);
     raise(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("qortex_bm25 index \"{name}\": block {blk} {what}; REINDEX it"),
     )
+}
+
+fn replaced_on_standby(rel: pg_sys::Relation, blk: pg_sys::BlockNumber, what: &str) -> ! {
+    let name = name_of(rel);
+    crate::errors::error(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        format!("qortex_bm25 index \"{name}\": block {blk} {what}: the primary freed it while this query read it"),
+    )
+    .hint("Retry the query. A standby that sets hot_standby_feedback = on keeps the pages its queries read; if the error persists, REINDEX the index on the primary.")
+    .raise()
 }
 
 /// A pinned and locked buffer, released when dropped.
@@ -152,18 +166,23 @@ impl Locked {
         opaque_of(self.page())
     }
 
-    /// Raise "index corrupted" unless the page is of `kind` (and `owner`).
+    /// Raise "index corrupted" unless the page is of `kind` (and `owner`). On a standby, a
+    /// page of ours that is something else is most likely one the primary freed and reused
+    /// while this query read it: that is raised as a conflict to retry.
     pub fn check(&self, kind: Kind, owner: Option<u64>) -> Opaque {
         match self.opaque() {
             Some(o) if o.kind == kind as u16 && owner.is_none_or(|w| w == o.owner) => o,
-            Some(o) => corrupt(
-                self.rel,
-                self.block(),
-                &format!(
+            Some(o) => {
+                let what = format!(
                     "is a page of kind {} (owner {}), not {kind:?}",
                     o.kind, o.owner
-                ),
-            ),
+                );
+                // SAFETY: a plain query of the server's state.
+                if unsafe { pg_sys::RecoveryInProgress() } {
+                    replaced_on_standby(self.rel, self.block(), &what)
+                }
+                corrupt(self.rel, self.block(), &what)
+            }
             None => corrupt(self.rel, self.block(), "is not a qortex_bm25 page"),
         }
     }
