@@ -12,8 +12,10 @@ use qortex_core::bm25::{Doc, Matched, QueryTerms, RecordError};
 /// Append a document's record to the buffer's tail. Returns the buffer's pages after it.
 pub fn append(rel: pg_sys::Relation, record: &[u8]) -> u32 {
     loop {
-        let meta = Meta::read(rel);
+        // pinned until the tail is locked: a tail frozen meanwhile is not freed under it
+        let (meta, pin) = Meta::pinned(rel);
         let tail = Locked::read(rel, meta.buffer_tail, Mode::Exclusive);
+        drop(pin);
         let o = tail.check(Kind::Buffer, None);
         if o.flags & FROZEN != 0 || o.next != pg_sys::InvalidBlockNumber {
             continue; // a flush or another insert moved the tail since the metapage was read

@@ -80,7 +80,7 @@ fn qortex_bm25_check(index: pg_sys::Oid) -> JsonB {
 pub fn check(func: &str, index: pg_sys::Oid) -> serde_json::Value {
     let ix = Index::open(func, index, pg_sys::AccessShareLock, false);
     let table = table_docs(ix.rel);
-    let meta = Meta::read(ix.rel);
+    let (meta, _pin) = Meta::pinned(ix.rel);
     let mut report = Report::default();
     let (buffered, _) = read_chain(ix.rel, &meta, None);
     let mut held: Vec<Doc> = buffered

@@ -3,6 +3,7 @@
 //! heap TIDs with their scores, from the same `Searcher` an index scan uses. The caller
 //! turns TIDs into rows under its snapshot (visibility, row-level security) and asks for
 //! more when some are not visible.
+use super::page::Pinned;
 use super::scan::searcher;
 use super::store::PageBytes;
 use super::{columns, is_ours, scope_hash};
@@ -175,6 +176,8 @@ pub const MAX_TERMS: usize = MAX_QUERY_TERMS;
 pub struct Direct {
     rel: pg_sys::Relation,
     searcher: Searcher<PageBytes>,
+    /// The metapage's pin, held while `searcher` reads (let go when dropped).
+    _pin: Pinned,
 }
 
 /// A hit: the row's heap TID (block, offset) and its BM25 score.
@@ -192,9 +195,11 @@ impl Direct {
         // `close`; on an error the transaction's abort releases it.
         let rel = unsafe { pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
         let scope = scope.map(|value| scope_lexeme(scope_value_hash(rel, value)));
+        let (searcher, pin) = searcher(rel, lexemes, scope);
         Direct {
             rel,
-            searcher: searcher(rel, lexemes, scope),
+            searcher,
+            _pin: pin,
         }
     }
 

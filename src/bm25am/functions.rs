@@ -152,8 +152,9 @@ pub struct Info {
 /// The index `oid`'s Info, for a caller with SELECT on its table.
 pub fn info(func: &str, oid: pg_sys::Oid) -> Info {
     let ix = Index::open(func, oid, pg_sys::AccessShareLock, false);
-    let meta = Meta::read(ix.rel);
+    let (meta, pin) = Meta::pinned(ix.rel);
     let (docs, _) = super::buffer::read_chain(ix.rel, &meta, None);
+    drop(pin);
     // SAFETY: an open relation.
     let pages = unsafe {
         pg_sys::RelationGetNumberOfBlocksInFork(ix.rel, pg_sys::ForkNumber::MAIN_FORKNUM)

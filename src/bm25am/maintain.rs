@@ -1,17 +1,15 @@
 //! Flushes (the write buffer into a segment), merges (segments into one, dropping the dead)
 //! and freeing displaced pages. Each runs under the maintenance lock; none makes a reader
-//! wait: a reader works from the metapage it copied, whose pages stay until no snapshot
-//! can still need them.
+//! wait: a reader works from the metapage it copied, whose pages stay until no reader can
+//! still reach them (`readers`).
 //!
 //! Order, so a crash leaks pages but never loses or corrupts: the new segment's pages are
 //! written first; one record on the metapage then publishes it (and drops what it
 //! replaces); only then are the replaced pages stamped displaced.
 use super::buffer::read_chain;
 use super::meta::{Meta, SegEntry, MAX_SEGMENTS};
-use super::page::{
-    allocate, stamp_now, stamp_removable, Kind, Locked, Maint, Mode, Record, DISPLACED, FROZEN,
-    META_BLOCK,
-};
+use super::page::{allocate, Kind, Locked, Maint, Mode, Record, DISPLACED, FROZEN, META_BLOCK};
+use super::readers::{none_left, stamp_now, stamp_removable};
 use super::reclaim::{reclaim, remember};
 use super::store;
 use pgrx::pg_sys;
@@ -228,8 +226,9 @@ pub fn merge_due(rel: pg_sys::Relation, maint: &Maint, max_docs: u64, mut budget
 }
 
 /// The pages a VACUUM's merges may write: those free now, and an eighth of the index's
-/// live pages more. Pages a merge displaces can be freed only once every snapshot older
-/// than the merge is gone, which is not within the VACUUM that merged; unbounded, its merges
+/// live pages more. Pages a merge displaces are freed by the next merge only if no reader
+/// holds the index meanwhile (`readers`), and otherwise once every snapshot older than the
+/// merge is gone, which is not within the VACUUM that merged; unbounded, its merges
 /// would write a copy of what they merge beside it (a tier as large as the index: twice the
 /// index). Bounded, a large tier merges in parts over passes and the file grows by at most
 /// an eighth in one.
@@ -239,9 +238,11 @@ pub fn vacuum_budget(meta: &Meta, free_pages: u64) -> u64 {
     free_pages + live / 8
 }
 
-/// Free the displaced pages no snapshot can still read: each is stamped free (logged)
+/// Free the displaced pages no reader can still reach: each is stamped free (logged)
 /// and recorded in the free space map. Returns the pages free after (those freed with them).
 pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) -> u64 {
+    // every page that reads displaced below was displaced before now
+    let unread = none_left(rel);
     // SAFETY: `rel` is open.
     let nblocks =
         unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
@@ -254,7 +255,7 @@ pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Ma
         let free_now = match o {
             _ if new => true,
             Some(o) if o.kind == Kind::Free as u16 => true,
-            Some(o) if o.flags & DISPLACED != 0 && stamp_removable(heap, o.stamp) => {
+            Some(o) if o.flags & DISPLACED != 0 && (unread || stamp_removable(heap, o.stamp)) => {
                 let mut rec = Record::start(rel);
                 rec.register(&p, false).free();
                 rec.finish();

@@ -1,7 +1,7 @@
 //! The metapage (block 0): where the write buffer is and which segments make the index.
 //! Readers copy it under a share lock and let go at once; every change is one small
 //! generic WAL record.
-use super::page::{Image, Kind, Locked, Mode, META_BLOCK, PAYLOAD};
+use super::page::{Image, Kind, Locked, Mode, Pinned, META_BLOCK, PAYLOAD};
 use pgrx::pg_sys;
 
 pub const VERSION: u32 = 1;
@@ -104,9 +104,17 @@ impl Meta {
         m
     }
 
-    /// A copy of the index's metapage as it is now.
+    /// A copy of the index's metapage as it is now, for the holder of the maintenance lock
+    /// (nothing it lists is freed meanwhile); a reader takes `pinned`.
     pub fn read(rel: pg_sys::Relation) -> Meta {
         Meta::of(&Locked::read(rel, META_BLOCK, Mode::Share))
+    }
+
+    /// A copy of the index's metapage as it is now, and a pin on it that keeps every page
+    /// the copy lists from being freed (`readers`) while it is held.
+    pub fn pinned(rel: pg_sys::Relation) -> (Meta, Pinned) {
+        let page = Locked::read(rel, META_BLOCK, Mode::Share);
+        (Meta::of(&page), page.unlock())
     }
 
     /// Write into a registered metapage image.

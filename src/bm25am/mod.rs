@@ -12,6 +12,7 @@
 //! - `build`, `insert`, `scan`, `vacuum`: the access method's phases;
 //! - `maintain`: flushes, merges and freeing displaced pages (VACUUM's scan);
 //! - `reclaim`: the list of displaced pages a later flush or merge frees;
+//! - `readers`: when no reader can reach a displaced page any more;
 //! - `functions`: the SQL functions to flush, merge and inspect an index.
 //! - `check`: `qortex_bm25_check`, the index against its table.
 //! - `plan`: the planner hook that gives a scan's output the scores it ordered by.
@@ -25,6 +26,7 @@ mod maintain;
 mod meta;
 mod page;
 pub mod plan;
+mod readers;
 mod reclaim;
 mod scan;
 mod store;

@@ -9,8 +9,8 @@
 //! (or a metapage copy) to a page freed and reused meanwhile finds another owner and stops
 //! with an error instead of reading the wrong rows. A flush or merge displaces pages by a flag and a
 //! stamp (a full transaction id) and changes nothing else: a reader that copied the
-//! metapage before still reads them as what they were, until no snapshot can need them
-//! and they are freed.
+//! metapage before still reads them as what they were, until no reader can reach them
+//! (`readers`) and they are freed.
 use crate::errors::raise;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -34,7 +34,7 @@ pub enum Kind {
     Data = 4,
     /// Free to reuse (recorded in the free space map; trusted only when it reads so).
     Free = 6,
-    /// The list of displaced pages to free once no snapshot can read them (`reclaim`).
+    /// The list of displaced pages to free once no reader can reach them (`reclaim`).
     Reclaim = 7,
 }
 
@@ -168,7 +168,7 @@ impl Locked {
 
     /// Raise "index corrupted" unless the page is of `kind` (and `owner`). On a standby, a
     /// page of ours that is something else is most likely one the primary freed and reused
-    /// while this query read it: that is raised as a conflict to retry.
+    /// while this query read it (`readers`): that is raised as a conflict to retry.
     pub fn check(&self, kind: Kind, owner: Option<u64>) -> Opaque {
         match self.opaque() {
             Some(o) if o.kind == kind as u16 && owner.is_none_or(|w| w == o.owner) => o,
@@ -208,6 +208,57 @@ impl Drop for Locked {
                 pg_sys::UnlockReleaseBuffer(self.buf);
             }
         }
+    }
+}
+
+impl Locked {
+    /// Let go of the lock and keep the pin.
+    pub fn unlock(self) -> Pinned {
+        let buf = self.buf;
+        std::mem::forget(self);
+        // SAFETY: the buffer is pinned and locked (by `read`); the pin passes to `Pinned`.
+        unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+        Pinned { buf }
+    }
+}
+
+/// A pinned buffer (not locked), released when dropped.
+pub struct Pinned {
+    buf: pg_sys::Buffer,
+}
+
+impl Pinned {
+    /// Leave the pin to the resource owner: for a guard kept in memory that outlives an
+    /// error (a scan's state), whose pin the abort has released already.
+    pub fn abandon(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: pinned by `Locked::read`; after an abort PostgreSQL has released it.
+        unsafe {
+            if pg_sys::IsTransactionState() {
+                pg_sys::ReleaseBuffer(self.buf);
+            }
+        }
+    }
+}
+
+/// Whether no other backend pins block `blk`, nor this one but for this call: a
+/// conditional cleanup lock, let go at once.
+pub fn unpinned(rel: pg_sys::Relation, blk: pg_sys::BlockNumber) -> bool {
+    // SAFETY: `rel` is open; the buffer is pinned here and released before returning; the
+    // cleanup lock, when granted, is an exclusive content lock, released at once.
+    unsafe {
+        let buf = pin(rel, blk);
+        let alone = pg_sys::ConditionalLockBufferForCleanup(buf);
+        if alone {
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+        }
+        pg_sys::ReleaseBuffer(buf);
+        alone
     }
 }
 
@@ -476,20 +527,5 @@ impl Drop for Maint {
                 pg_sys::UnlockPage(self.rel, MAINT_LOCK, pg_sys::ExclusiveLock as i32);
             }
         }
-    }
-}
-
-/// The stamp of a page displaced now: once it is removable, no snapshot that could have
-/// read the index's earlier state remains.
-pub fn stamp_now() -> u64 {
-    // SAFETY: reads the shared transaction counter.
-    unsafe { pg_sys::ReadNextFullTransactionId().value }
-}
-
-/// Whether a displaced page's stamp is older than every snapshot (of this database).
-pub fn stamp_removable(heap: pg_sys::Relation, stamp: u64) -> bool {
-    // SAFETY: a plain query of the visibility horizons.
-    unsafe {
-        pg_sys::GlobalVisCheckRemovableFullXid(heap, pg_sys::FullTransactionId { value: stamp })
     }
 }

@@ -1,17 +1,16 @@
 //! Freeing displaced pages as the index is written, not only in VACUUM: each flush and merge
 //! lists the pages it displaces, with their stamp, on one reclaim page; the next flush or
-//! merge frees those whose stamp no snapshot can still need (VACUUM too), so the pages are
-//! reused before the relation grows. Under a stream of small writes the index then stays
-//! near its live size without waiting for VACUUM.
+//! merge frees those no reader can still reach (`readers`; VACUUM too), so the pages are
+//! reused before the relation grows. Under a stream of small writes, or one transaction's
+//! many, the index then stays near its live size without waiting for VACUUM.
 //!
 //! The list is a hint, like the free space map: a listed page is freed only if it still
 //! reads displaced with the listed stamp (VACUUM's scan may have freed and reused it
 //! meanwhile). What does not fit on the page is left to VACUUM's scan. Every change is
 //! logged; callers hold the maintenance lock.
 use super::meta::Meta;
-use super::page::{
-    allocate, stamp_removable, Kind, Locked, Maint, Mode, Record, DISPLACED, META_BLOCK,
-};
+use super::page::{allocate, Kind, Locked, Maint, Mode, Record, DISPLACED, META_BLOCK};
+use super::readers::{none_left, stamp_removable};
 use pgrx::pg_sys;
 
 /// Blocks one list entry holds at most (an entry is one line item: stamp, then blocks).
@@ -67,18 +66,20 @@ pub fn remember(rel: pg_sys::Relation, _maint: &Maint, stamp: u64, blocks: &[pg_
     }
 }
 
-/// Free the listed pages no snapshot can still read; returns how many were freed.
+/// Free the listed pages no reader can still reach; returns how many were freed.
 pub fn reclaim(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) -> u64 {
     let meta = Meta::read(rel);
     if meta.reclaim == META_BLOCK {
         return 0;
     }
+    // every listed page was displaced before now
+    let unread = none_left(rel);
     let page = Locked::read_kind(rel, meta.reclaim, Mode::Exclusive, Kind::Reclaim, None);
     let mut done = Vec::new();
     let mut freed: Vec<pg_sys::BlockNumber> = Vec::new();
     for (i, item) in page.items().iter().enumerate() {
         match parse(item) {
-            Some((stamp, blocks)) if stamp_removable(heap, stamp) => {
+            Some((stamp, blocks)) if unread || stamp_removable(heap, stamp) => {
                 for chunk in blocks.chunks(4) {
                     freed.extend(free_if_displaced(rel, chunk, stamp));
                 }

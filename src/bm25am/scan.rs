@@ -12,6 +12,7 @@
 //! score the scan ordered by.
 use super::buffer::read_matched;
 use super::meta::Meta;
+use super::page::Pinned;
 use super::store::{self, PageBytes};
 use crate::errors::raise;
 use crate::settings;
@@ -51,6 +52,8 @@ struct ScanState {
     /// key, or keys asking for two values).
     scope: Option<Option<Vec<u8>>>,
     searcher: Option<Searcher<PageBytes>>,
+    /// The metapage's pin, held while `searcher` reads what its copy lists.
+    pin: Option<Pinned>,
     hits: Vec<Hit>,
     pos: usize,
     asked: usize,
@@ -59,7 +62,13 @@ struct ScanState {
 }
 
 impl ScanState {
+    /// Ready for a new search (a rescan), or done (the scan's end): the pin let go.
     fn reset(&mut self) {
+        self.forget();
+        self.pin = None;
+    }
+
+    fn forget(&mut self) {
         self.searcher = None;
         self.hits.clear();
         self.pos = 0;
@@ -70,8 +79,13 @@ impl ScanState {
 }
 
 impl Drop for ScanState {
+    /// Freed with its memory context. After `amendscan` nothing is held; without it an
+    /// error ended the scan, and the abort has released the pin already.
     fn drop(&mut self) {
-        self.reset();
+        self.forget();
+        if let Some(pin) = self.pin.take() {
+            pin.abandon();
+        }
     }
 }
 
@@ -192,21 +206,23 @@ pub unsafe extern "C-unwind" fn amrescan(
 }
 
 /// A search of `lexemes` over the index as it is now (its metapage copied once: the write
-/// buffer's documents and every segment), within `scope` (a scope term) if given.
+/// buffer's documents and every segment), within `scope` (a scope term) if given; with the
+/// metapage's pin, to hold as long as the search reads.
 pub(crate) fn searcher(
     index: pg_sys::Relation,
     lexemes: Vec<Vec<u8>>,
     scope: Option<Vec<u8>>,
-) -> Searcher<PageBytes> {
-    let meta = Meta::read(index);
+) -> (Searcher<PageBytes>, Pinned) {
+    let (meta, pin) = Meta::pinned(index);
     let docs = read_matched(index, &meta, &QueryTerms::new(&lexemes, scope.as_deref()));
     let segments = meta
         .segments()
         .iter()
         .map(|e| store::open(index, e))
         .collect();
-    Searcher::new(segments, &docs, lexemes, bm25(), scope)
-        .unwrap_or_else(|e| store::corrupt(index, e))
+    let searcher = Searcher::new(segments, &docs, lexemes, bm25(), scope)
+        .unwrap_or_else(|e| store::corrupt(index, e));
+    (searcher, pin)
 }
 
 #[pg_guard]
@@ -247,7 +263,8 @@ pub unsafe extern "C-unwind" fn amgettuple(
         if !(*scan).instrument.is_null() {
             (*(*scan).instrument).nsearches += 1;
         }
-        let s = searcher(index, st.lexemes.clone(), scope);
+        let (s, pin) = searcher(index, st.lexemes.clone(), scope);
+        st.pin = Some(pin);
         ACTIVE.with(|a| {
             a.borrow_mut().push(Active {
                 scan: st.key,

@@ -168,7 +168,7 @@ pub fn open(rel: pg_sys::Relation, e: &SegEntry) -> Segment<PageBytes> {
     seg
 }
 
-/// Mark pages displaced with `stamp` (they are freed once no snapshot can still read them),
+/// Mark pages displaced with `stamp` (they are freed once no reader can still reach them),
 /// four to a WAL record.
 pub fn displace(
     rel: pg_sys::Relation,

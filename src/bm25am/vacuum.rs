@@ -1,6 +1,6 @@
 //! VACUUM: every index entry whose row is gone is marked dead (a flag in the write buffer,
 //! a bit in a segment's dead bitmap) before the table may reuse its TID; the cleanup pass
-//! then flushes the buffer, frees the pages no snapshot can still read, runs the merges the
+//! then flushes the buffer, frees the pages no reader can still reach, runs the merges the
 //! tiers call for (which drop the dead) within a budget of pages (`vacuum_budget`), and frees
 //! again.
 use super::buffer::mark_dead;

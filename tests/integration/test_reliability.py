@@ -197,7 +197,8 @@ def kill_server(pid, children):
 
 
 def make_standby():
-    """A fresh hot standby of PRIMARY (pg_basebackup -R, streaming), started and up."""
+    """A fresh hot standby of PRIMARY (pg_basebackup -R, streaming), started and up;
+    hot_standby_feedback off (`set_feedback`)."""
     d, port = STANDBY
     subprocess.run([CLUSTER, "stop", str(d)], check=True)
     subprocess.run(["rm", "-rf", str(d)], check=True)
@@ -208,6 +209,21 @@ def make_standby():
               "-h", str(PRIMARY[0] / "run"), "-p", str(PRIMARY[1]), "-U", "postgres"])
     subprocess.run([CLUSTER, "start", str(d), str(port)], check=True)
     wait_up(STANDBY)
+
+
+def set_feedback(on):
+    """Turn the standby's hot_standby_feedback on or off, and wait until the primary's WAL
+    sender has (or has not) the standby's xmin."""
+    with connect(STANDBY) as s:
+        s.execute(f"ALTER SYSTEM SET hot_standby_feedback = {'on' if on else 'off'}")
+        s.execute("SELECT pg_reload_conf()")
+    with connect(PRIMARY) as p:
+        for _ in range(300):
+            if p.execute("SELECT count(*) FROM pg_stat_replication "
+                         "WHERE backend_xmin IS NOT NULL").fetchone()[0] == int(on):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the primary does not see hot_standby_feedback {on}")
 
 
 def test_streaming_standby_reads_refuses_writes_and_follows_config(primary):
