@@ -3,6 +3,7 @@
 rows into an equivalent table, measured in one run.
 
     .venv/bin/python bench/ingest.py [--rounds 2] [--clients 4] [--corpus 5k|100k] [--rows N]
+                                     [--only WORD,...]
 
 Data: $QORTEX_SCIFACT (default ../shared/data/scifact next to the repo), corpus.csv:
 5,183 abstracts with 384-d embeddings; one chunk per document (`title text`).
@@ -21,7 +22,8 @@ INSERT and COPY run (the JSON-array and --clients forms are left out: they take 
 - INSERT: multi-row INSERT (100 rows per statement and commit) into a table like the
   chunks table (same vector, jsonb, generated tsvector, HNSW, GIN and qortex_bm25 indexes).
 - COPY: COPY of the same rows into that table.
-Index maintenance is included everywhere. Each run starts from empty tables. Figures are
+--only COPY,batch: only the methods whose label has one of the words (the INSERT baseline
+always runs). Index maintenance is included everywhere. Each run starts from empty tables. Figures are
 chunks per second; the ratio is against the plain INSERT of the same round. After each run,
 the size of the table (with TOAST) and of its qortex_bm25 index; at the end, that index
 built afresh on the plain table's rows, for reference.
@@ -207,6 +209,8 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--corpus", choices=["5k", "100k"], default="5k")
     ap.add_argument("--rows", type=int, default=100_000, help="chunks of the 100k corpus")
+    ap.add_argument("--only", default="",
+                    help="comma-separated words: only the methods whose label has one")
     args = ap.parse_args()
     with psycopg.connect() as conn:
         common.require_release(conn)
@@ -230,6 +234,9 @@ def main():
         ("COPY, 1 client", lambda: plain_copy(rows), plain)]
     if args.corpus == "100k":
         runs = [r for r in runs if "JSON arrays" not in r[0] and f"{n} clients" not in r[0]]
+    only = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+    if only:
+        runs = runs[:1] + [r for r in runs[1:] if any(w in r[0].lower() for w in only)]
     order = [r[0] for r in runs[1:-1]] + [runs[0][0], runs[-1][0]]  # (printed as before)
     results = {k: [] for k in order}
     size = {}
@@ -254,7 +261,8 @@ def main():
         print(f"qortex_bm25 index built afresh on the plain table's rows: "
               f"{fresh_bm25(conn, plain):.1f} MB")
         conn.execute("DROP TABLE IF EXISTS bench_plain")
-        conn.execute("SELECT qortex_drop_collection('bench_ingest', drop_data => true)")
+        if any(table == coll for _, _, table in runs):
+            conn.execute("SELECT qortex_drop_collection('bench_ingest', drop_data => true)")
 
 
 if __name__ == "__main__":
