@@ -1,7 +1,7 @@
 //! SQL functions over one qortex_bm25 index: flush its write buffer, merge its segments,
 //! and say what it holds.
 use super::meta::Meta;
-use super::page::Maint;
+use super::page::{name_of, Maint};
 use super::{is_ours, maintain};
 use crate::errors::raise;
 use pgrx::pg_sys;
@@ -33,7 +33,7 @@ impl Index {
             if !is_ours(rel) {
                 raise(
                     PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("{func}: \"{}\" is not a qortex_bm25 index", name(rel)),
+                    format!("{func}: \"{}\" is not a qortex_bm25 index", name_of(rel)),
                 );
             }
             let heap = (*(*rel).rd_index).indrelid;
@@ -49,7 +49,7 @@ impl Index {
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     format!(
                         "{func}: permission denied for index \"{}\" ({})",
-                        name(rel),
+                        name_of(rel),
                         if owner {
                             "only its table's owner may"
                         } else {
@@ -72,11 +72,6 @@ impl Drop for Index {
             }
         }
     }
-}
-
-fn name(rel: pg_sys::Relation) -> String {
-    // SAFETY: an open relation.
-    unsafe { pgrx::name_data_to_str(&(*(*rel).rd_rel).relname) }.to_string()
 }
 
 fn writable(func: &str) {

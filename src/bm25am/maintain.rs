@@ -9,7 +9,7 @@
 use super::buffer::read_chain;
 use super::meta::{Meta, SegEntry, MAX_SEGMENTS};
 use super::page::{allocate, Kind, Locked, Maint, Mode, Record, DISPLACED, FROZEN, META_BLOCK};
-use super::readers::{none_left, stamp_now, stamp_removable};
+use super::readers::{stamp_now, Unreachable};
 use super::reclaim::{reclaim, remember};
 use super::store;
 use pgrx::pg_sys;
@@ -241,8 +241,7 @@ pub fn vacuum_budget(meta: &Meta, free_pages: u64) -> u64 {
 /// Free the displaced pages no reader can still reach: each is stamped free (logged)
 /// and recorded in the free space map. Returns the pages free after (those freed with them).
 pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) -> u64 {
-    // every page that reads displaced below was displaced before now
-    let unread = none_left(rel);
+    let mut unreachable = Unreachable::new(rel, heap);
     // SAFETY: `rel` is open.
     let nblocks =
         unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
@@ -255,7 +254,7 @@ pub fn free_displaced(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Ma
         let free_now = match o {
             _ if new => true,
             Some(o) if o.kind == Kind::Free as u16 => true,
-            Some(o) if o.flags & DISPLACED != 0 && (unread || stamp_removable(heap, o.stamp)) => {
+            Some(o) if o.flags & DISPLACED != 0 && unreachable.at(o.stamp) => {
                 let mut rec = Record::start(rel);
                 rec.register(&p, false).free();
                 rec.finish();

@@ -64,7 +64,8 @@ pub const CONTENTS: usize = 24;
 /// Bytes of contents a page holds.
 pub const PAYLOAD: usize = pg_sys::BLCKSZ as usize - CONTENTS - SPECIAL;
 
-fn name_of(rel: pg_sys::Relation) -> String {
+/// An open relation's name.
+pub fn name_of(rel: pg_sys::Relation) -> String {
     // SAFETY: `rel` is an open relation (every caller holds it open).
     unsafe { pgrx::name_data_to_str(&(*(*rel).rd_rel).relname) }.to_string()
 }
@@ -197,6 +198,15 @@ impl Locked {
     pub fn items(&self) -> Vec<&[u8]> {
         items_of(self.rel, self.block(), self.page())
     }
+
+    /// Let go of the lock and keep the pin.
+    pub fn unlock(self) -> Pinned {
+        let buf = self.buf;
+        std::mem::forget(self);
+        // SAFETY: the buffer is pinned and locked (by `read`); the pin passes to `Pinned`.
+        unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+        Pinned { buf }
+    }
 }
 
 impl Drop for Locked {
@@ -208,17 +218,6 @@ impl Drop for Locked {
                 pg_sys::UnlockReleaseBuffer(self.buf);
             }
         }
-    }
-}
-
-impl Locked {
-    /// Let go of the lock and keep the pin.
-    pub fn unlock(self) -> Pinned {
-        let buf = self.buf;
-        std::mem::forget(self);
-        // SAFETY: the buffer is pinned and locked (by `read`); the pin passes to `Pinned`.
-        unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
-        Pinned { buf }
     }
 }
 

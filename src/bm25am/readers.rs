@@ -30,17 +30,42 @@ pub fn stamp_now() -> u64 {
 }
 
 /// Whether a displaced page's stamp is older than every snapshot (of this database).
-pub fn stamp_removable(heap: pg_sys::Relation, stamp: u64) -> bool {
+fn stamp_removable(heap: pg_sys::Relation, stamp: u64) -> bool {
     // SAFETY: a plain query of the visibility horizons.
     unsafe {
         pg_sys::GlobalVisCheckRemovableFullXid(heap, pg_sys::FullTransactionId { value: stamp })
     }
 }
 
+/// Which displaced pages of an index no reader can reach any more, for one pass that frees
+/// them under the maintenance lock (so nothing is displaced meanwhile): a page whose stamp
+/// is removable, or any page once no reader is left (`none_left`), which is asked at most
+/// once and only for a page its stamp does not free.
+pub struct Unreachable {
+    rel: pg_sys::Relation,
+    heap: pg_sys::Relation,
+    none_left: Option<bool>,
+}
+
+impl Unreachable {
+    pub fn new(rel: pg_sys::Relation, heap: pg_sys::Relation) -> Unreachable {
+        Unreachable {
+            rel,
+            heap,
+            none_left: None,
+        }
+    }
+
+    /// Whether a page displaced at `stamp` (before this pass) may be freed.
+    pub fn at(&mut self, stamp: u64) -> bool {
+        stamp_removable(self.heap, stamp)
+            || *self.none_left.get_or_insert_with(|| none_left(self.rel))
+    }
+}
+
 /// Whether every page of `rel` displaced before now is beyond every reader's reach: no
 /// reader on this server pins the metapage, and no standby reports its snapshots.
-/// The caller holds the maintenance lock (so nothing is displaced meanwhile).
-pub fn none_left(rel: pg_sys::Relation) -> bool {
+fn none_left(rel: pg_sys::Relation) -> bool {
     !standby_feedback() && unpinned(rel, META_BLOCK)
 }
 

@@ -10,7 +10,7 @@
 //! logged; callers hold the maintenance lock.
 use super::meta::Meta;
 use super::page::{allocate, Kind, Locked, Maint, Mode, Record, DISPLACED, META_BLOCK};
-use super::readers::{none_left, stamp_removable};
+use super::readers::Unreachable;
 use pgrx::pg_sys;
 
 /// Blocks one list entry holds at most (an entry is one line item: stamp, then blocks).
@@ -72,14 +72,13 @@ pub fn reclaim(rel: pg_sys::Relation, heap: pg_sys::Relation, _maint: &Maint) ->
     if meta.reclaim == META_BLOCK {
         return 0;
     }
-    // every listed page was displaced before now
-    let unread = none_left(rel);
+    let mut unreachable = Unreachable::new(rel, heap);
     let page = Locked::read_kind(rel, meta.reclaim, Mode::Exclusive, Kind::Reclaim, None);
     let mut done = Vec::new();
     let mut freed: Vec<pg_sys::BlockNumber> = Vec::new();
     for (i, item) in page.items().iter().enumerate() {
         match parse(item) {
-            Some((stamp, blocks)) if unread || stamp_removable(heap, stamp) => {
+            Some((stamp, blocks)) if unreachable.at(stamp) => {
                 for chunk in blocks.chunks(4) {
                     freed.extend(free_if_displaced(rel, chunk, stamp));
                 }

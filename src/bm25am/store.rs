@@ -1,7 +1,7 @@
 //! Segments on pages: written once (data pages, then the page map that lists them, each
 //! page logged whole), read back through the map, displaced as a whole.
 use super::meta::SegEntry;
-use super::page::{allocate, Kind, Locked, Mode, Record, PAYLOAD};
+use super::page::{allocate, name_of, Kind, Locked, Mode, Record, PAYLOAD};
 use crate::errors::raise;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
@@ -55,8 +55,7 @@ impl PageBytes {
 
 /// Raise a corrupt segment as the index's corruption.
 pub fn corrupt(rel: pg_sys::Relation, e: Corrupt) -> ! {
-    // SAFETY: `rel` is an open relation.
-    let name = unsafe { pgrx::name_data_to_str(&(*(*rel).rd_rel).relname) }.to_string();
+    let name = name_of(rel);
     raise(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("qortex_bm25 index \"{name}\": {e}; REINDEX it"),
