@@ -1033,6 +1033,30 @@ def test_one_transaction_of_many_rows_reuses_the_pages_it_displaces(db):
     assert grown <= 2.0 * fresh, (grown, fresh)
 
 
+RANKED_QUERY = " ".join(VOCAB[:6] + [OMNI])
+
+
+def seven_segments(conn, seed):
+    """Table t of seven flushed segments of 300 rows (a load's first flush then makes a tier
+    of eight, which merges); the reference scores of RANKED_QUERY over them."""
+    make_table(conn)
+    for b in range(7):
+        load(conn, random_rows(seed + b, 300, start=1 + 300 * b))
+        flush(conn, "t_bm25")
+    corpus = ref.fetch(conn, "t")
+    return corpus.scores(ref.lexemes(conn, "simple", RANKED_QUERY))
+
+
+def open_ranking(conn):
+    """A server-side cursor (in a transaction) over t ranked by RANKED_QUERY through the
+    index, and its first 5 rows: its scan has copied the metapage and read its segments."""
+    conn.execute("SET enable_seqscan = off")
+    cur = conn.cursor("c")
+    cur.execute("SELECT id, -(tsv <@> qortex_bm25_query('simple', %(q)s)) FROM t "
+                "ORDER BY tsv <@> qortex_bm25_query('simple', %(q)s)", {"q": RANKED_QUERY})
+    return cur, cur.fetchmany(5)
+
+
 def test_an_old_snapshot_that_reads_no_index_does_not_keep_displaced_pages(db, empty_db):
     """Another session sits in a REPEATABLE READ transaction (its snapshot older than every
     page displaced after it) without reading the index, while 3,000 one-row INSERT
@@ -1060,19 +1084,9 @@ def test_an_open_scan_keeps_the_pages_it_reads_while_another_transaction_displac
     segments and free what no reader holds, reusing the pages. The cursor's remaining rows
     are still the exact ranking of the rows it sees (its scan's pin on the metapage kept its
     pages from being freed), with no error; after it closes, the check is clean."""
-    make_table(db)
-    for b in range(7):  # seven small segments: the load's first flush makes a tier of eight
-        load(db, random_rows(94 + b, 300, start=1 + 300 * b))
-        flush(db, "t_bm25")
-    corpus = ref.fetch(db, "t")
-    q = " ".join(VOCAB[:6] + [OMNI])
-    scores = corpus.scores(ref.lexemes(db, "simple", q))
+    scores = seven_segments(db, 94)
     with connect(empty_db) as reader:
-        reader.execute("SET enable_seqscan = off")
-        cur = reader.cursor("c")  # a server-side cursor, in a transaction
-        cur.execute("SELECT id, -(tsv <@> qortex_bm25_query('simple', %(q)s)) FROM t "
-                    "ORDER BY tsv <@> qortex_bm25_query('simple', %(q)s)", {"q": q})
-        got = cur.fetchmany(5)
+        cur, got = open_ranking(reader)
         before = info(db, "t_bm25")
         load(db, random_rows(110, 4000, start=3001))
         after = info(db, "t_bm25")
@@ -1586,22 +1600,11 @@ def test_a_standby_scan_and_a_primary_loading_in_one_transaction(primary, standb
         replayed(primary, standby)
         with server_connect(primary, "bm25feedback") as p, \
                 server_connect(standby, "bm25feedback") as s:
-            make_table(p)
-            for b in range(7):
-                load(p, random_rows(120 + b, 300, start=1 + 300 * b))
-                flush(p, "t_bm25")
-            corpus = ref.fetch(p, "t")
-            q = " ".join(VOCAB[:6] + [OMNI])
-            scores = corpus.scores(ref.lexemes(p, "simple", q))
+            scores = seven_segments(p, 120)
             wait_replay(p, s)
-            sql = ("SELECT id, -(tsv <@> qortex_bm25_query('simple', %(q)s)) FROM t "
-                   "ORDER BY tsv <@> qortex_bm25_query('simple', %(q)s)")
             with server_connect(standby, "bm25feedback") as r:
-                r.autocommit = False  # the cursor lives in a transaction
-                r.execute("SET enable_seqscan = off")
-                cur = r.cursor("c")
-                cur.execute(sql, {"q": q})
-                got = cur.fetchmany(5)
+                r.autocommit = False
+                cur, got = open_ranking(r)
                 load(p, random_rows(130, 4000, start=3001))
                 assert info(p, "t_bm25")["segments"] < 7  # the cursor's segments merged away
                 wait_replay(p, s)
@@ -1615,7 +1618,8 @@ def test_a_standby_scan_and_a_primary_loading_in_one_transaction(primary, standb
             if not feedback:
                 s.execute("SET enable_seqscan = off")
                 now = ref.fetch(p, "t")
-                ref.check_ranking(bm25(s, q), now.scores(ref.lexemes(p, "simple", q)), None,
+                ref.check_ranking(bm25(s, RANKED_QUERY),
+                                  now.scores(ref.lexemes(p, "simple", RANKED_QUERY)), None,
                                   "run again")
     finally:
         set_feedback(False)
